@@ -1,0 +1,57 @@
+"""
+### Active learning: poll projects, launch trainings
+
+Every poll (default every 5 minutes; `ACTIVE_LEARNING_POLL_SCHEDULE` takes a cron expression) counts,
+in one query, the completions each active-learning project gained since its last training, as of the
+run's data interval end. Each project that gained at least its frequency (50, 100 or 200) gets one run
+of `active_learning_training`, whose run id names the crossing: a second poll, or a backfill, that sees
+the same crossing is skipped by Airflow instead of training twice.
+
+`apply_mlflow_deploys` applies `deployed` aliases that a person moved in the MLflow model browser to the
+projects' labeling configs, validated first.
+
+Backfill a past range with `airflow backfill create --dag-id active_learning_sensor --from-date ... --to-date ...`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from active_learning_airflow.sensors import DueProjectsSensor
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, task
+
+TRAINING_DAG_ID = "active_learning_training"
+
+with DAG(
+    dag_id="active_learning_sensor",
+    description="Poll active-learning projects and launch one training per threshold crossing",
+    doc_md=__doc__,
+    schedule=os.environ.get("ACTIVE_LEARNING_POLL_SCHEDULE", "*/5 * * * *"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["active-learning", "ner"],
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+):
+
+    @task
+    def apply_mlflow_deploys() -> list[str]:
+        """Write into the labeling config every `deployed` alias moved by hand in MLflow."""
+        from active_learning.context import Context
+        from active_learning.deployment import apply_alias_moves
+
+        return [f"{result.project}: {result.model_name}" for result in apply_alias_moves(Context())]
+
+    due_projects = DueProjectsSensor(task_id="wait_for_due_projects")
+
+    TriggerDagRunOperator.partial(
+        task_id="launch_training",
+        trigger_dag_id=TRAINING_DAG_ID,
+        logical_date=None,
+        skip_when_already_exists=True,
+        retries=2,
+    ).expand_kwargs(due_projects.output)
+
+    apply_mlflow_deploys()

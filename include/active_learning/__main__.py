@@ -1,0 +1,3 @@
+from active_learning.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,260 @@
+"""``active-learning``: the loop's command line, on the same code paths as the DAGs.
+
+Settings come from the environment (see :mod:`active_learning.settings`). Exit status: 0 done,
+1 a clear error (printed to stderr, one line per problem), 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from active_learning.context import Context
+from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, utcnow
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    ctx = Context()
+    try:
+        return args.command(ctx, args) or 0
+    except (LookupError, ValueError, RuntimeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.store  # creates the schema
+    ctx.registry.client.search_experiments(max_results=1)  # creates MLflow's store
+    print(f"annotation store: {ctx.store.engine.url.render_as_string(hide_password=True)}")
+    print(f"MLflow tracking:  {ctx.registry.tracking_uri}")
+    return 0
+
+
+def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    from active_learning.exports import read_export
+    from active_learning.labeling_config import check_structure, list_labels, text_key
+
+    store = ctx.store
+    if not store.has_project(args.project):
+        if args.config is None:
+            print(f"error: project {args.project!r} does not exist yet: give its labeling config with --config", file=sys.stderr)
+            return 1
+        xml = Path(args.config).read_text(encoding="utf-8")
+        problems = check_structure(xml)
+        if problems:
+            return _print_problems(problems)
+        store.create_project(args.project, xml, text_key=text_key(xml), frequency=args.frequency or DEFAULT_FREQUENCY)
+    if args.frequency or args.enable or args.auto_deploy is not None:
+        store.update_settings(
+            args.project, frequency=args.frequency, auto_deploy=args.auto_deploy, active_learning=True if args.enable else None
+        )
+    project = store.project(args.project)
+    labels = {label.value for label in list_labels(store.read_config(args.project).xml)}
+    tasks, summary = read_export(Path(args.path), text_key=project.text_key, allowed_labels=labels)
+    result = store.import_tasks(args.project, tasks)
+    print(
+        json.dumps(
+            {"project": args.project, "new_tasks": result.new_tasks, "new_completions": result.new_completions,
+             "already_imported": result.known_completions, "export": summary.as_dict()},
+            indent=2,
+        )
+    )
+    return 0
+
+
+def cmd_enable(ctx: Context, args: argparse.Namespace) -> int:
+    settings = ctx.store.update_settings(
+        args.project, active_learning=True, frequency=args.frequency, auto_deploy=args.auto_deploy
+    )
+    print(f"{settings.name}: active learning on, every {settings.frequency} new completions, "
+          f"auto-deploy {'on' if settings.auto_deploy else 'off'}")
+    return 0
+
+
+def cmd_disable(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.store.update_settings(args.project, active_learning=False)
+    print(f"{args.project}: active learning off")
+    return 0
+
+
+def cmd_projects(ctx: Context, args: argparse.Namespace) -> int:
+    from active_learning.polling import poll
+
+    store = ctx.store
+    now = utcnow()
+    polled = {row.project: row for row in store.poll(now)}
+    due = {training.project for training in poll(store, now)}
+    totals = store.completion_totals()
+    rows = []
+    for name, deployed in sorted(store.deployed_models().items()):
+        settings = store.project(name)
+        row = polled.get(name)
+        rows.append({
+            "project": name,
+            "active_learning": settings.active_learning,
+            "frequency": settings.frequency,
+            "auto_deploy": settings.auto_deploy,
+            "completions": totals.get(name, 0),
+            "since_last_training": row.new_completions if row else None,
+            "to_next_training": max(settings.frequency - row.new_completions, 0) if row else None,
+            "due": name in due,
+            "deployed_model": deployed,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = f"{'project':30} {'AL':3} {'every':>5} {'auto':4} {'total':>7} {'new':>5} {'next':>5}  deployed model"
+    print(header)
+    for r in rows:
+        print(f"{r['project'][:30]:30} {'on' if r['active_learning'] else 'off':3} {r['frequency']:>5} "
+              f"{'yes' if r['auto_deploy'] else 'no':4} {r['completions']:>7} {_dash(r['since_last_training']):>5} "
+              f"{_dash(r['to_next_training']):>5}  {r['deployed_model'] or '-'}")
+    return 0
+
+
+def cmd_validate_config(ctx: Context, args: argparse.Namespace) -> int:
+    from active_learning.deployment import config_problems
+    from active_learning.labeling_config import validate_config
+
+    xml = Path(args.xml).read_bytes()
+    if args.project:
+        ctx.store.project(args.project)  # unknown project: a clear error
+        problems = config_problems(ctx, args.project, xml)
+    else:
+        problems = validate_config(xml, pretrained=ctx.pretrained, registered=ctx.registry.model_names())
+    if problems:
+        return _print_problems(problems)
+    print(f"{args.xml}: valid")
+    return 0
+
+
+def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
+    from active_learning.training_pipeline import train_now
+
+    result = train_now(ctx, args.project, deploy=args.deploy)
+    print(result["model_name"])
+    print(json.dumps({"version": result["version"], "metrics": result["metrics"]}), file=sys.stderr)
+    return 0
+
+
+def cmd_deploy(ctx: Context, args: argparse.Namespace) -> int:
+    from active_learning.deployment import ConfigValidationError, deploy_model
+
+    try:
+        result = deploy_model(ctx, args.project, args.model, author="cli", reason="manual deploy")
+    except ConfigValidationError as error:
+        return _print_problems(error.problems)
+    print(f"{result.project}: {result.model_name} (version {result.version}) deployed, config revision {result.revision}")
+    return 0
+
+
+def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
+    history = [run.as_dict() for run in ctx.store.history(args.project)]
+    print(json.dumps(history, indent=2))
+    return 0
+
+
+def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
+    if args.revisions:
+        for revision in ctx.store.revisions(args.project):
+            print(f"{revision.revision:>4}  {revision.created_at:%Y-%m-%d %H:%M:%S}  {revision.author:30}  {revision.reason}")
+        return 0
+    sys.stdout.write(ctx.store.read_config(args.project).xml)
+    return 0
+
+
+def cmd_rollback(ctx: Context, args: argparse.Namespace) -> int:
+    from active_learning.deployment import ConfigValidationError, rollback
+
+    try:
+        revision = rollback(ctx, args.project, to_revision=args.to, author="cli")
+    except ConfigValidationError as error:
+        return _print_problems(error.problems)
+    print(f"{args.project}: config revision {revision} is live")
+    return 0
+
+
+def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
+    from active_learning.evaluation import evaluate_export
+
+    scores = evaluate_export(ctx, args.model, Path(args.tasks))
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
+def _print_problems(problems: Sequence[Any]) -> int:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="active-learning", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, function: Any, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(command=function)
+        return sub
+
+    def frequency_and_deploy(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--frequency", type=int, choices=FREQUENCIES, help="retrain every N new completions")
+        sub.add_argument("--auto-deploy", action=argparse.BooleanOptionalAction, default=None,
+                         help="deploy each new model into the labeling config right after training")
+
+    command("init", cmd_init, "create the annotation store and the MLflow store")
+
+    sub = command("import", cmd_import, "import an Annotation Lab or Label Studio JSON export into a project")
+    sub.add_argument("path")
+    sub.add_argument("--project", required=True)
+    sub.add_argument("--config", help="labeling config XML (needed when the project is new)")
+    frequency_and_deploy(sub)
+    sub.add_argument("--enable", action="store_true", help="switch active learning on")
+
+    sub = command("enable", cmd_enable, "switch active learning on for a project")
+    sub.add_argument("--project", required=True)
+    frequency_and_deploy(sub)
+
+    sub = command("disable", cmd_disable, "switch active learning off for a project")
+    sub.add_argument("--project", required=True)
+
+    sub = command("projects", cmd_projects, "list projects with their counts and deployed model")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("validate-config", cmd_validate_config, "validate a labeling config and its model names")
+    sub.add_argument("xml")
+    sub.add_argument("--project", help="also require every model of ours to be this project's")
+
+    sub = command("train", cmd_train, "train a project's model now and print its name")
+    sub.add_argument("--project", required=True)
+    sub.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=None,
+                     help="deploy it (default: the project's auto-deploy flag)")
+
+    sub = command("deploy", cmd_deploy, "deploy a registered model into a project's labeling config")
+    sub.add_argument("--project", required=True)
+    sub.add_argument("--model", required=True, help="<project>_ner_<YYYYMMDD_HHMMSS>")
+
+    sub = command("history", cmd_history, "a project's training history as JSON")
+    sub.add_argument("--project", required=True)
+
+    sub = command("config", cmd_config, "print a project's live labeling config")
+    sub.add_argument("--project", required=True)
+    sub.add_argument("--revisions", action="store_true", help="list its revisions instead")
+
+    sub = command("rollback", cmd_rollback, "make an earlier config revision live again")
+    sub.add_argument("--project", required=True)
+    sub.add_argument("--to", type=int, help="revision number (default: the one before the live one)")
+
+    sub = command("evaluate", cmd_evaluate, "score a registered model on an export's completions (JSON)")
+    sub.add_argument("--model", required=True)
+    sub.add_argument("--tasks", required=True)
+    return parser

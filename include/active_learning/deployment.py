@@ -1,0 +1,142 @@
+"""Deploying a model into a project's labeling config, validating it, and rolling it back.
+
+The same functions serve the training DAG's *update config* branch, the manual deploy DAG, the sensor
+that applies ``deployed`` alias moves made in the MLflow UI, and the CLI.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+
+from active_learning.context import Context
+from active_learning.labeling_config import ConfigProblem, assign_model, validate_config
+from active_learning.naming import registered_model_name
+from active_learning.registry import CANDIDATE, DEPLOYED, ModelVersionInfo
+from active_learning.store.repository import ConfigConflictError
+
+log = logging.getLogger(__name__)
+WRITE_ATTEMPTS = 5
+
+
+class DeployError(RuntimeError):
+    """A deploy that cannot happen; nothing was written."""
+
+
+class ConfigValidationError(DeployError):
+    def __init__(self, project: str, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"the labeling config of project {project!r} is invalid:\n{lines}")
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    project: str
+    model_name: str
+    version: int
+    revision: int
+    changed: bool
+
+
+def find_project_model(ctx: Context, project: str, model_name: str) -> ModelVersionInfo:
+    info = ctx.registry.find_model(model_name)
+    if info is None:
+        known = sorted(v.model_name for v in ctx.registry.project_models(project))
+        close = difflib.get_close_matches(model_name, known, n=3, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else f"project {project!r} has {len(known)} registered models"
+        raise DeployError(f"no registered model named {model_name!r} ({hint})")
+    if info.registered_name != registered_model_name(project):
+        raise DeployError(f"model {model_name!r} belongs to project {info.project!r}, not to {project!r}")
+    return info
+
+
+def config_problems(ctx: Context, project: str, xml: str, *, also_known: tuple[str, ...] = ()) -> list[ConfigProblem]:
+    project_models = {v.model_name for v in ctx.registry.project_models(project)} | set(also_known)
+    registered = ctx.registry.model_names() | project_models
+    return validate_config(xml, pretrained=ctx.pretrained, registered=registered, project_models=project_models)
+
+
+def deploy_model(ctx: Context, project: str, model_name: str, *, author: str, reason: str) -> DeployResult:
+    """Name ``model_name`` in every untied label it was trained on, then move the ``deployed`` alias.
+
+    The new config is validated before it is written, and written only if nobody changed the config
+    meanwhile (else re-read and re-applied): an invalid or half-made config never goes live.
+    """
+    info = find_project_model(ctx, project, model_name)
+    for _ in range(WRITE_ATTEMPTS):
+        current = ctx.store.read_config(project)
+        updated = assign_model(current.xml, model_name=model_name, trained_labels=info.labels, pretrained=ctx.pretrained)
+        problems = config_problems(ctx, project, updated, also_known=(model_name,))
+        if problems:
+            raise ConfigValidationError(project, problems)
+        if updated == current.xml:
+            revision, changed = current.revision, False
+            break
+        try:
+            revision = ctx.store.write_config(
+                project, updated, expected_revision=current.revision, author=author, reason=reason
+            ).revision
+            changed = True
+            break
+        except ConfigConflictError:
+            log.info("labeling config of %s changed meanwhile; applying the deploy again", project)
+    else:
+        raise DeployError(f"the labeling config of {project!r} kept changing; {WRITE_ATTEMPTS} attempts failed")
+    ctx.registry.set_alias(info.registered_name, DEPLOYED, info.version)
+    ctx.store.set_deployed_model(project, model_name)
+    return DeployResult(project, model_name, info.version, revision, changed)
+
+
+def mark_candidate(ctx: Context, project: str, model_name: str) -> ModelVersionInfo:
+    """Register-only branch: the model waits, under the ``candidate`` alias, for a person to deploy it."""
+    info = find_project_model(ctx, project, model_name)
+    ctx.registry.set_alias(info.registered_name, CANDIDATE, info.version)
+    return info
+
+
+def validate_project(ctx: Context, project: str) -> list[ConfigProblem]:
+    return config_problems(ctx, project, ctx.store.read_config(project).xml)
+
+
+def rollback(ctx: Context, project: str, *, to_revision: int | None, author: str) -> int:
+    """Make an earlier revision live again, as a new revision (history is never rewritten)."""
+    revisions = ctx.store.revisions(project)
+    current = revisions[-1]
+    if to_revision is None:
+        if len(revisions) < 2:
+            raise DeployError(f"project {project!r} has only one config revision: nothing to roll back to")
+        to_revision = revisions[-2].revision
+    target = next((r for r in revisions if r.revision == to_revision), None)
+    if target is None:
+        raise DeployError(f"project {project!r} has no config revision {to_revision} (it has 1 to {current.revision})")
+    problems = config_problems(ctx, project, target.labeling_config)
+    if problems:
+        raise ConfigValidationError(project, problems)
+    state = ctx.store.write_config(
+        project,
+        target.labeling_config,
+        expected_revision=current.revision,
+        author=author,
+        reason=f"rollback to revision {to_revision}",
+    )
+    return state.revision
+
+
+def apply_alias_moves(ctx: Context) -> list[DeployResult]:
+    """Apply ``deployed`` aliases that a person moved in the MLflow UI to the projects' configs."""
+    deployed = ctx.registry.deployed_versions()
+    applied = []
+    for project, current_model in ctx.store.deployed_models().items():
+        version = deployed.get(registered_model_name(project))
+        if version is None:
+            continue
+        info = ctx.registry.model_version(registered_model_name(project), version)
+        if info.model_name and info.model_name != current_model:
+            applied.append(
+                deploy_model(
+                    ctx, project, info.model_name, author="mlflow", reason=f"alias '{DEPLOYED}' moved to version {version}"
+                )
+            )
+    return applied

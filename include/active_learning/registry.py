@@ -1,0 +1,245 @@
+"""MLflow: one experiment and one registered model per project, one run and one version per training.
+
+Only ``MLFLOW_TRACKING_URI`` ties this to a store: a local SQLite file by default, an MLflow server
+with served artifacts in the scale-out setup; nothing here knows the difference.
+
+The alias ``deployed`` marks the version the project's labeling config names. Moving it in the MLflow
+UI is how a person deploys by hand; the sensor DAG applies the move to the config. The alias
+``candidate`` marks the newest version trained but not deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from active_learning import naming, settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+log = logging.getLogger(__name__)
+
+DEPLOYED = "deployed"
+CANDIDATE = "candidate"
+TAG_PROJECT = "project"
+TAG_MODEL_NAME = "model_name"
+TAG_RUN_KEY = "training_run_key"
+TAG_TRAINED_AT = "trained_at"
+TAG_LABELS = "labels"
+DATASET_DIR = "dataset"
+MODEL_DIR = "model"
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    registered_name: str
+    version: int
+    model_name: str
+    project: str
+    trained_at: str
+    labels: tuple[str, ...]
+    run_id: str | None
+    aliases: tuple[str, ...]
+
+    @classmethod
+    def from_mlflow(cls, version: ModelVersion) -> ModelVersionInfo:
+        tags = version.tags or {}
+        return cls(
+            registered_name=version.name,
+            version=int(version.version),
+            model_name=tags.get(TAG_MODEL_NAME, ""),
+            project=tags.get(TAG_PROJECT, ""),
+            trained_at=tags.get(TAG_TRAINED_AT, ""),
+            labels=tuple(json.loads(tags.get(TAG_LABELS, "[]"))),
+            run_id=version.run_id,
+            aliases=tuple(version.aliases or ()),
+        )
+
+
+class ModelRegistry:
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri or settings.mlflow_tracking_uri()
+        self.client: MlflowClient = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def experiment_id(self, project: str) -> str:
+        name = f"active-learning/{naming.safe_name(project)}"
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return self.client.create_experiment(
+            name, artifact_location=settings.local_artifact_root(), tags={TAG_PROJECT: project}
+        )
+
+    def start_run(self, project: str, *, run_key: str, run_name: str, tags: Mapping[str, str]) -> str:
+        """The MLflow run of a training; a retry of the same training finds and reuses its run."""
+        experiment_id = self.experiment_id(project)
+        existing = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.{TAG_RUN_KEY} = '{_quote(run_key)}'", max_results=1
+        )
+        if existing:
+            return existing[0].info.run_id
+        run = self.client.create_run(
+            experiment_id, run_name=run_name, tags={TAG_PROJECT: project, TAG_RUN_KEY: run_key, **tags}
+        )
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(datetime.now().timestamp() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+
+    def log_dataset(self, run_id: str, folder: Path, *, name: str, digest: str, summary: Mapping[str, Any]) -> None:
+        """Upload the prepared train/dev files, so a training on another machine can fetch them."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        self.client.log_artifacts(run_id, str(folder), DATASET_DIR)
+        self.client.log_dict(run_id, dict(summary), f"{DATASET_DIR}/summary.json")
+        source_uri = f"{self.client.get_run(run_id).info.artifact_uri}/{DATASET_DIR}"
+        # MLflow keeps at most 36 characters of a dataset digest; the full one is a run parameter.
+        dataset = MetaDataset(resolve_dataset_source(source_uri), name=name, digest=digest[:32])
+        self.client.log_inputs(
+            run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "training")])]
+        )
+
+    def download_dataset(self, run_id: str, destination: Path) -> Path:
+        return Path(self.client.download_artifacts(run_id, DATASET_DIR, str(destination)))
+
+    def log_model(self, run_id: str, nlp: Any) -> str:
+        """Log the spaCy pipeline with MLflow's spaCy flavor; returns the logged model's URI."""
+        import mlflow
+        import spacy
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.spacy.log_model(
+                nlp, name=MODEL_DIR, pip_requirements=[f"spacy=={spacy.__version__}"]
+            )
+        return info.model_uri
+
+    def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    # -- registry -------------------------------------------------------------------------------
+
+    def register(
+        self,
+        project: str,
+        *,
+        model_uri: str,
+        run_id: str,
+        run_key: str,
+        trained_at: datetime,
+        labels: tuple[str, ...],
+        description: str,
+    ) -> ModelVersionInfo:
+        """Register one version per training: a retried registration finds the version it made."""
+        registered = naming.registered_model_name(project)
+        existing = self._search_versions(f"name = '{_quote(registered)}' and tags.{TAG_RUN_KEY} = '{_quote(run_key)}'")
+        if existing:
+            return existing[0]
+        if not self.client.search_registered_models(f"name = '{_quote(registered)}'"):
+            self.client.create_registered_model(
+                registered,
+                tags={TAG_PROJECT: project},
+                description=f"NER models of annotation project {project!r}, one version per training.",
+            )
+        version = self.client.create_model_version(
+            registered,
+            source=model_uri,
+            run_id=run_id,
+            description=description,
+            tags={
+                TAG_PROJECT: project,
+                TAG_MODEL_NAME: naming.model_name(project, trained_at),
+                TAG_RUN_KEY: run_key,
+                TAG_TRAINED_AT: trained_at.isoformat(timespec="seconds"),
+                TAG_LABELS: json.dumps(sorted(labels)),
+            },
+        )
+        return ModelVersionInfo.from_mlflow(self.client.get_model_version(registered, version.version))
+
+    def set_alias(self, registered_name: str, alias: str, version: int) -> None:
+        self.client.set_registered_model_alias(registered_name, alias, str(version))
+
+    def version_by_alias(self, registered_name: str, alias: str) -> ModelVersionInfo | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return ModelVersionInfo.from_mlflow(self.client.get_model_version_by_alias(registered_name, alias))
+        except MlflowException:
+            return None
+
+    def find_model(self, model_name: str) -> ModelVersionInfo | None:
+        """The registered version carrying one of our model names, or None."""
+        if naming.parse_model_name(model_name) is None:
+            return None  # not a name we give: no need to ask MLflow, and nothing unsafe reaches a filter
+        found = self._search_versions(f"tags.{TAG_MODEL_NAME} = '{_quote(model_name)}'")
+        return found[0] if found else None
+
+    def project_models(self, project: str) -> list[ModelVersionInfo]:
+        registered = naming.registered_model_name(project)
+        versions = self._search_versions(f"name = '{_quote(registered)}'")
+        return sorted(versions, key=lambda v: v.version)
+
+    def model_names(self) -> set[str]:
+        """Every model name we registered, for validation of labeling configs."""
+        return {v.model_name for v in self._search_versions(f"tags.{TAG_MODEL_NAME} LIKE '%_ner_%'") if v.model_name}
+
+    def deployed_versions(self) -> dict[str, int]:
+        """registered model name -> version under the ``deployed`` alias, in one paginated listing."""
+        deployed: dict[str, int] = {}
+        token = None
+        while True:
+            page = self.client.search_registered_models(max_results=200, page_token=token)
+            for model in page:
+                if DEPLOYED in model.aliases:
+                    deployed[model.name] = int(model.aliases[DEPLOYED])
+            token = page.token
+            if not token:
+                return deployed
+
+    def model_version(self, registered_name: str, version: int) -> ModelVersionInfo:
+        return ModelVersionInfo.from_mlflow(self.client.get_model_version(registered_name, str(version)))
+
+    def load_model(self, info: ModelVersionInfo) -> Any:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return mlflow.spacy.load_model(f"models:/{info.registered_name}/{info.version}")
+
+    def _search_versions(self, filter_string: str) -> list[ModelVersionInfo]:
+        found: list[ModelVersionInfo] = []
+        token = None
+        while True:
+            page = self.client.search_model_versions(filter_string, max_results=1000, page_token=token)
+            found.extend(ModelVersionInfo.from_mlflow(v) for v in page)
+            token = page.token
+            if not token:
+                return found
+
+
+def _quote(value: str) -> str:
+    """A literal for an MLflow filter string; our names and run keys never hold quotes, so refuse them."""
+    if "'" in value or "\\" in value:
+        raise ValueError(f"{value!r} cannot be used in an MLflow search")
+    return value

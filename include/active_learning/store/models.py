@@ -1,0 +1,153 @@
+"""SQLAlchemy 2.x models of the annotation store (SQLite by default, PostgreSQL as well)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+FREQUENCIES = (50, 100, 200)
+DEFAULT_FREQUENCY = 50
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, hands back aware UTC: SQLite keeps no zone, and mixed zones would break ordering."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (
+        CheckConstraint(f"frequency IN {FREQUENCIES}", name="ck_projects_frequency"),
+        Index("ix_projects_active_learning", "active_learning"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    labeling_config: Mapped[str] = mapped_column(Text)
+    config_revision: Mapped[int] = mapped_column(Integer, default=1)
+    text_key: Mapped[str] = mapped_column(String(100), default="text")
+    active_learning: Mapped[bool] = mapped_column(default=False)
+    frequency: Mapped[int] = mapped_column(Integer, default=DEFAULT_FREQUENCY)
+    auto_deploy: Mapped[bool] = mapped_column(default=False)
+    deployed_model: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tasks: Mapped[list[Task]] = relationship(back_populates="project", cascade="all, delete-orphan")
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("project_id", "source_id", name="uq_tasks_source"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    source_id: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(String(500))
+
+    project: Mapped[Project] = relationship(back_populates="tasks")
+    completions: Mapped[list[Completion]] = relationship(back_populates="task", cascade="all, delete-orphan")
+
+
+class Completion(Base):
+    """One annotator's annotation of a task.
+
+    ``arrived_at`` is when a *submitted* completion reached the store (NULL for drafts and cancelled
+    ones). The trigger counts by it, so a poll "as of T" sees exactly what the store knew at T, and a
+    backfill replays what live polls saw, even for exports imported long after they were annotated.
+    """
+
+    __tablename__ = "completions"
+    __table_args__ = (
+        UniqueConstraint("task_id", "source_id", name="uq_completions_source"),
+        # The poll counts a range of this index per project: its cost follows new completions, not history.
+        Index("ix_completions_project_arrived", "project_id", "arrived_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    source_id: Mapped[str] = mapped_column(String(200))
+    annotator: Mapped[str] = mapped_column(String(200), default="unknown")
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ground_truth: Mapped[bool] = mapped_column(default=False)
+    review_status: Mapped[str | None] = mapped_column(String(20))
+    cancelled: Mapped[bool] = mapped_column(default=False)
+    spans: Mapped[list[list[Any]]] = mapped_column(JSON, default=list)
+
+    task: Mapped[Task] = relationship(back_populates="completions")
+
+
+class TrainingRun(Base):
+    """One training of a project's model: the history shown to people and the trigger's memory."""
+
+    __tablename__ = "training_runs"
+    __table_args__ = (Index("ix_training_runs_project_as_of", "project_id", "as_of"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    run_key: Mapped[str] = mapped_column(String(250), unique=True)
+    source: Mapped[str] = mapped_column(String(20))  # "active_learning" | "manual"
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | success | failed
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completions_used: Mapped[int | None] = mapped_column(Integer)
+    dataset_digest: Mapped[str | None] = mapped_column(String(64))
+    model_name: Mapped[str | None] = mapped_column(String(200), unique=True)
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    deploy: Mapped[str | None] = mapped_column(String(200))  # what the deploy branch did and why
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ConfigRevision(Base):
+    """Every labeling config a project ever had; the highest revision is the live one."""
+
+    __tablename__ = "config_revisions"
+    __table_args__ = (UniqueConstraint("project_id", "revision", name="uq_config_revisions_revision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer)
+    labeling_config: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    author: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,463 @@
+"""Reads and writes of the annotation store, each in its own short transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, literal, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from active_learning.dataset import TrainingExample
+from active_learning.exports import Span, TaskRecord
+from active_learning.selection import choose_completion
+from active_learning.store.models import (
+    DEFAULT_FREQUENCY,
+    FREQUENCIES,
+    Completion,
+    ConfigRevision,
+    Project,
+    Task,
+    TrainingRun,
+    utcnow,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class UnknownProjectError(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no project named {name!r}; see `active-learning projects`")
+
+
+class ConfigConflictError(RuntimeError):
+    """The labeling config changed since it was read: re-read and apply the change again."""
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    id: int
+    name: str
+    active_learning: bool
+    frequency: int
+    auto_deploy: bool
+    text_key: str
+    deployed_model: str | None
+    config_revision: int
+
+
+@dataclass(frozen=True)
+class PollRow:
+    """One active-learning project as a poll sees it."""
+
+    project: str
+    frequency: int
+    auto_deploy: bool
+    last_training_as_of: datetime | None
+    new_completions: int
+
+    @property
+    def due(self) -> bool:
+        return self.new_completions >= self.frequency
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    new_tasks: int
+    new_completions: int
+    known_completions: int
+
+
+@dataclass(frozen=True)
+class ConfigState:
+    xml: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class RevisionView:
+    revision: int
+    labeling_config: str
+    created_at: datetime
+    author: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrainingView:
+    run_key: str
+    project: str
+    source: str
+    as_of: datetime
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    completions_used: int | None
+    model_name: str | None
+    model_version: int | None
+    mlflow_run_id: str | None
+    deploy: str | None
+    metrics: dict[str, Any] | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+
+
+class AnnotationStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # -- projects -------------------------------------------------------------------------------
+
+    def create_project(
+        self,
+        name: str,
+        labeling_config: str,
+        *,
+        active_learning: bool = False,
+        frequency: int = DEFAULT_FREQUENCY,
+        auto_deploy: bool = False,
+        text_key: str = "text",
+        author: str = "cli",
+    ) -> ProjectSettings:
+        _check_frequency(frequency)
+        with self._session() as session:
+            project = Project(
+                name=name,
+                labeling_config=labeling_config,
+                active_learning=active_learning,
+                frequency=frequency,
+                auto_deploy=auto_deploy,
+                text_key=text_key,
+                config_revision=1,
+            )
+            session.add(project)
+            session.flush()
+            session.add(
+                ConfigRevision(
+                    project_id=project.id,
+                    revision=1,
+                    labeling_config=labeling_config,
+                    author=author,
+                    reason="project created",
+                )
+            )
+            return _settings(project)
+
+    def project(self, name: str) -> ProjectSettings:
+        with self._session() as session:
+            return _settings(_project(session, name))
+
+    def has_project(self, name: str) -> bool:
+        with self._session() as session:
+            return session.scalar(select(Project.id).where(Project.name == name)) is not None
+
+    def project_names(self) -> list[str]:
+        with self._session() as session:
+            return list(session.scalars(select(Project.name).order_by(Project.name)))
+
+    def update_settings(
+        self,
+        name: str,
+        *,
+        active_learning: bool | None = None,
+        frequency: int | None = None,
+        auto_deploy: bool | None = None,
+    ) -> ProjectSettings:
+        with self._session() as session:
+            project = _project(session, name)
+            if frequency is not None:
+                _check_frequency(frequency)
+                project.frequency = frequency
+            if active_learning is not None:
+                project.active_learning = active_learning
+            if auto_deploy is not None:
+                project.auto_deploy = auto_deploy
+            return _settings(project)
+
+    def deployed_models(self) -> dict[str, str | None]:
+        """Project name -> the model its config was last deployed with."""
+        with self._session() as session:
+            return dict(session.execute(select(Project.name, Project.deployed_model)).all())
+
+    def set_deployed_model(self, name: str, model_name: str) -> None:
+        with self._session() as session:
+            _project(session, name).deployed_model = model_name
+
+    # -- completions ----------------------------------------------------------------------------
+
+    def import_tasks(
+        self, name: str, tasks: Iterable[TaskRecord], *, arrived_at: datetime | None = None
+    ) -> ImportResult:
+        """Add tasks and completions not seen before; an export imported twice adds nothing twice."""
+        arrived_at = arrived_at or utcnow()
+        new_tasks = new_completions = known = 0
+        with self._session() as session:
+            project = _project(session, name)
+            existing_tasks = dict(
+                session.execute(select(Task.source_id, Task.id).where(Task.project_id == project.id)).all()
+            )
+            existing_completions = set(
+                session.execute(
+                    select(Completion.task_id, Completion.source_id).where(Completion.project_id == project.id)
+                )
+            )
+            for record in tasks:
+                task_id = existing_tasks.get(record.source_id)
+                if task_id is None:
+                    task = Task(project_id=project.id, source_id=record.source_id, text=record.text, title=record.title)
+                    session.add(task)
+                    session.flush()
+                    task_id = existing_tasks[record.source_id] = task.id
+                    new_tasks += 1
+                for completion in record.completions:
+                    if (task_id, completion.source_id) in existing_completions:
+                        known += 1
+                        continue
+                    existing_completions.add((task_id, completion.source_id))
+                    submitted = completion.submitted_at is not None and not completion.cancelled
+                    session.add(
+                        Completion(
+                            task_id=task_id,
+                            project_id=project.id,
+                            source_id=completion.source_id,
+                            annotator=completion.annotator,
+                            created_at=completion.created_at,
+                            submitted_at=completion.submitted_at,
+                            arrived_at=arrived_at if submitted else None,
+                            ground_truth=completion.ground_truth,
+                            review_status=completion.review_status,
+                            cancelled=completion.cancelled,
+                            spans=[[s.start, s.end, s.label] for s in completion.spans],
+                        )
+                    )
+                    new_completions += 1
+        return ImportResult(new_tasks, new_completions, known)
+
+    def training_examples(self, name: str, as_of: datetime) -> list[TrainingExample]:
+        """One example per task that had a trainable completion as of ``as_of`` (see selection policy)."""
+        with self._session() as session:
+            project = _project(session, name)
+            rows = session.execute(
+                select(Task.source_id, Task.text, Completion)
+                .join(Completion, Completion.task_id == Task.id)
+                .where(Completion.project_id == project.id, Completion.arrived_at <= as_of)
+                .order_by(Task.id)
+            )
+            by_task: dict[str, tuple[str, list[Completion]]] = {}
+            for source_id, text, completion in rows:
+                by_task.setdefault(source_id, (text, []))[1].append(completion)
+        examples = []
+        for source_id, (text, completions) in by_task.items():
+            chosen = choose_completion(completions)
+            if chosen is not None:
+                spans = tuple(Span(start, end, label) for start, end, label in chosen.spans)
+                examples.append(TrainingExample(task_id=source_id, text=text, spans=spans))
+        return examples
+
+    # -- the poll -------------------------------------------------------------------------------
+
+    def poll(self, as_of: datetime) -> list[PollRow]:
+        """Every active-learning project with its completions since its last training, in ONE query.
+
+        The last training is the latest one as of ``as_of`` that did not fail; counting only the
+        completions that arrived after it keeps the poll's cost independent of the history's length.
+        """
+        last_training = (
+            select(func.max(TrainingRun.as_of))
+            .where(
+                TrainingRun.project_id == Project.id,
+                TrainingRun.status != "failed",
+                TrainingRun.as_of <= as_of,
+            )
+            .correlate(Project)
+            .scalar_subquery()
+        )
+        new_completions = (
+            select(func.count(Completion.id))
+            .where(
+                Completion.project_id == Project.id,
+                Completion.arrived_at > func.coalesce(last_training, literal(EPOCH, TrainingRun.as_of.type)),
+                Completion.arrived_at <= as_of,
+            )
+            .correlate(Project)
+            .scalar_subquery()
+        )
+        query = (
+            select(Project.name, Project.frequency, Project.auto_deploy, last_training, new_completions)
+            .where(Project.active_learning.is_(True))
+            .order_by(Project.name)
+        )
+        with self._session() as session:
+            return [
+                PollRow(name, frequency, auto_deploy, _aware(last), count)
+                for name, frequency, auto_deploy, last, count in session.execute(query)
+            ]
+
+    def completion_totals(self) -> dict[str, int]:
+        """Submitted completions per project over the whole history (for people, not for the poll)."""
+        query = (
+            select(Project.name, func.count(Completion.id))
+            .outerjoin(Completion, and_(Completion.project_id == Project.id, Completion.arrived_at.is_not(None)))
+            .group_by(Project.name)
+        )
+        with self._session() as session:
+            return dict(session.execute(query).all())
+
+    # -- training history ------------------------------------------------------------------------
+
+    def start_training(self, name: str, *, run_key: str, source: str, as_of: datetime) -> TrainingView:
+        """Record a training as running; a retry of the same run key reuses its row."""
+        with self._session() as session:
+            project = _project(session, name)
+            run = session.scalar(select(TrainingRun).where(TrainingRun.run_key == run_key))
+            if run is None:
+                run = TrainingRun(project_id=project.id, run_key=run_key, source=source, as_of=as_of)
+                session.add(run)
+            run.status, run.error, run.ended_at = "running", None, None
+            session.flush()
+            return _training_view(run, name)
+
+    def update_training(self, run_key: str, **fields: Any) -> TrainingView:
+        with self._session() as session:
+            run = session.scalars(select(TrainingRun).where(TrainingRun.run_key == run_key)).one()
+            for key, value in fields.items():
+                setattr(run, key, value)
+            if fields.get("status") in {"success", "failed"}:
+                run.ended_at = utcnow()
+            project_name = session.scalar(select(Project.name).where(Project.id == run.project_id))
+            return _training_view(run, project_name)
+
+    def has_training(self, run_key: str) -> bool:
+        with self._session() as session:
+            return session.scalar(select(TrainingRun.id).where(TrainingRun.run_key == run_key)) is not None
+
+    def training(self, run_key: str) -> TrainingView:
+        with self._session() as session:
+            run, project_name = session.execute(
+                select(TrainingRun, Project.name)
+                .join(Project, Project.id == TrainingRun.project_id)
+                .where(TrainingRun.run_key == run_key)
+            ).one()
+            return _training_view(run, project_name)
+
+    def history(self, name: str) -> list[TrainingView]:
+        with self._session() as session:
+            project = _project(session, name)
+            runs = session.scalars(
+                select(TrainingRun).where(TrainingRun.project_id == project.id).order_by(TrainingRun.started_at)
+            )
+            return [_training_view(run, name) for run in runs]
+
+    # -- labeling config ---------------------------------------------------------------------------
+
+    def read_config(self, name: str) -> ConfigState:
+        with self._session() as session:
+            project = _project(session, name)
+            return ConfigState(project.labeling_config, project.config_revision)
+
+    def write_config(self, name: str, xml: str, *, expected_revision: int, author: str, reason: str) -> ConfigState:
+        """Make ``xml`` the live config if nobody changed it since ``expected_revision`` was read.
+
+        The compare-and-set on the revision serialises concurrent writers without losing an update;
+        every earlier revision stays in ``config_revisions``.
+        """
+        with self._session() as session:
+            project_id = _project(session, name).id
+            changed = session.execute(
+                update(Project)
+                .where(Project.id == project_id, Project.config_revision == expected_revision)
+                .values(labeling_config=xml, config_revision=expected_revision + 1)
+            ).rowcount
+            if changed != 1:
+                raise ConfigConflictError(
+                    f"the labeling config of {name!r} changed after revision {expected_revision} was read"
+                )
+            try:
+                session.add(
+                    ConfigRevision(
+                        project_id=project_id,
+                        revision=expected_revision + 1,
+                        labeling_config=xml,
+                        author=author,
+                        reason=reason,
+                    )
+                )
+                session.flush()
+            except IntegrityError as error:
+                raise ConfigConflictError(f"revision {expected_revision + 1} of {name!r} exists already") from error
+        return ConfigState(xml, expected_revision + 1)
+
+    def revisions(self, name: str) -> list[RevisionView]:
+        with self._session() as session:
+            project = _project(session, name)
+            rows = session.scalars(
+                select(ConfigRevision).where(ConfigRevision.project_id == project.id).order_by(ConfigRevision.revision)
+            )
+            return [RevisionView(r.revision, r.labeling_config, r.created_at, r.author, r.reason) for r in rows]
+
+
+def _project(session: Session, name: str) -> Project:
+    project = session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        raise UnknownProjectError(name)
+    return project
+
+
+def _settings(project: Project) -> ProjectSettings:
+    return ProjectSettings(
+        id=project.id,
+        name=project.name,
+        active_learning=project.active_learning,
+        frequency=project.frequency,
+        auto_deploy=project.auto_deploy,
+        text_key=project.text_key,
+        deployed_model=project.deployed_model,
+        config_revision=project.config_revision,
+    )
+
+
+def _training_view(run: TrainingRun, project_name: str) -> TrainingView:
+    return TrainingView(
+        run_key=run.run_key,
+        project=project_name,
+        source=run.source,
+        as_of=run.as_of,
+        status=run.status,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        completions_used=run.completions_used,
+        model_name=run.model_name,
+        model_version=run.model_version,
+        mlflow_run_id=run.mlflow_run_id,
+        deploy=run.deploy,
+        metrics=run.metrics,
+        error=run.error,
+    )
+
+
+def _check_frequency(frequency: int) -> None:
+    if frequency not in FREQUENCIES:
+        allowed = ", ".join(map(str, FREQUENCIES))
+        raise ValueError(f"frequency must be one of {allowed} new completions, not {frequency}")
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """Scalar subqueries bypass the column type: SQLite hands back strings, PostgreSQL naive datetimes."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

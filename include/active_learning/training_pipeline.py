@@ -1,0 +1,166 @@
+"""The steps of one training: prepare data -> train -> register. Each step is one Airflow task.
+
+Steps hand each other only small JSON-able dicts; data and models travel through the MLflow run, so
+each step may run on another worker. Every step can be retried: it finds what an earlier attempt made
+(the training row by run key, the MLflow run by run key, the model version by run key) instead of
+making it twice, and works in a temporary folder that is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from active_learning import naming
+from active_learning.context import Context
+from active_learning.dataset import TrainingExample, dataset_digest, split_examples, to_docs, write_docbin
+from active_learning.labeling_config import list_labels
+from active_learning.polling import SOURCE_MANUAL
+
+log = logging.getLogger(__name__)
+MIN_EXAMPLES = 2
+
+
+class NotEnoughDataError(ValueError):
+    pass
+
+
+def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of: datetime) -> dict[str, Any]:
+    """Select one completion per task as of ``as_of``, convert to spaCy docs, split, upload to MLflow."""
+    import spacy
+
+    training = ctx.store.start_training(project, run_key=run_key, source=source, as_of=as_of)
+    config_labels = {label.value for label in list_labels(ctx.store.read_config(project).xml)}
+    examples, unknown = _keep_config_labels(ctx.store.training_examples(project, as_of), config_labels)
+    if len(examples) < MIN_EXAMPLES:
+        raise NotEnoughDataError(f"project {project!r} has {len(examples)} trainable tasks as of {as_of:%Y-%m-%d %H:%M:%S} UTC; at least {MIN_EXAMPLES} are needed")
+    train, dev = split_examples(examples)
+    nlp = spacy.blank("en")
+    summary: dict[str, Any] = {"as_of": as_of.isoformat(), "tasks": len(examples), "unknown_labels": unknown}
+    with tempfile.TemporaryDirectory(prefix="al-prepare-") as folder:
+        for part, part_examples in (("train", train), ("dev", dev)):
+            docs, report = to_docs(nlp, part_examples)
+            write_docbin(docs, Path(folder) / f"{part}.spacy")
+            summary[part] = report.as_dict()
+        digest = dataset_digest(examples)
+        run_id = ctx.registry.start_run(
+            project,
+            run_key=run_key,
+            run_name=naming.model_name(project, training.started_at),
+            tags={"source": source, "airflow_run_id": run_key},
+        )
+        ctx.registry.log_dataset(run_id, Path(folder), name=f"{naming.safe_name(project)}-completions", digest=digest, summary=summary)
+    ctx.registry.log_params(
+        run_id,
+        {"project": project, "source": source, "as_of": as_of.isoformat(), "completions_used": len(examples),
+         "train_docs": len(train), "dev_docs": len(dev), "dataset_digest": digest},
+    )
+    ctx.store.update_training(run_key, mlflow_run_id=run_id, completions_used=len(examples), dataset_digest=digest)
+    log.info("prepared %d tasks (%d train / %d dev) for %s: %s", len(examples), len(train), len(dev), project, summary)
+    return {"run_key": run_key, "mlflow_run_id": run_id, "completions_used": len(examples), "summary": summary}
+
+
+def train(ctx: Context, *, run_key: str, mlflow_run_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train on the run's dataset, score on its dev part, log the model to the same MLflow run."""
+    from active_learning.training import load_model, load_training_overrides, score_ner, train_ner
+
+    overrides = load_training_overrides() | (overrides or {})
+    with tempfile.TemporaryDirectory(prefix="al-train-") as folder:
+        dataset = ctx.registry.download_dataset(mlflow_run_id, Path(folder))
+        outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", Path(folder) / "output", overrides=overrides)
+        nlp = load_model(outcome.model_dir)
+        scores = score_ner(nlp, _read_docs(nlp, dataset / "dev.spacy"))
+        model_uri = ctx.registry.log_model(mlflow_run_id, nlp)
+    metrics = scores.as_metrics() | {"training_seconds": outcome.seconds}
+    ctx.registry.log_metrics(mlflow_run_id, metrics)
+    if overrides:
+        ctx.registry.log_params(mlflow_run_id, {f"spacy.{k}": v for k, v in overrides.items()})
+    ctx.store.update_training(run_key, metrics=scores.as_dict())
+    log.info("trained %s in %.1f s: %s", run_key, outcome.seconds, scores.as_dict())
+    return {"model_uri": model_uri, "labels": list(outcome.labels), "metrics": scores.as_dict()}
+
+
+def register(ctx: Context, *, run_key: str, model_uri: str, labels: list[str]) -> dict[str, Any]:
+    training = ctx.store.training(run_key)
+    info = ctx.registry.register(
+        training.project,
+        model_uri=model_uri,
+        run_id=training.mlflow_run_id or "",
+        run_key=run_key,
+        trained_at=training.started_at,
+        labels=tuple(labels),
+        description=_describe(training.project, training.started_at, training.completions_used, training.metrics),
+    )
+    ctx.registry.finish_run(training.mlflow_run_id or "")
+    ctx.store.update_training(run_key, model_name=info.model_name, model_version=info.version)
+    return {"project": training.project, "model_name": info.model_name, "version": info.version}
+
+
+def note_deploy(ctx: Context, run_key: str, what: str) -> None:
+    """What the deploy branch did, for the history."""
+    ctx.store.update_training(run_key, deploy=what)
+
+
+def finish(ctx: Context, run_key: str) -> None:
+    ctx.store.update_training(run_key, status="success")
+
+
+def fail(ctx: Context, run_key: str, error: BaseException | str) -> None:
+    """Mark a training failed with its reason, so the history says why and the poll retries the crossing."""
+    ctx.store.update_training(run_key, status="failed", error=str(error)[:4000])
+
+
+def train_now(ctx: Context, project: str, *, deploy: bool | None = None, author: str = "cli") -> dict[str, Any]:
+    """All steps in this process, as the training DAG runs them (for the CLI and scripts)."""
+    from active_learning import deployment
+    from active_learning.store.models import utcnow
+
+    started = utcnow()
+    run_key = f"{SOURCE_MANUAL}__{naming.safe_name(project)}__{started:%Y%m%dT%H%M%S.%f}"
+    try:
+        prepared = prepare_data(ctx, project, run_key=run_key, source=SOURCE_MANUAL, as_of=started)
+        trained = train(ctx, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"])
+        registered = register(ctx, run_key=run_key, model_uri=trained["model_uri"], labels=trained["labels"])
+        if ctx.store.project(project).auto_deploy if deploy is None else deploy:
+            result = deployment.deploy_model(ctx, project, registered["model_name"], author=author, reason=f"training {run_key}")
+            note_deploy(ctx, run_key, f"deployed (config revision {result.revision})")
+        else:
+            deployment.mark_candidate(ctx, project, registered["model_name"])
+            note_deploy(ctx, run_key, "registered only (alias 'candidate')")
+        problems = deployment.validate_project(ctx, project)
+        if problems:
+            raise deployment.ConfigValidationError(project, problems)
+    except BaseException as error:
+        if ctx.store.has_training(run_key):
+            fail(ctx, run_key, error)
+        raise
+    finish(ctx, run_key)
+    return registered | {"metrics": trained["metrics"], "run_key": run_key}
+
+
+def _keep_config_labels(examples: list[TrainingExample], config_labels: set[str]) -> tuple[list[TrainingExample], dict[str, int]]:
+    """Drop spans whose label the config no longer has; count them by label."""
+    unknown: dict[str, int] = {}
+    kept = []
+    for example in examples:
+        spans = tuple(span for span in example.spans if span.label in config_labels)
+        for span in example.spans:
+            if span.label not in config_labels:
+                unknown[span.label] = unknown.get(span.label, 0) + 1
+        kept.append(replace(example, spans=spans) if len(spans) != len(example.spans) else example)
+    return kept, unknown
+
+
+def _read_docs(nlp: Any, path: Path) -> list[Any]:
+    from spacy.tokens import DocBin
+
+    return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+
+
+def _describe(project: str, trained_at: datetime, completions: int | None, metrics: dict[str, Any] | None) -> str:
+    f1 = f", dev F1 {metrics['f1']:.3f}" if metrics else ""
+    return f"{naming.model_name(project, trained_at)}: project {project!r}, trained {trained_at:%Y-%m-%d %H:%M:%S} UTC on {completions} completions{f1}."

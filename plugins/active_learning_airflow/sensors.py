@@ -1,0 +1,50 @@
+"""The sensor that polls every active-learning project's completion count."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+
+def poll_time(context: Any) -> Any:
+    """The poll counts completions as of its data interval's end, so a backfill replays past polls."""
+    return context.get("data_interval_end") or context["dag_run"].run_after
+
+
+class DueProjectsSensor(BaseSensorOperator):
+    """Done once a project is due for training; its XCom is the list of training runs to launch.
+
+    One poke is one aggregate query over all projects. Between pokes the sensor is rescheduled and
+    holds no worker slot; a poke that finds nothing due before ``timeout`` ends the task as skipped.
+    Pokes after the first catch completions committed late with an arrival time before the poll time.
+    """
+
+    ui_color = "#d6eaf8"
+
+    def __init__(
+        self,
+        *,
+        mode: str = "reschedule",
+        poke_interval: timedelta | float = timedelta(seconds=30),
+        timeout: timedelta | float = timedelta(minutes=1),
+        soft_fail: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(mode=mode, poke_interval=poke_interval, timeout=timeout, soft_fail=soft_fail, **kwargs)
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        from active_learning.context import Context
+        from active_learning.polling import poll
+
+        as_of = poll_time(context)
+        due = poll(Context().store, as_of)
+        for training in due:
+            self.log.info(
+                "%s is due: %d new completions as of %s -> run %s",
+                training.project, training.new_completions, as_of, training.run_id,
+            )
+        if not due:
+            self.log.info("no project is due as of %s", as_of)
+        return PokeReturnValue(is_done=bool(due), xcom_value=[training.trigger_kwargs() for training in due])

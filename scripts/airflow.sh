@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Any `airflow` command with the loop's settings: state under $ACTIVE_LEARNING_HOME (default .data/demo),
+# DAGs and plugins from this repository. Example: scripts/airflow.sh standalone
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec .venv/bin/python - "$@" <<'PY'
+import os, sys
+from pathlib import Path
+from active_learning.embedded import airflow_environment
+home = Path(os.environ.get("ACTIVE_LEARNING_HOME", ".data/demo")).resolve()
+env = airflow_environment(home, port=int(os.environ.get("AIRFLOW_PORT", "8080")),
+                          poll_schedule=os.environ.get("ACTIVE_LEARNING_POLL_SCHEDULE", "*/5 * * * *"))
+os.execvpe("airflow", ["airflow", *sys.argv[1:]], env)
+PY
