@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from active_learning_airflow.errors import fail_without_retry
 from airflow.sdk import DAG, Param, get_current_context, task
 
 with DAG(
@@ -31,27 +32,29 @@ with DAG(
     },
 ):
 
-    @task(retries=0)
+    @task
     def update_config() -> int:
         from active_learning.context import Context
         from active_learning.deployment import deploy_model
 
         context = get_current_context()
         params = context["params"]
-        result = deploy_model(
-            Context(), params["project"], params["model_name"],
-            author=f"airflow:{context['dag_run'].run_id}", reason="manual deploy",
-        )
+        with fail_without_retry():
+            result = deploy_model(
+                Context(), params["project"], params["model_name"],
+                author=f"airflow:{context['dag_run'].run_id}", reason="manual deploy",
+            )
         return result.revision
 
-    @task(retries=0)
+    @task
     def validate_config() -> None:
         from active_learning.context import Context
         from active_learning.deployment import ConfigValidationError, validate_project
 
         project = get_current_context()["params"]["project"]
         problems = validate_project(Context(), project)
-        if problems:
-            raise ConfigValidationError(project, problems)
+        with fail_without_retry():
+            if problems:
+                raise ConfigValidationError(project, problems)
 
     update_config() >> validate_config()

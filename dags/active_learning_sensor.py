@@ -31,7 +31,7 @@ with DAG(
     schedule=os.environ.get("ACTIVE_LEARNING_POLL_SCHEDULE", "*/5 * * * *"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=2,
     tags=["active-learning", "ner"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
 ):

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from active_learning_airflow.callbacks import mark_training_failed
+from active_learning_airflow.errors import fail_without_retry
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
 with DAG(
@@ -61,9 +62,10 @@ with DAG(
         context = get_current_context()
         params = context["params"]
         as_of = datetime.fromisoformat(params["as_of"]) if params.get("as_of") else context["dag_run"].run_after
-        return training_pipeline.prepare_data(
-            Context(), params["project"], run_key=context["run_id"], source=params["source"], as_of=as_of
-        )
+        with fail_without_retry():
+            return training_pipeline.prepare_data(
+                Context(), params["project"], run_key=context["run_id"], source=params["source"], as_of=as_of
+            )
 
     @task(retries=1)
     def train(prepared: dict[str, Any]) -> dict[str, Any]:
@@ -96,12 +98,13 @@ with DAG(
         from active_learning.context import Context
         from active_learning.deployment import deploy_model
 
-        ctx = Context()
-        result = deploy_model(
-            ctx, registered["project"], registered["model_name"], author="airflow:active_learning_training",
-            reason=f"training {get_current_context()['run_id']}",
-        )
-        training_pipeline.note_deploy(ctx, get_current_context()["run_id"], f"deployed (config revision {result.revision})")
+        ctx, run_id = Context(), get_current_context()["run_id"]
+        with fail_without_retry():
+            result = deploy_model(
+                ctx, registered["project"], registered["model_name"], author="airflow:active_learning_training",
+                reason=f"training {run_id}",
+            )
+        training_pipeline.note_deploy(ctx, run_id, f"deployed (config revision {result.revision})")
 
     @task
     def register_only(registered: dict[str, Any]) -> None:
@@ -113,7 +116,7 @@ with DAG(
         mark_candidate(ctx, registered["project"], registered["model_name"])
         training_pipeline.note_deploy(ctx, get_current_context()["run_id"], "registered only (alias 'candidate')")
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, retries=0)
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def validate_config(registered: dict[str, Any]) -> None:
         from active_learning import training_pipeline
         from active_learning.context import Context
@@ -121,8 +124,9 @@ with DAG(
 
         ctx = Context()
         problems = validate_project(ctx, registered["project"])
-        if problems:
-            raise ConfigValidationError(registered["project"], problems)
+        with fail_without_retry():
+            if problems:
+                raise ConfigValidationError(registered["project"], problems)
         training_pipeline.finish(ctx, get_current_context()["run_id"])
 
     prepared = prepare_data()

@@ -3,7 +3,7 @@
 # DAGs and plugins from this repository. Example: scripts/airflow.sh standalone
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python - "$@" <<'PY'
+exec "${PYTHON:-.venv/bin/python}" - "$@" <<'PY'
 import os, sys
 from pathlib import Path
 from active_learning.embedded import airflow_environment

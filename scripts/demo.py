@@ -98,7 +98,7 @@ def _wait_for_dags(airflow: EmbeddedAirflow, timeout: float = 180) -> None:
     wanted = {"active_learning_sensor", "active_learning_training", "active_learning_deploy"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        listed = {dag["dag_id"] for dag in json.loads(airflow.cli("dags", "list", "-o", "json") or "[]")}
+        listed = {dag["dag_id"] for dag in airflow.cli_json("dags", "list")}
         if wanted <= listed:
             return
         time.sleep(3)
@@ -138,7 +138,7 @@ def _report(airflow: EmbeddedAirflow, training: dict, seconds: float) -> bool:
         revisions[0].labeling_config.splitlines(keepends=True), revisions[-1].labeling_config.splitlines(keepends=True),
         "revision 1", f"revision {revisions[-1].revision}",
     ))
-    runs = {dag: json.loads(airflow.cli("dags", "list-runs", dag, "-o", "json") or "[]")
+    runs = {dag: airflow.cli_json("dags", "list-runs", dag)
             for dag in ("active_learning_sensor", "active_learning_training")}
     print("\nAirflow runs:")
     for dag, dag_runs in runs.items():

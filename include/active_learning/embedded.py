@@ -14,6 +14,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from active_learning.settings import REPO_ROOT
 
@@ -90,12 +91,23 @@ class EmbeddedAirflow:
             raise RuntimeError(f"airflow {' '.join(args)} failed: {done.stderr[-2000:]}")
         return done.stdout
 
+    def cli_json(self, *args: str) -> Any:
+        """``airflow ... -o json``: Airflow logs warnings to stdout too, so take the JSON line."""
+        lines = [line for line in self.cli(*args, "-o", "json").splitlines() if line.startswith(("[", "{"))]
+        return json.loads(lines[-1]) if lines else []
+
     def stop(self, timeout: float = 60) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """Stop standalone and every process it started (they share its process group)."""
+        if self.process is None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            if sig == signal.SIGTERM:
+                time.sleep(2)  # let children that outlive standalone finish; then kill what remains

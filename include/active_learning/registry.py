@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from active_learning import naming, settings
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -65,10 +64,14 @@ class ModelVersionInfo:
 
 class ModelRegistry:
     def __init__(self, tracking_uri: str | None = None) -> None:
-        from mlflow import MlflowClient
+        import mlflow
 
         self.tracking_uri = tracking_uri or settings.mlflow_tracking_uri()
-        self.client: MlflowClient = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+        # Some client calls (registering a logged model, the spaCy flavor) resolve URIs through the
+        # process-wide tracking URI, not the client's: both must name the same store.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        self.client: mlflow.MlflowClient = mlflow.MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
 
     # -- runs -----------------------------------------------------------------------------------
 
@@ -128,7 +131,6 @@ class ModelRegistry:
         import mlflow
         import spacy
 
-        mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.spacy.log_model(
                 nlp, name=MODEL_DIR, pip_requirements=[f"spacy=={spacy.__version__}"]
@@ -196,9 +198,17 @@ class ModelRegistry:
         return found[0] if found else None
 
     def project_models(self, project: str) -> list[ModelVersionInfo]:
+        from dataclasses import replace
+
         registered = naming.registered_model_name(project)
         versions = self._search_versions(f"name = '{_quote(registered)}'")
-        return sorted(versions, key=lambda v: v.version)
+        if not versions:
+            return []
+        # Version searches leave aliases out; the registered model lists them.
+        aliases: dict[int, list[str]] = {}
+        for alias, version in self.client.get_registered_model(registered).aliases.items():
+            aliases.setdefault(int(version), []).append(alias)
+        return sorted((replace(v, aliases=tuple(sorted(aliases.get(v.version, [])))) for v in versions), key=lambda v: v.version)
 
     def model_names(self) -> set[str]:
         """Every model name we registered, for validation of labeling configs."""
@@ -223,8 +233,6 @@ class ModelRegistry:
     def load_model(self, info: ModelVersionInfo) -> Any:
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
         return mlflow.spacy.load_model(f"models:/{info.registered_name}/{info.version}")
 
     def _search_versions(self, filter_string: str) -> list[ModelVersionInfo]:

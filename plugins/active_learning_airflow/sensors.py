@@ -27,8 +27,8 @@ class DueProjectsSensor(BaseSensorOperator):
         self,
         *,
         mode: str = "reschedule",
-        poke_interval: timedelta | float = timedelta(seconds=30),
-        timeout: timedelta | float = timedelta(minutes=1),
+        poke_interval: timedelta | float = timedelta(seconds=20),
+        timeout: timedelta | float = timedelta(seconds=30),
         soft_fail: bool = True,
         **kwargs: Any,
     ) -> None:

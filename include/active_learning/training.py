@@ -1,0 +1,204 @@
+"""Train and score the spaCy NER model.
+
+Training is ``python -m spacy train`` run in-process on the CPU, with the project's config
+(``include/configs/ner.cfg``) and optional config overrides.  spaCy is imported lazily inside the
+functions so that importing this module (e.g. while Airflow parses DAG files) stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spacy.language import Language
+    from spacy.tokens import Doc
+
+NER_CONFIG_PATH: Path = Path(__file__).resolve().parents[1] / "configs" / "ner.cfg"
+
+#: Environment variable with spaCy config overrides as a JSON object,
+#: e.g. ``{"training.max_steps": 50}`` (handy for tests and smoke runs).
+OVERRIDES_ENV_VAR = "ACTIVE_LEARNING_SPACY_OVERRIDES"
+
+_NER_PIPE = "ner"
+_MLFLOW_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """Entity-level precision / recall / F1 (0..1) of one label."""
+
+    precision: float
+    recall: float
+    f1: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"precision": self.precision, "recall": self.recall, "f1": self.f1}
+
+
+@dataclass(frozen=True)
+class NerScores:
+    """Entity-level (exact span + label) micro-averaged scores, plus scores per label."""
+
+    precision: float
+    recall: float
+    f1: float
+    per_label: dict[str, LabelScores] = field(default_factory=dict)
+
+    def as_metrics(self) -> dict[str, float]:
+        """Flat metrics for MLflow: ``f1``, ``precision``, ``recall``, ``f1_<LABEL>`` ...
+
+        Characters MLflow does not allow in metric keys are replaced by ``_``; if two labels
+        collide after that, the later one (in sorted order) gets a numeric suffix.
+        """
+        metrics = {"precision": self.precision, "recall": self.recall, "f1": self.f1}
+        used: set[str] = set()
+        for label in sorted(self.per_label):
+            key = sanitize_metric_name(label)
+            candidate, n = key, 2
+            while candidate in used:
+                candidate, n = f"{key}_{n}", n + 1
+            used.add(candidate)
+            scores = self.per_label[label]
+            metrics[f"f1_{candidate}"] = scores.f1
+            metrics[f"precision_{candidate}"] = scores.precision
+            metrics[f"recall_{candidate}"] = scores.recall
+        return metrics
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (label names kept as they are)."""
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "per_label": {label: s.as_dict() for label, s in sorted(self.per_label.items())},
+        }
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    model_dir: Path  # the best model (spaCy's model-best)
+    labels: tuple[str, ...]  # labels the NER component knows
+    seconds: float  # wall time of the training run
+
+
+def sanitize_metric_name(name: str) -> str:
+    """Replace characters MLflow rejects in metric keys (allowed: alphanumerics, ``_ - . space /``)."""
+    return _MLFLOW_UNSAFE.sub("_", name) or "_"
+
+
+def load_training_overrides(raw: str | None = None) -> dict[str, object]:
+    """spaCy config overrides, e.g. ``{"training.max_steps": 50}``.
+
+    Read from the ``ACTIVE_LEARNING_SPACY_OVERRIDES`` environment variable when ``raw`` is None;
+    unset or blank means no overrides.  Raises ValueError if the value is not a JSON object whose
+    keys are dotted config paths (``section.key``).
+    """
+    source = "argument"
+    if raw is None:
+        raw = os.environ.get(OVERRIDES_ENV_VAR)
+        source = f"environment variable {OVERRIDES_ENV_VAR}"
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"spaCy overrides from {source} are not valid JSON ({exc}): {raw!r}") from exc
+    if not isinstance(parsed, dict):
+        raise ValueError(
+            f"spaCy overrides from {source} must be a JSON object like "
+            f'{{"training.max_steps": 50}}, got {type(parsed).__name__}: {raw!r}'
+        )
+    bad = [key for key in parsed if "." not in key or key.startswith(".") or key.endswith(".")]
+    if bad:
+        raise ValueError(
+            f"spaCy overrides from {source} need dotted config paths like 'training.max_steps', got {bad!r}"
+        )
+    return parsed
+
+
+def train_ner(
+    train_path: Path,
+    dev_path: Path,
+    output_dir: Path,
+    *,
+    overrides: Mapping[str, object] | None = None,
+    config_path: Path = NER_CONFIG_PATH,
+) -> TrainingOutcome:
+    """Train the NER pipeline on CPU; like ``spacy train CONFIG -o OUTPUT --paths.train T --paths.dev D``.
+
+    ``train_path`` / ``dev_path`` are spaCy DocBin files.  ``output_dir`` receives ``model-best``
+    and ``model-last``; the returned ``model_dir`` is ``model-best``.  ``overrides`` are applied on
+    top of the config (``paths.train`` / ``paths.dev`` always come from the arguments).
+    """
+    train_path, dev_path = Path(train_path), Path(dev_path)
+    output_dir, config_path = Path(output_dir), Path(config_path)
+    for what, path in (("config", config_path), ("training data", train_path), ("dev data", dev_path)):
+        if not path.is_file():
+            raise FileNotFoundError(f"spaCy {what} not found: {path}")
+
+    from spacy.cli.train import train as spacy_train
+
+    config_overrides: dict[str, Any] = dict(overrides or {})
+    config_overrides["paths.train"] = str(train_path)
+    config_overrides["paths.dev"] = str(dev_path)
+
+    start = time.perf_counter()
+    try:
+        spacy_train(config_path, output_dir, use_gpu=-1, overrides=config_overrides)
+    except SystemExit as exc:
+        # spaCy's CLI helpers print the reason (e.g. an invalid config override) and call sys.exit;
+        # don't let that end the calling process (an Airflow task, a test run).
+        raise RuntimeError(
+            f"spaCy training failed (config {config_path}, overrides {dict(overrides or {})!r}); "
+            "see spaCy's messages above"
+        ) from exc
+    seconds = time.perf_counter() - start
+
+    model_dir = output_dir / "model-best"
+    if not (model_dir / "meta.json").is_file():  # pragma: no cover - spaCy evaluates at step 0
+        raise RuntimeError(f"spaCy training finished without writing {model_dir}")
+    nlp = load_model(model_dir)
+    labels = tuple(sorted(nlp.get_pipe(_NER_PIPE).labels)) if _NER_PIPE in nlp.pipe_names else ()
+    return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds)
+
+
+def score_ner(nlp: Language, docs: Iterable[Doc]) -> NerScores:
+    """Score ``nlp``'s entities against gold ``docs`` (their ``doc.ents``) with spaCy's scorer.
+
+    Each gold text is re-tokenised and run through ``nlp``; spans are compared exactly
+    (start, end, label).  Labels with neither gold nor predicted entities are left out of
+    ``per_label``; with no entity on either side at all, every score is 0.
+    """
+    from spacy.training import Example
+
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs]
+    if not examples:
+        raise ValueError("score_ner needs at least one gold Doc")
+    scores = nlp.evaluate(examples)
+    per_type = scores.get("ents_per_type") or {}
+    per_label = {
+        label: LabelScores(
+            precision=float(s.get("p") or 0.0), recall=float(s.get("r") or 0.0), f1=float(s.get("f") or 0.0)
+        )
+        for label, s in sorted(per_type.items())
+    }
+    return NerScores(
+        precision=float(scores.get("ents_p") or 0.0),
+        recall=float(scores.get("ents_r") or 0.0),
+        f1=float(scores.get("ents_f") or 0.0),
+        per_label=per_label,
+    )
+
+
+def load_model(model_dir: Path) -> Language:
+    """Load a trained pipeline from disk."""
+    import spacy
+
+    return spacy.load(Path(model_dir))

@@ -1,0 +1,22 @@
+"""Errors that no retry can fix fail the task at once, with the domain's message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from airflow.sdk.exceptions import AirflowFailException
+
+
+@contextmanager
+def fail_without_retry() -> Iterator[None]:
+    """Bad input (unknown project or model, invalid config, too little data) is final; faults are retried."""
+    from active_learning.deployment import DeployError
+    from active_learning.labeling_config import LabelingConfigError
+    from active_learning.store.repository import UnknownProjectError
+    from active_learning.training_pipeline import NotEnoughDataError
+
+    try:
+        yield
+    except (DeployError, LabelingConfigError, UnknownProjectError, NotEnoughDataError) as error:
+        raise AirflowFailException(str(error)) from error
