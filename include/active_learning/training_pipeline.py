@@ -8,7 +8,9 @@ making it twice, and works in a temporary folder that is removed whatever happen
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import tempfile
 from dataclasses import replace
 from datetime import datetime
@@ -71,7 +73,8 @@ def train(ctx: Context, *, run_key: str, mlflow_run_id: str, overrides: dict[str
     overrides = load_training_overrides() | (overrides or {})
     with tempfile.TemporaryDirectory(prefix="al-train-") as folder:
         dataset = ctx.registry.download_dataset(mlflow_run_id, Path(folder))
-        outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", Path(folder) / "output", overrides=overrides)
+        with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for results
+            outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", Path(folder) / "output", overrides=overrides)
         nlp = load_model(outcome.model_dir)
         scores = score_ner(nlp, _read_docs(nlp, dataset / "dev.spacy"))
         model_uri = ctx.registry.log_model(mlflow_run_id, nlp)

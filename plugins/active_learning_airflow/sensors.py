@@ -9,8 +9,12 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 
 def poll_time(context: Any) -> Any:
-    """The poll counts completions as of its data interval's end, so a backfill replays past polls."""
-    return context.get("data_interval_end") or context["dag_run"].run_after
+    """As of when a poll counts: a scheduled or backfill run at its data interval's end, so a backfill
+    replays past polls; a run triggered by hand ("poll now") at the time it was triggered."""
+    dag_run = context["dag_run"]
+    if dag_run.run_type == "manual" or context.get("data_interval_end") is None:
+        return dag_run.run_after
+    return context["data_interval_end"]
 
 
 class DueProjectsSensor(BaseSensorOperator):

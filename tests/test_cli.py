@@ -1,0 +1,120 @@
+"""``active-learning`` as scripts and people use it: exit codes, output, and the errors they read."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from active_learning.cli import main
+from conftest import SAMPLE, shared_file
+
+CONFIG = str(SAMPLE / "labeling_config.xml")
+BATCH1 = str(SAMPLE / "completions_batch1.json")
+BATCH2 = str(SAMPLE / "completions_batch2.json")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def projects(capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
+    code, out, _ = run(capsys, "projects", "--json")
+    assert code == 0
+    return {row["project"]: row for row in json.loads(out)}
+
+
+def test_import_creates_the_project_and_counts_toward_the_next_training(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(capsys, "import", BATCH1, "--project", "news")
+    assert code == 1 and "give its labeling config with --config" in err
+    code, out, _ = run(capsys, "import", BATCH1, "--project", "news", "--config", CONFIG, "--enable", "--frequency", "100")
+    assert code == 0 and json.loads(out)["new_completions"] == 40
+    row = projects(capsys)["news"]
+    assert (row["active_learning"], row["frequency"], row["completions"], row["to_next_training"]) == (True, 100, 40, 60)
+    code, out, _ = run(capsys, "import", BATCH1, "--project", "news")
+    assert json.loads(out)["new_completions"] == 0 and json.loads(out)["already_imported"] == 40
+    run(capsys, "import", BATCH2, "--project", "news")
+    assert projects(capsys)["news"]["due"] is False  # 90 < 100
+    run(capsys, "enable", "--project", "news", "--frequency", "50", "--auto-deploy")
+    row = projects(capsys)["news"]
+    assert row["due"] is True and row["auto_deploy"] is True
+
+
+def test_a_frequency_outside_50_100_200_is_a_usage_error(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["import", BATCH1, "--project", "news", "--config", CONFIG, "--frequency", "70"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 70" in capsys.readouterr().err
+
+
+def test_validate_config_exit_codes_and_messages(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run(capsys, "validate-config", CONFIG)[0] == 0
+    bad = tmp_path / "bad.xml"
+    bad.write_text(Path(CONFIG).read_text().replace('model="ner_dl"', 'model="ner_dll"'))
+    code, _, err = run(capsys, "validate-config", str(bad))
+    assert code == 1
+    assert "label 'MISC': model 'ner_dll' is neither a pretrained model nor a registered model" in err
+    assert "closest existing names: 'ner_dl'" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "xml", "message"),
+    [
+        ("external entity", '<!DOCTYPE v [<!ENTITY s SYSTEM "file://{secret}">]><View><Text name="t" value="&s;"/></View>', "DTD"),
+        ("network entity", '<!DOCTYPE v [<!ENTITY s SYSTEM "http://127.0.0.1:9/x">]><View>&s;</View>', "DTD"),
+        ("billion laughs", '<!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">' + "".join(
+            f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9)) + "]><View>&j;</View>", "DTD"),
+        ("malformed", '<View>\n<Labels name="l" toName="t">\n<Label value="A">\n</Labels></View>', "line 3"),
+    ],
+)
+def test_hostile_configs_fail_clearly_without_reading_or_expanding(home: Path, tmp_path: Path, capsys, name, xml, message) -> None:  # type: ignore[no-untyped-def]
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    path = tmp_path / "hostile.xml"
+    path.write_text(xml.replace("{secret}", str(secret)))
+    started = time.perf_counter()
+    code, out, err = run(capsys, "validate-config", str(path))
+    assert code == 1 and message in err
+    assert "TOP-SECRET-CONTENT" not in out + err
+    assert time.perf_counter() - started < 2
+
+
+def test_train_prints_the_model_name_and_evaluate_scores_it(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    run(capsys, "import", BATCH1, "--project", "news", "--config", CONFIG)
+    run(capsys, "import", BATCH2, "--project", "news")
+    code, out, _ = run(capsys, "train", "--project", "news", "--deploy")
+    model = out.strip()
+    assert code == 0 and re.fullmatch(r"news_ner_\d{8}_\d{6}", model)
+    code, out, _ = run(capsys, "config", "--project", "news")
+    assert out.count(f'model="{model}"') == 3
+    code, out, _ = run(capsys, "evaluate", "--model", model, "--tasks", BATCH2)
+    scores = json.loads(out)
+    assert code == 0 and {"precision", "recall", "f1", "per_label"} <= scores.keys()
+    assert set(scores["per_label"]) == {"PER", "ORG", "LOC"} and 0 <= scores["f1"] <= 1
+    code, out, _ = run(capsys, "history", "--project", "news")
+    [training] = json.loads(out)
+    assert training["model_name"] == model and training["source"] == "manual" and training["status"] == "success"
+    code, _, err = run(capsys, "deploy", "--project", "news", "--model", "news_ner_20000101_000000")
+    assert code == 1 and "no registered model named 'news_ner_20000101_000000'" in err
+    code, out, _ = run(capsys, "rollback", "--project", "news")
+    assert code == 0 and "config revision 3 is live" in out
+    assert run(capsys, "config", "--project", "news")[1] == Path(CONFIG).read_text()
+
+
+def test_unknown_project_is_exit_1_with_a_hint(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(capsys, "history", "--project", "nope")
+    assert code == 1 and "no project named 'nope'" in err
+
+
+@pytest.mark.shared_data
+def test_real_corpus_imports_with_its_published_counts(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    tasks = shared_file("ncbi_disease/tasks.json")
+    config = shared_file("ncbi_disease/labeling_config.xml")
+    code, out, _ = run(capsys, "import", str(tasks), "--project", "ncbi", "--config", str(config))
+    summary = json.loads(out)
+    assert code == 0 and summary["new_tasks"] == 592 and summary["export"]["spans"] == 5134
