@@ -6,6 +6,7 @@ Airflow reads its settings when first imported, so they are set here, before any
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +31,10 @@ os.environ.update({
 os.environ.pop("ACTIVE_LEARNING_DB_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 sys.path[:0] = [str(REPO / "dags"), str(REPO / "plugins")]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_session_home, ignore_errors=True)
 
 
 def shared_file(relative: str) -> Path:

@@ -7,15 +7,9 @@ import pytest
 
 from active_learning.exports import Span, read_export
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import shared_file
+
 TEXT = "Alice met Bob in Paris."  # Alice 0-5, Bob 10-13, Paris 17-22
-
-
-def shared_file(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"../shared/data not found: {path}")
-    return path
 
 
 def item(start, end, label="PER", text=None, **extra):

@@ -20,7 +20,8 @@ from active_learning.labeling_config import (
     validate_models,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA, shared_file
+
 ANNOTATION_LAB = SHARED_DATA / "formats" / "annotation_lab"
 SHARED_CONFIGS = [
     "formats/annotation_lab/Config_Preannotations.txt",
@@ -45,9 +46,7 @@ WNUT_LIKE = """<View>
 
 
 def shared_bytes(relative: str) -> bytes:
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data not found")
-    return (SHARED_DATA / relative).read_bytes()
+    return shared_file(relative).read_bytes()
 
 
 def changed_lines(before: str, after: str) -> list[tuple[str, str]]:
@@ -90,6 +89,7 @@ def test_list_labels_of_config_preannotations():
         "Someoneelse", "Past", "Family", "None", "Hypotetical",
     ]  # fmt: skip
     assert {label.model for label in labels} == {"ner_clinical", "assertion_jsl"}  # no Relation models
+    assert [label.value for label in labels if not label.assertion] == ["PROBLEM", "TEST", "TREATMENT"]
 
 
 @pytest.mark.shared_data

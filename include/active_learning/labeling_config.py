@@ -58,6 +58,7 @@ class LabelSpec:
     model: str | None
     labels_name: str
     line: int | None
+    assertion: bool = False  # Annotation Lab assertion label (assertion="true"): a status of an entity, not NER
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ def _label_specs(tree: etree._ElementTree) -> list[LabelSpec]:
             model=label.get("model"),
             labels_name=labels.get("name", ""),
             line=label.sourceline,
+            assertion=label.get("assertion", "").lower() == "true",
         )
         for label, labels in _label_elements(tree)
     ]

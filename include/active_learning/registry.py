@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,7 +119,10 @@ class ModelRegistry:
         self.client.log_dict(run_id, dict(summary), f"{DATASET_DIR}/summary.json")
         source_uri = f"{self.client.get_run(run_id).info.artifact_uri}/{DATASET_DIR}"
         # MLflow keeps at most 36 characters of a dataset digest; the full one is a run parameter.
-        dataset = MetaDataset(resolve_dataset_source(source_uri), name=name, digest=digest[:32])
+        with warnings.catch_warnings():  # MLflow registers two equal sources for local artifact URIs
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(source_uri)
+        dataset = MetaDataset(source, name=name, digest=digest[:32])
         self.client.log_inputs(
             run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "training")])]
         )

@@ -36,13 +36,13 @@ def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of
     import spacy
 
     training = ctx.store.start_training(project, run_key=run_key, source=source, as_of=as_of)
-    config_labels = {label.value for label in list_labels(ctx.store.read_config(project).xml)}
+    config_labels = {label.value for label in list_labels(ctx.store.read_config(project).xml) if not label.assertion}
     examples, unknown = _keep_config_labels(ctx.store.training_examples(project, as_of), config_labels)
     if len(examples) < MIN_EXAMPLES:
         raise NotEnoughDataError(f"project {project!r} has {len(examples)} trainable tasks as of {as_of:%Y-%m-%d %H:%M:%S} UTC; at least {MIN_EXAMPLES} are needed")
     train, dev = split_examples(examples)
     nlp = spacy.blank("en")
-    summary: dict[str, Any] = {"as_of": as_of.isoformat(), "tasks": len(examples), "unknown_labels": unknown}
+    summary: dict[str, Any] = {"as_of": as_of.isoformat(), "tasks": len(examples), "labels_not_trained": unknown}
     with tempfile.TemporaryDirectory(prefix="al-prepare-") as folder:
         for part, part_examples in (("train", train), ("dev", dev)):
             docs, report = to_docs(nlp, part_examples)
