@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from active_learning.services import Service, airflow_healthy, wait_until
 from active_learning.settings import REPO_ROOT
 
 
@@ -44,7 +42,7 @@ class EmbeddedAirflow:
     home: Path
     port: int = 8080
     poll_schedule: str = "*/5 * * * *"
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    service: Service | None = field(default=None, init=False)
 
     @property
     def env(self) -> dict[str, str]:
@@ -58,28 +56,13 @@ class EmbeddedAirflow:
     def log_path(self) -> Path:
         return self.home / "airflow-standalone.log"
 
-    def start(self, timeout: float = 180) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            ["airflow", "standalone"], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited with {self.process.returncode}; see {self.log_path}")
-            if self.healthy():
-                return
-            time.sleep(2)
-        raise TimeoutError(f"Airflow did not become healthy in {timeout:.0f} s; see {self.log_path}")
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.service.process if self.service else None
 
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=3) as response:
-                health = json.load(response)
-        except OSError:
-            return False
-        return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
+    def start(self, timeout: float = 180) -> None:
+        self.service = Service("airflow-standalone", ["airflow", "standalone"], env=self.env, log_dir=self.home).start()
+        wait_until(lambda: airflow_healthy(self.url), timeout=timeout, what="a healthy Airflow", services=[self.service])
 
     def admin_password(self) -> str:
         passwords = json.loads((self.home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
@@ -96,18 +79,6 @@ class EmbeddedAirflow:
         lines = [line for line in self.cli(*args, "-o", "json").splitlines() if line.startswith(("[", "{"))]
         return json.loads(lines[-1]) if lines else []
 
-    def stop(self, timeout: float = 60) -> None:
-        """Stop standalone and every process it started (they share its process group)."""
-        if self.process is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            if sig == signal.SIGTERM:
-                time.sleep(2)  # let children that outlive standalone finish; then kill what remains
+    def stop(self) -> None:
+        if self.service:
+            self.service.stop(timeout=60)

@@ -1,0 +1,107 @@
+"""The scale-out path started on one host: Airflow with CeleryExecutor on Redis and PostgreSQL, an MLflow
+tracking server with a PostgreSQL backend and served artifacts, the annotation store on PostgreSQL.
+
+The same processes and settings that docker-compose.yaml runs in containers, started as plain
+processes, so the path can be tested for real where no Docker engine runs. See the README's
+scale-out section.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from active_learning.embedded import airflow_environment
+from active_learning.services import Service, airflow_healthy, answers, http_json, wait_until
+
+
+@dataclass
+class ClusterSettings:
+    home: Path
+    airflow_db_url: str  # postgresql+psycopg://...
+    annotation_db_url: str  # postgresql+psycopg://...
+    mlflow_backend_url: str  # postgresql+psycopg://...
+    broker_url: str  # redis://host:6379/N
+    airflow_port: int = 8080
+    mlflow_port: int = 5000
+    poll_schedule: str = "* * * * *"
+    worker_concurrency: int = 2
+    # Every Airflow process must sign and check task tokens with the same secrets.
+    jwt_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://localhost:{self.airflow_port}"
+
+    def environment(self) -> dict[str, str]:
+        env = airflow_environment(self.home, port=self.airflow_port, poll_schedule=self.poll_schedule)
+        env.update({
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_db_url,
+            # psycopg 3 drives both; Airflow would otherwise pick asyncpg for its async engine.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": self.airflow_db_url,
+            "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.airflow_db_url.replace("+psycopg", ""),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
+            "AIRFLOW__API__SECRET_KEY": self.jwt_secret,
+            "ACTIVE_LEARNING_DB_URL": self.annotation_db_url,
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+        })
+        return env
+
+
+class LocalCluster:
+    def __init__(self, settings: ClusterSettings) -> None:
+        self.settings = settings
+        self.env = settings.environment()
+        self.services: list[Service] = []
+
+    def start(self, timeout: float = 240) -> None:
+        s, bin_dir = self.settings, Path(sys.executable).parent
+        logs = s.home / "logs"
+        mlflow = self._start("mlflow-server", [
+            str(bin_dir / "mlflow"), "server", "--backend-store-uri", s.mlflow_backend_url,
+            "--serve-artifacts", "--artifacts-destination", str(s.home / "mlflow-artifacts"),
+            "--host", "127.0.0.1", "--port", str(s.mlflow_port), "--workers", "1",
+            "--allowed-hosts", f"127.0.0.1:{s.mlflow_port},localhost:{s.mlflow_port},mlflow,mlflow:{s.mlflow_port}",
+        ], logs)
+        migrated = subprocess.run(["airflow", "db", "migrate"], env=self.env, capture_output=True, text=True)
+        if migrated.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed: {migrated.stderr[-3000:]}")
+        for name, command in [
+            ("api-server", ["airflow", "api-server", "--port", str(s.airflow_port)]),
+            ("scheduler", ["airflow", "scheduler"]),
+            ("dag-processor", ["airflow", "dag-processor"]),
+            ("triggerer", ["airflow", "triggerer"]),
+            ("celery-worker", ["airflow", "celery", "worker", "--concurrency", str(s.worker_concurrency)]),
+        ]:
+            self._start(name, command, logs)
+        wait_until(lambda: answers(f"{s.mlflow_url}/health"), timeout=timeout, what="MLflow server health", services=[mlflow])
+        wait_until(lambda: airflow_healthy(s.airflow_url), timeout=timeout, what="a healthy Airflow", services=self.services)
+
+    def token(self) -> str:
+        """A REST API token for the admin user of Airflow's simple auth manager."""
+        passwords = json.loads((self.settings.home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        body = {"username": "admin", "password": passwords["admin"]}
+        return http_json(f"{self.settings.airflow_url}/auth/token", data=body)["access_token"]
+
+    def api(self, path: str) -> dict:
+        return http_json(f"{self.settings.airflow_url}/api/v2/{path}", token=self.token())
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+    def _start(self, name: str, command: list[str], logs: Path) -> Service:
+        service = Service(name, command, env=self.env, log_dir=logs).start()
+        self.services.append(service)
+        return service

@@ -1,0 +1,90 @@
+"""Starting and stopping the long-running processes of a local deployment (Airflow, MLflow server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class Service:
+    """One command in its own process group, its output in a log file; stopped with everything it started."""
+
+    def __init__(self, name: str, command: Sequence[str], *, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.command = list(command)
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            if sig == signal.SIGTERM:
+                time.sleep(1)  # children that outlive the leader get a moment, then SIGKILL
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str, services: Sequence[Service] = ()) -> None:
+    """Poll ``check`` until it holds; fail early, naming the log, if a service died meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for service in services:
+            if not service.running():
+                raise RuntimeError(f"{service.name} exited while waiting for {what}; see {service.log_path}")
+        if check():
+            return
+        time.sleep(2)
+    logs = ", ".join(str(s.log_path) for s in services)
+    raise TimeoutError(f"{what} not reached in {timeout:.0f} s; see {logs or 'the logs'}")
+
+
+def http_json(url: str, *, data: Any = None, token: str | None = None, timeout: float = 10) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = None if data is None else json.dumps(data).encode()
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body else "GET")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def airflow_healthy(base_url: str) -> bool:
+    try:
+        health = http_json(f"{base_url}/api/v2/monitor/health", timeout=3)
+    except OSError:
+        return False
+    return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))

@@ -1,0 +1,114 @@
+"""The scale-out path for real: CeleryExecutor on Redis and PostgreSQL, an MLflow server, the store on PostgreSQL.
+
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis on 127.0.0.1:6379; .ci/run starts them.
+Run it alone with ``scripts/test.sh -m scaleout``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from active_learning.cluster import ClusterSettings, LocalCluster
+from conftest import SAMPLE
+from test_scheduler_loop import free_port
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+REDIS_DB = 11
+pytestmark = pytest.mark.scaleout
+
+
+@pytest.fixture
+def databases():  # type: ignore[no-untyped-def]
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({error}); .ci/run starts it")
+    suffix = uuid.uuid4().hex[:8]
+    names = {role: f"al_{role}_{suffix}" for role in ("airflow", "annotations", "mlflow")}
+    for name in names.values():
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield {role: f"{PG}/{name}" for role, name in names.items()}
+    for name in names.values():
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+@pytest.fixture
+def redis_url():  # type: ignore[no-untyped-def]
+    redis = pytest.importorskip("redis")
+    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    try:
+        client.ping()
+    except redis.ConnectionError as error:
+        pytest.skip(f"Redis is not reachable on 127.0.0.1:6379 ({error}); .ci/run starts it")
+    client.flushdb()
+    yield f"redis://127.0.0.1:6379/{REDIS_DB}"
+    client.flushdb()
+
+
+def test_the_loop_runs_on_celery_with_postgresql_and_an_mlflow_server(tmp_path: Path, databases, redis_url) -> None:  # type: ignore[no-untyped-def]
+    settings = ClusterSettings(
+        home=tmp_path / "cluster",
+        airflow_db_url=databases["airflow"],
+        annotation_db_url=databases["annotations"],
+        mlflow_backend_url=databases["mlflow"],
+        broker_url=redis_url,
+        airflow_port=free_port(),
+        mlflow_port=free_port(),
+    )
+    cluster = LocalCluster(settings)
+    started = time.monotonic()
+    try:
+        cluster.start()
+        env = cluster.env
+
+        def cli(*argv: str) -> str:
+            done = subprocess.run([sys.executable, "-m", "active_learning", *argv], env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr[-3000:]
+            return done.stdout
+
+        cli("init")
+        cli("import", str(SAMPLE / "completions_batch1.json"), "--project", "scale",
+            "--config", str(SAMPLE / "labeling_config.xml"), "--enable", "--auto-deploy")
+        cli("import", str(SAMPLE / "completions_batch2.json"), "--project", "scale")
+
+        runs: list[dict] = []
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            runs = cluster.api("dags/active_learning_training/dagRuns")["dag_runs"]
+            if runs and runs[0]["state"] in {"success", "failed"}:
+                break
+            time.sleep(5)
+        assert len(runs) == 1, runs
+        [run] = runs
+        assert run["run_id"] == "active_learning__scale__after_start" and run["state"] == "success", run
+
+        instances = cluster.api(f"dags/active_learning_training/dagRuns/{run['run_id']}/taskInstances")["task_instances"]
+        ran = [ti for ti in instances if ti["state"] == "success"]
+        assert {ti["task_id"] for ti in ran} >= {"prepare_data", "train", "register", "update_config", "validate_config"}
+        worker_log = (settings.home / "logs" / "celery-worker.log").read_text()
+        for ti in ran:
+            assert ti["id"] in worker_log, f"{ti['task_id']} did not run on the Celery worker"
+
+        from mlflow import MlflowClient
+
+        [version] = MlflowClient(settings.mlflow_url).search_model_versions("name = 'scale_ner'")
+        model_name = version.tags["model_name"]
+        assert version.source.startswith("models:/")
+        config = cli("config", "--project", "scale")
+        assert config.count(f'model="{model_name}"') == 3
+        history = json.loads(cli("history", "--project", "scale"))
+        assert [(h["status"], h["model_name"]) for h in history] == [("success", model_name)]
+    finally:
+        cluster.stop()
+        print(f"scale-out loop: {time.monotonic() - started:.0f} s wall time")
