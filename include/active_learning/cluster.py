@@ -59,6 +59,16 @@ class ClusterSettings:
         return env
 
 
+def mlflow_server(backend_url: str, artifacts: Path, port: int, *, env: dict[str, str], log_dir: Path) -> Service:
+    """An MLflow tracking server on loopback with served artifacts (not yet answering when this returns)."""
+    return Service("mlflow-server", [
+        str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_url,
+        "--serve-artifacts", "--artifacts-destination", str(artifacts),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--allowed-hosts", f"127.0.0.1:{port},localhost:{port},mlflow,mlflow:{port}",
+    ], env=env, log_dir=log_dir).start()
+
+
 class LocalCluster:
     def __init__(self, settings: ClusterSettings) -> None:
         self.settings = settings
@@ -66,14 +76,10 @@ class LocalCluster:
         self.services: list[Service] = []
 
     def start(self, timeout: float = 240) -> None:
-        s, bin_dir = self.settings, Path(sys.executable).parent
+        s = self.settings
         logs = s.home / "logs"
-        mlflow = self._start("mlflow-server", [
-            str(bin_dir / "mlflow"), "server", "--backend-store-uri", s.mlflow_backend_url,
-            "--serve-artifacts", "--artifacts-destination", str(s.home / "mlflow-artifacts"),
-            "--host", "127.0.0.1", "--port", str(s.mlflow_port), "--workers", "1",
-            "--allowed-hosts", f"127.0.0.1:{s.mlflow_port},localhost:{s.mlflow_port},mlflow,mlflow:{s.mlflow_port}",
-        ], logs)
+        mlflow = mlflow_server(s.mlflow_backend_url, s.home / "mlflow-artifacts", s.mlflow_port, env=self.env, log_dir=logs)
+        self.services.append(mlflow)
         migrated = subprocess.run(["airflow", "db", "migrate"], env=self.env, capture_output=True, text=True)
         if migrated.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed: {migrated.stderr[-3000:]}")

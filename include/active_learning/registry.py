@@ -111,21 +111,31 @@ class ModelRegistry:
 
     def log_dataset(self, run_id: str, folder: Path, *, name: str, digest: str, summary: Mapping[str, Any]) -> None:
         """Upload the prepared train/dev files, so a training on another machine can fetch them."""
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.entities import DatasetInput, InputTag
 
         self.client.log_artifacts(run_id, str(folder), DATASET_DIR)
         self.client.log_dict(run_id, dict(summary), f"{DATASET_DIR}/summary.json")
-        source_uri = f"{self.client.get_run(run_id).info.artifact_uri}/{DATASET_DIR}"
-        # MLflow keeps at most 36 characters of a dataset digest; the full one is a run parameter.
-        with warnings.catch_warnings():  # MLflow registers two equal sources for local artifact URIs
-            warnings.simplefilter("ignore", UserWarning)
-            source = resolve_dataset_source(source_uri)
-        dataset = MetaDataset(source, name=name, digest=digest[:32])
+        run = self.client.get_run(run_id)
+        dataset = MetaDataset(self._dataset_source(run), name=name, digest=digest[:32])  # MLflow keeps 36 characters
         self.client.log_inputs(
             run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "training")])]
         )
+
+    def _dataset_source(self, run: Any) -> Any:
+        """Where the run's dataset lives: its artifact folder, or, behind a server (whose
+        ``mlflow-artifacts:`` URIs MLflow cannot name as a dataset source), the run's artifacts page."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.exceptions import MlflowException
+
+        try:
+            with warnings.catch_warnings():  # MLflow registers two equal sources for local artifact URIs
+                warnings.simplefilter("ignore", UserWarning)
+                return resolve_dataset_source(f"{run.info.artifact_uri}/{DATASET_DIR}")
+        except MlflowException:
+            page = f"{self.tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/{DATASET_DIR}"
+            return HTTPDatasetSource(url=page)
 
     def download_dataset(self, run_id: str, destination: Path) -> Path:
         return Path(self.client.download_artifacts(run_id, DATASET_DIR, str(destination)))
@@ -172,6 +182,7 @@ class ModelRegistry:
             registered,
             source=model_uri,
             run_id=run_id,
+            model_id=model_uri.removeprefix("models:/"),  # an MLflow server insists on both for a logged model
             description=description,
             tags={
                 TAG_PROJECT: project,

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import sys
-import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from active_learning import naming
+from active_learning import naming, settings
 from active_learning.context import Context
 from active_learning.dataset import TrainingExample, dataset_digest, split_examples, to_docs, write_docbin
 from active_learning.labeling_config import list_labels
@@ -29,6 +30,21 @@ MIN_EXAMPLES = 2
 
 class NotEnoughDataError(ValueError):
     pass
+
+
+@contextlib.contextmanager
+def workspace(run_key: str, step: str) -> Iterator[Path]:
+    """A step's scratch folder, named after the training: an attempt killed mid-way (SIGKILL leaves no
+    chance to clean up) has its leftovers removed by the retry, and every attempt that ends removes it."""
+    folder = settings.data_home() / "work" / naming.safe_name(run_key) / step
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # only once every step's folder is gone
 
 
 def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of: datetime) -> dict[str, Any]:
@@ -43,10 +59,10 @@ def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of
     train, dev = split_examples(examples)
     nlp = spacy.blank("en")
     summary: dict[str, Any] = {"as_of": as_of.isoformat(), "tasks": len(examples), "labels_not_trained": unknown}
-    with tempfile.TemporaryDirectory(prefix="al-prepare-") as folder:
+    with workspace(run_key, "prepare") as folder:
         for part, part_examples in (("train", train), ("dev", dev)):
             docs, report = to_docs(nlp, part_examples)
-            write_docbin(docs, Path(folder) / f"{part}.spacy")
+            write_docbin(docs, folder / f"{part}.spacy")
             summary[part] = report.as_dict()
         digest = dataset_digest(examples)
         run_id = ctx.registry.start_run(
@@ -55,7 +71,7 @@ def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of
             run_name=naming.model_name(project, training.started_at),
             tags={"source": source, "airflow_run_id": run_key},
         )
-        ctx.registry.log_dataset(run_id, Path(folder), name=f"{naming.safe_name(project)}-completions", digest=digest, summary=summary)
+        ctx.registry.log_dataset(run_id, folder, name=f"{naming.safe_name(project)}-completions", digest=digest, summary=summary)
     ctx.registry.log_params(
         run_id,
         {"project": project, "source": source, "as_of": as_of.isoformat(), "completions_used": len(examples),
@@ -71,10 +87,10 @@ def train(ctx: Context, *, run_key: str, mlflow_run_id: str, overrides: dict[str
     from active_learning.training import load_model, load_training_overrides, score_ner, train_ner
 
     overrides = load_training_overrides() | (overrides or {})
-    with tempfile.TemporaryDirectory(prefix="al-train-") as folder:
-        dataset = ctx.registry.download_dataset(mlflow_run_id, Path(folder))
+    with workspace(run_key, "train") as folder:
+        dataset = ctx.registry.download_dataset(mlflow_run_id, folder)
         with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for results
-            outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", Path(folder) / "output", overrides=overrides)
+            outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides)
         nlp = load_model(outcome.model_dir)
         scores = score_ner(nlp, _read_docs(nlp, dataset / "dev.spacy"))
         model_uri = ctx.registry.log_model(mlflow_run_id, nlp)

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, literal, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from active_learning.dataset import TrainingExample
@@ -385,19 +384,15 @@ class AnnotationStore:
                 raise ConfigConflictError(
                     f"the labeling config of {name!r} changed after revision {expected_revision} was read"
                 )
-            try:
-                session.add(
-                    ConfigRevision(
-                        project_id=project_id,
-                        revision=expected_revision + 1,
-                        labeling_config=xml,
-                        author=author,
-                        reason=reason,
-                    )
+            session.add(
+                ConfigRevision(
+                    project_id=project_id,
+                    revision=expected_revision + 1,
+                    labeling_config=xml,
+                    author=author,
+                    reason=reason,
                 )
-                session.flush()
-            except IntegrityError as error:
-                raise ConfigConflictError(f"revision {expected_revision + 1} of {name!r} exists already") from error
+            )
         return ConfigState(xml, expected_revision + 1)
 
     def revisions(self, name: str) -> list[RevisionView]:

@@ -1,0 +1,199 @@
+"""Faults injected for real: a dead MLflow server, a dead or locked database, a training killed with
+SIGKILL, concurrent deploys, a config write that fails. Nothing is lost and nothing is half-made."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from active_learning import settings, training_pipeline
+from active_learning.cluster import mlflow_server
+from active_learning.context import Context
+from active_learning.deployment import deploy_model, rollback
+from active_learning.polling import poll
+from active_learning.services import answers, wait_until
+from active_learning.store.models import utcnow
+from test_scheduler_loop import free_port
+
+
+def sample_project(ctx: Context, sample_tasks, sample_config: str, *, auto_deploy: bool = True) -> str:  # type: ignore[no-untyped-def]
+    ctx.store.create_project("news", sample_config, active_learning=True, auto_deploy=auto_deploy)
+    ctx.store.import_tasks("news", sample_tasks)
+    return "news"
+
+
+def test_a_dead_mlflow_server_fails_the_training_visibly_and_a_rerun_recovers(  # type: ignore[no-untyped-def]
+    home: Path, monkeypatch: pytest.MonkeyPatch, sample_tasks, sample_config: str
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # Airflow's retries stand in for MLflow's here
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+    def start_server():  # type: ignore[no-untyped-def]
+        server = mlflow_server(f"sqlite:///{home / 'mlflow-server.db'}", home / "artifacts", port, env=dict(os.environ), log_dir=home)
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/health"), timeout=60, what="MLflow server", services=[server])
+        return server
+
+    server = start_server()
+    ctx = Context()
+    project = sample_project(ctx, sample_tasks, sample_config)
+    config = ctx.store.read_config(project)
+    [due] = poll(ctx.store, utcnow())
+    prepared = training_pipeline.prepare_data(ctx, project, run_key=due.run_id, source="active_learning", as_of=due.as_of)
+    server.stop()
+
+    with pytest.raises(Exception) as failure:
+        training_pipeline.train(ctx, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+    training_pipeline.fail(ctx, due.run_id, failure.value)  # what the task's failure callback does
+    [failed] = ctx.store.history(project)
+    assert failed.status == "failed" and f"127.0.0.1:{port}" in failed.error
+    assert ctx.store.read_config(project) == config
+    assert not list((settings.data_home() / "work").glob("*/*")), "a failed attempt left scratch files"
+    # The crossing is not lost: the next poll names the same run, so clearing it in Airflow retries it.
+    assert [d.run_id for d in poll(ctx.store, utcnow())] == [due.run_id]
+
+    server = start_server()
+    try:
+        trained = training_pipeline.train(ctx, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+        registered = training_pipeline.register(ctx, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"])
+        deploy_model(ctx, project, registered["model_name"], author="test", reason="rerun")
+        training_pipeline.finish(ctx, due.run_id)
+        assert [v.model_name for v in ctx.registry.project_models(project)] == [registered["model_name"]]
+        assert [h.status for h in ctx.store.history(project)] == ["success"]
+    finally:
+        server.stop()
+
+
+def poke(as_of):  # type: ignore[no-untyped-def]
+    from active_learning_airflow.sensors import DueProjectsSensor
+
+    sensor = DueProjectsSensor(task_id="wait_for_due_projects")
+    return sensor.poke({"dag_run": SimpleNamespace(run_type="manual", run_after=as_of), "data_interval_end": None})
+
+
+def test_a_dead_database_fails_the_poll_and_the_next_poll_picks_the_crossing_up(  # type: ignore[no-untyped-def]
+    home: Path, monkeypatch: pytest.MonkeyPatch, sample_tasks, sample_config: str
+) -> None:
+    sample_project(Context(), sample_tasks, sample_config)
+    monkeypatch.setenv("ACTIVE_LEARNING_DB_URL", f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone")
+    with pytest.raises(Exception, match="127.0.0.1"):
+        poke(utcnow())  # the task fails (and Airflow retries it): no XCom, so nothing is launched
+    monkeypatch.delenv("ACTIVE_LEARNING_DB_URL")
+    result = poke(utcnow())
+    assert result.is_done and [kw["conf"]["project"] for kw in result.xcom_value] == ["news"]
+
+
+def test_a_locked_database_fails_the_poll_instead_of_guessing(  # type: ignore[no-untyped-def]
+    home: Path, monkeypatch: pytest.MonkeyPatch, sample_tasks, sample_config: str
+) -> None:
+    ctx = Context()
+    sample_project(ctx, sample_tasks, sample_config)
+    ctx.store.engine.dispose()
+    db = home / "annotations.db"
+    monkeypatch.setenv("ACTIVE_LEARNING_DB_URL", f"sqlite:///{db}?timeout=1")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")  # a process that takes the whole file, readers included
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(Exception, match="locked"):
+            poke(utcnow())
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # an import holding the write lock: WAL lets the poll read on
+    try:
+        assert poke(utcnow()).is_done
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_a_training_killed_mid_way_is_retried_to_completion_without_duplicates_or_leftovers(  # type: ignore[no-untyped-def]
+    ctx: Context, home: Path, sample_tasks, sample_config: str
+) -> None:
+    project = sample_project(ctx, sample_tasks, sample_config, auto_deploy=False)
+    [due] = poll(ctx.store, utcnow())
+    prepared = training_pipeline.prepare_data(ctx, project, run_key=due.run_id, source="active_learning", as_of=due.as_of)
+    code = (
+        "from active_learning.context import Context; from active_learning import training_pipeline; "
+        f"training_pipeline.train(Context(), run_key={due.run_id!r}, mlflow_run_id={prepared['mlflow_run_id']!r}, "
+        "overrides={'training.max_steps': 100000, 'training.patience': 100000})"
+    )
+    attempt = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stderr=subprocess.DEVNULL)
+    output = settings.data_home() / "work" / due.run_id / "train" / "output"
+    wait_until(lambda: output.exists(), timeout=120, what="training under way")
+    time.sleep(2)
+    attempt.send_signal(signal.SIGKILL)
+    attempt.wait()
+    assert output.exists()  # killed mid-way: nothing could clean up
+
+    trained = training_pipeline.train(ctx, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+    for _ in range(2):  # a register retried after it succeeded
+        training_pipeline.register(ctx, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"])
+    assert len(ctx.registry.project_models(project)) == 1
+    assert not (settings.data_home() / "work").exists() or not any((settings.data_home() / "work").iterdir())
+
+
+def test_concurrent_polls_name_the_same_run(ctx: Context, sample_tasks, sample_config: str) -> None:  # type: ignore[no-untyped-def]
+    sample_project(ctx, sample_tasks, sample_config)
+    as_of = utcnow()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: [d.run_id for d in poll(Context().store, as_of)], range(8)))
+    assert len({tuple(r) for r in results}) == 1 and len(results[0]) == 1
+
+
+def _deploy_in_another_process(home: str, model: str, start: float) -> int:
+    os.environ["ACTIVE_LEARNING_HOME"] = home
+    time.sleep(max(0.0, start - time.time()))  # both processes write at the same moment
+    return deploy_model(Context(), "news", model, author=f"proc-{model[-6:]}", reason=f"deploy {model}").revision
+
+
+def test_two_deploys_at_once_are_serialised_with_no_lost_update(  # type: ignore[no-untyped-def]
+    ctx: Context, home: Path, sample_tasks, sample_config: str
+) -> None:
+    project = sample_project(ctx, sample_tasks, sample_config, auto_deploy=False)
+    first = training_pipeline.train_now(ctx, project)["model_name"]
+    time.sleep(1.1)
+    second = training_pipeline.train_now(ctx, project)["model_name"]
+    start = time.time() + 3
+    with multiprocessing.get_context("spawn").Pool(2) as processes:
+        revisions = processes.starmap(_deploy_in_another_process, [(str(home), first, start), (str(home), second, start)])
+    assert sorted(revisions) == [2, 3]
+    history = ctx.store.revisions(project)
+    reasons = [r.reason for r in history]
+    assert reasons.count(f"deploy {first}") == 1 and reasons.count(f"deploy {second}") == 1
+    last = history[-1].reason.removeprefix("deploy ")
+    assert f'model="{last}"' in ctx.store.read_config(project).xml
+
+
+def test_a_config_write_that_fails_half_way_leaves_the_previous_config_live(  # type: ignore[no-untyped-def]
+    ctx: Context, home: Path, sample_tasks, sample_config: str
+) -> None:
+    project = sample_project(ctx, sample_tasks, sample_config, auto_deploy=False)
+    model = training_pipeline.train_now(ctx, project)["model_name"]
+    before = ctx.store.read_config(project)
+    db = sqlite3.connect(home / "annotations.db")
+    # The project row is updated first; the revision insert then fails, as a full disk would fail it.
+    db.execute("CREATE TRIGGER disk_full BEFORE INSERT ON config_revisions BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    db.commit()
+    with pytest.raises(Exception, match="disk full"):
+        deploy_model(ctx, project, model, author="test", reason="doomed")
+    assert ctx.store.read_config(project) == before
+    db.execute("DROP TRIGGER disk_full")
+    db.commit()
+    db.close()
+    deploy_model(ctx, project, model, author="test", reason="deploy")
+    assert rollback(ctx, project, to_revision=1, author="test") == 3
+    assert ctx.store.read_config(project).xml == sample_config
