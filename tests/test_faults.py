@@ -32,19 +32,30 @@ def sample_project(ctx: Context, sample_tasks, sample_config: str, *, auto_deplo
     return "news"
 
 
-def test_a_dead_mlflow_server_fails_the_training_visibly_and_a_rerun_recovers(  # type: ignore[no-untyped-def]
-    home: Path, monkeypatch: pytest.MonkeyPatch, sample_tasks, sample_config: str
-) -> None:
+@pytest.fixture
+def mlflow_server_at(home: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Start (and restart) a real MLflow server on a fixed port; whatever the test does, it is stopped."""
     port = free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # Airflow's retries stand in for MLflow's here
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    started = []
 
-    def start_server():  # type: ignore[no-untyped-def]
+    def start():  # type: ignore[no-untyped-def]
         server = mlflow_server(f"sqlite:///{home / 'mlflow-server.db'}", home / "artifacts", port, env=dict(os.environ), log_dir=home)
-        wait_until(lambda: answers(f"http://127.0.0.1:{port}/health"), timeout=60, what="MLflow server", services=[server])
+        started.append(server)
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/health"), timeout=180, what="MLflow server", services=[server])
         return server
 
+    yield port, start
+    for server in started:
+        server.stop()
+
+
+def test_a_dead_mlflow_server_fails_the_training_visibly_and_a_rerun_recovers(  # type: ignore[no-untyped-def]
+    mlflow_server_at, sample_tasks, sample_config: str
+) -> None:
+    port, start_server = mlflow_server_at
     server = start_server()
     ctx = Context()
     project = sample_project(ctx, sample_tasks, sample_config)
@@ -63,16 +74,13 @@ def test_a_dead_mlflow_server_fails_the_training_visibly_and_a_rerun_recovers(  
     # The crossing is not lost: the next poll names the same run, so clearing it in Airflow retries it.
     assert [d.run_id for d in poll(ctx.store, utcnow())] == [due.run_id]
 
-    server = start_server()
-    try:
-        trained = training_pipeline.train(ctx, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
-        registered = training_pipeline.register(ctx, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"])
-        deploy_model(ctx, project, registered["model_name"], author="test", reason="rerun")
-        training_pipeline.finish(ctx, due.run_id)
-        assert [v.model_name for v in ctx.registry.project_models(project)] == [registered["model_name"]]
-        assert [h.status for h in ctx.store.history(project)] == ["success"]
-    finally:
-        server.stop()
+    start_server()
+    trained = training_pipeline.train(ctx, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+    registered = training_pipeline.register(ctx, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"])
+    deploy_model(ctx, project, registered["model_name"], author="test", reason="rerun")
+    training_pipeline.finish(ctx, due.run_id)
+    assert [v.model_name for v in ctx.registry.project_models(project)] == [registered["model_name"]]
+    assert [h.status for h in ctx.store.history(project)] == ["success"]
 
 
 def poke(as_of):  # type: ignore[no-untyped-def]
