@@ -37,11 +37,16 @@ with DAG(
         from active_learning.context import Context
         from active_learning.deployment import deploy_model
 
+        from active_learning.gate import compare_with_deployed
+
         context = get_current_context()
         params = context["params"]
+        ctx = Context()
         with fail_without_retry():
+            comparison = compare_with_deployed(ctx, params["project"], params["model_name"])
+            print(f"comparison (a manual deploy is not gated): {comparison.describe()}")
             result = deploy_model(
-                Context(), params["project"], params["model_name"],
+                ctx, params["project"], params["model_name"],
                 author=f"airflow:{context['dag_run'].run_id}", reason="manual deploy",
             )
         return result.revision

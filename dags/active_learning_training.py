@@ -42,7 +42,12 @@ with DAG(
             "auto",
             enum=["auto", "deploy", "register_only"],
             title="Deploy",
-            description="auto: follow the project's auto-deploy flag; deploy: update the config; register_only: only register",
+            description="auto: the project's auto-deploy flag, then the deploy gate; deploy: update the config "
+            "(gate overridden); register_only: only register",
+        ),
+        "gate_tolerance": Param(
+            0.0, type="number", minimum=0, maximum=1, title="Gate tolerance",
+            description="auto-deploy only if new F1 >= deployed F1 - tolerance, both scored on the fixed evaluation set",
         ),
         "as_of": Param(
             None,
@@ -85,49 +90,46 @@ with DAG(
 
     @task.branch
     def choose_deploy_path(registered: dict[str, Any]) -> str:
+        """auto: the project's auto-deploy flag and the deploy gate; deploy / register_only: as asked."""
+        from active_learning import training_pipeline
         from active_learning.context import Context
 
-        choice = get_current_context()["params"]["deploy"]
-        if choice == "auto":
-            choice = "deploy" if Context().store.project(registered["project"]).auto_deploy else "register_only"
-        return "update_config" if choice == "deploy" else "register_only"
+        context = get_current_context()
+        with fail_without_retry():
+            deploy = training_pipeline.decide_deploy(
+                Context(), context["run_id"], registered["project"], registered["model_name"],
+                choice=context["params"]["deploy"], tolerance=float(context["params"]["gate_tolerance"]),
+            )
+        return "update_config" if deploy else "register_only"
 
     @task
     def update_config(registered: dict[str, Any]) -> None:
         from active_learning import training_pipeline
         from active_learning.context import Context
-        from active_learning.deployment import deploy_model
 
-        ctx, run_id = Context(), get_current_context()["run_id"]
         with fail_without_retry():
-            result = deploy_model(
-                ctx, registered["project"], registered["model_name"], author="airflow:active_learning_training",
-                reason=f"training {run_id}",
+            training_pipeline.deploy_trained(
+                Context(), get_current_context()["run_id"], registered["project"], registered["model_name"],
+                author="airflow:active_learning_training",
             )
-        training_pipeline.note_deploy(ctx, run_id, f"deployed (config revision {result.revision})")
 
     @task
     def register_only(registered: dict[str, Any]) -> None:
         from active_learning import training_pipeline
         from active_learning.context import Context
-        from active_learning.deployment import mark_candidate
 
-        ctx = Context()
-        mark_candidate(ctx, registered["project"], registered["model_name"])
-        training_pipeline.note_deploy(ctx, get_current_context()["run_id"], "registered only (alias 'candidate')")
+        with fail_without_retry():
+            training_pipeline.keep_as_candidate(
+                Context(), get_current_context()["run_id"], registered["project"], registered["model_name"]
+            )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def validate_config(registered: dict[str, Any]) -> None:
         from active_learning import training_pipeline
         from active_learning.context import Context
-        from active_learning.deployment import ConfigValidationError, validate_project
 
-        ctx = Context()
-        problems = validate_project(ctx, registered["project"])
         with fail_without_retry():
-            if problems:
-                raise ConfigValidationError(registered["project"], problems)
-        training_pipeline.finish(ctx, get_current_context()["run_id"])
+            training_pipeline.validate_and_finish(Context(), get_current_context()["run_id"], registered["project"])
 
     prepared = prepare_data()
     registered = register(prepared, train(prepared))

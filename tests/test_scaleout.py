@@ -91,9 +91,9 @@ def test_the_loop_runs_on_celery_with_postgresql_and_an_mlflow_server(tmp_path: 
             time.sleep(5)
         assert len(runs) == 1, runs
         [run] = runs
-        assert run["run_id"] == "active_learning__scale__after_start" and run["state"] == "success", run
+        assert run["dag_run_id"] == "active_learning__scale__after_start" and run["state"] == "success", run
 
-        instances = cluster.api(f"dags/active_learning_training/dagRuns/{run['run_id']}/taskInstances")["task_instances"]
+        instances = cluster.api(f"dags/active_learning_training/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
         ran = [ti for ti in instances if ti["state"] == "success"]
         assert {ti["task_id"] for ti in ran} >= {"prepare_data", "train", "register", "update_config", "validate_config"}
         worker_log = (settings.home / "logs" / "celery-worker.log").read_text()

@@ -136,15 +136,19 @@ def cmd_validate_config(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     from active_learning.training_pipeline import train_now
 
-    result = train_now(ctx, args.project, deploy=args.deploy)
+    choice = "auto" if args.deploy is None else "deploy" if args.deploy else "register_only"
+    result = train_now(ctx, args.project, choice=choice, tolerance=args.tolerance)
     print(result["model_name"])
-    print(json.dumps({"version": result["version"], "metrics": result["metrics"]}), file=sys.stderr)
+    print(json.dumps({k: result[k] for k in ("version", "deploy", "metrics")}), file=sys.stderr)
     return 0
 
 
 def cmd_deploy(ctx: Context, args: argparse.Namespace) -> int:
     from active_learning.deployment import ConfigValidationError, deploy_model
+    from active_learning.gate import compare_with_deployed
 
+    print(f"comparison (a manual deploy is not gated): {compare_with_deployed(ctx, args.project, args.model).describe()}",
+          file=sys.stderr)
     try:
         result = deploy_model(ctx, args.project, args.model, author="cli", reason="manual deploy")
     except ConfigValidationError as error:
@@ -237,7 +241,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("train", cmd_train, "train a project's model now and print its name")
     sub.add_argument("--project", required=True)
     sub.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=None,
-                     help="deploy it (default: the project's auto-deploy flag)")
+                     help="deploy it, skipping the gate / only register it (default: auto-deploy flag and gate)")
+    sub.add_argument("--tolerance", type=float, default=0.0,
+                     help="gate: deploy if new F1 >= deployed F1 - TOLERANCE (default 0)")
 
     sub = command("deploy", cmd_deploy, "deploy a registered model into a project's labeling config")
     sub.add_argument("--project", required=True)

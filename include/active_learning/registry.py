@@ -194,6 +194,10 @@ class ModelRegistry:
         )
         return ModelVersionInfo.from_mlflow(self.client.get_model_version(registered, version.version))
 
+    def set_version_tags(self, info: ModelVersionInfo, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(info.registered_name, str(info.version), key, value[:5000])
+
     def set_alias(self, registered_name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(registered_name, alias, str(version))
 

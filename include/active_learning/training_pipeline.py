@@ -92,7 +92,7 @@ def train(ctx: Context, *, run_key: str, mlflow_run_id: str, overrides: dict[str
         with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for results
             outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides)
         nlp = load_model(outcome.model_dir)
-        scores = score_ner(nlp, _read_docs(nlp, dataset / "dev.spacy"))
+        scores = score_ner(nlp, read_docs(nlp, dataset / "dev.spacy"))
         model_uri = ctx.registry.log_model(mlflow_run_id, nlp)
     metrics = scores.as_metrics() | {"training_seconds": outcome.seconds}
     ctx.registry.log_metrics(mlflow_run_id, metrics)
@@ -105,6 +105,8 @@ def train(ctx: Context, *, run_key: str, mlflow_run_id: str, overrides: dict[str
 
 def register(ctx: Context, *, run_key: str, model_uri: str, labels: list[str]) -> dict[str, Any]:
     training = ctx.store.training(run_key)
+    if training.model_name is not None and training.model_version is not None:  # a retry after success
+        return {"project": training.project, "model_name": training.model_name, "version": training.model_version}
     info = ctx.registry.register(
         training.project,
         model_uri=model_uri,
@@ -114,14 +116,28 @@ def register(ctx: Context, *, run_key: str, model_uri: str, labels: list[str]) -
         labels=tuple(labels),
         description=_describe(training.project, training.started_at, training.completions_used, training.metrics),
     )
-    ctx.registry.finish_run(training.mlflow_run_id or "")
     ctx.store.update_training(run_key, model_name=info.model_name, model_version=info.version)
+    log_learning_curve(ctx, run_key, training.project, training.mlflow_run_id or "")
+    ctx.registry.finish_run(training.mlflow_run_id or "")
     return {"project": training.project, "model_name": info.model_name, "version": info.version}
 
 
+def log_learning_curve(ctx: Context, run_key: str, project: str, mlflow_run_id: str) -> None:
+    """F1 against completions over the project's models, as a plot and a CSV in the new model's run."""
+    from active_learning.learning_curve import ARTIFACT_DIR, curve_rows, write_curve
+
+    rows = curve_rows(ctx.store.history(project))
+    if not rows:
+        return
+    with workspace(run_key, "learning-curve") as folder:
+        write_curve(rows, folder, project)
+        ctx.registry.client.log_artifacts(mlflow_run_id, str(folder), ARTIFACT_DIR)
+
+
 def note_deploy(ctx: Context, run_key: str, what: str) -> None:
-    """What the deploy branch did, for the history."""
-    ctx.store.update_training(run_key, deploy=what)
+    """What the deploy decision and branch did, and why, for the history (appended in order)."""
+    earlier = ctx.store.training(run_key).deploy
+    ctx.store.update_training(run_key, deploy=f"{earlier}; {what}" if earlier else what)
 
 
 def finish(ctx: Context, run_key: str) -> None:
@@ -133,9 +149,43 @@ def fail(ctx: Context, run_key: str, error: BaseException | str) -> None:
     ctx.store.update_training(run_key, status="failed", error=str(error)[:4000])
 
 
-def train_now(ctx: Context, project: str, *, deploy: bool | None = None, author: str = "cli") -> dict[str, Any]:
+def decide_deploy(ctx: Context, run_key: str, project: str, model_name: str, *, choice: str, tolerance: float = 0.0) -> bool:
+    """The branch: deploy or only register, with the reason in the log, the history and MLflow."""
+    from active_learning import gate
+
+    decision = gate.decide(ctx, project, model_name, choice=choice, tolerance=tolerance)
+    log.info("%s: %s", "deploying" if decision.deploy else "registering only", decision.reason)
+    note_deploy(ctx, run_key, decision.reason)
+    return decision.deploy
+
+
+def deploy_trained(ctx: Context, run_key: str, project: str, model_name: str, *, author: str) -> None:
+    from active_learning.deployment import deploy_model
+
+    result = deploy_model(ctx, project, model_name, author=author, reason=f"training {run_key}")
+    note_deploy(ctx, run_key, f"deployed (config revision {result.revision})")
+
+
+def keep_as_candidate(ctx: Context, run_key: str, project: str, model_name: str) -> None:
+    from active_learning.deployment import mark_candidate
+
+    mark_candidate(ctx, project, model_name)
+    note_deploy(ctx, run_key, "registered only (alias 'candidate')")
+
+
+def validate_and_finish(ctx: Context, run_key: str, project: str) -> None:
+    from active_learning.deployment import ConfigValidationError, validate_project
+
+    problems = validate_project(ctx, project)
+    if problems:
+        raise ConfigValidationError(project, problems)
+    finish(ctx, run_key)
+
+
+def train_now(
+    ctx: Context, project: str, *, choice: str = "auto", tolerance: float = 0.0, author: str = "cli"
+) -> dict[str, Any]:
     """All steps in this process, as the training DAG runs them (for the CLI and scripts)."""
-    from active_learning import deployment
     from active_learning.store.models import utcnow
 
     started = utcnow()
@@ -144,21 +194,17 @@ def train_now(ctx: Context, project: str, *, deploy: bool | None = None, author:
         prepared = prepare_data(ctx, project, run_key=run_key, source=SOURCE_MANUAL, as_of=started)
         trained = train(ctx, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"])
         registered = register(ctx, run_key=run_key, model_uri=trained["model_uri"], labels=trained["labels"])
-        if ctx.store.project(project).auto_deploy if deploy is None else deploy:
-            result = deployment.deploy_model(ctx, project, registered["model_name"], author=author, reason=f"training {run_key}")
-            note_deploy(ctx, run_key, f"deployed (config revision {result.revision})")
+        model_name = registered["model_name"]
+        if decide_deploy(ctx, run_key, project, model_name, choice=choice, tolerance=tolerance):
+            deploy_trained(ctx, run_key, project, model_name, author=author)
         else:
-            deployment.mark_candidate(ctx, project, registered["model_name"])
-            note_deploy(ctx, run_key, "registered only (alias 'candidate')")
-        problems = deployment.validate_project(ctx, project)
-        if problems:
-            raise deployment.ConfigValidationError(project, problems)
+            keep_as_candidate(ctx, run_key, project, model_name)
+        validate_and_finish(ctx, run_key, project)
     except BaseException as error:
         if ctx.store.has_training(run_key):
             fail(ctx, run_key, error)
         raise
-    finish(ctx, run_key)
-    return registered | {"metrics": trained["metrics"], "run_key": run_key}
+    return registered | {"metrics": trained["metrics"], "run_key": run_key, "deploy": ctx.store.training(run_key).deploy}
 
 
 def _keep_config_labels(examples: list[TrainingExample], config_labels: set[str]) -> tuple[list[TrainingExample], dict[str, int]]:
@@ -174,7 +220,7 @@ def _keep_config_labels(examples: list[TrainingExample], config_labels: set[str]
     return kept, unknown
 
 
-def _read_docs(nlp: Any, path: Path) -> list[Any]:
+def read_docs(nlp: Any, path: Path) -> list[Any]:
     from spacy.tokens import DocBin
 
     return list(DocBin().from_disk(path).get_docs(nlp.vocab))

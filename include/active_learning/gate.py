@@ -1,0 +1,91 @@
+"""The deploy gate: with auto-deploy on, a new model replaces the deployed one only if it scores at least
+as well on the project's fixed evaluation set.
+
+The evaluation set is the dev split of the new model's training data: tasks are assigned to it by a hash
+of their id (``dataset.is_dev``), so a task never moves, and the set only grows as tasks are annotated.
+Both models are scored on it now — the deployed model's old score, measured on an older and smaller
+set, is never reused. A tolerance (F1 points, 0 by default) lets a slightly worse model through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from active_learning.context import Context
+from active_learning.deployment import find_project_model
+from active_learning.registry import ModelVersionInfo
+
+AUTO, DEPLOY, REGISTER_ONLY = "auto", "deploy", "register_only"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    candidate: str
+    candidate_f1: float
+    deployed: str | None
+    deployed_f1: float | None
+    eval_tasks: int
+
+    def passes(self, tolerance: float) -> bool:
+        return self.deployed_f1 is None or self.candidate_f1 >= self.deployed_f1 - tolerance
+
+    def describe(self) -> str:
+        against = (
+            f"deployed {self.deployed} F1 {self.deployed_f1:.3f}" if self.deployed_f1 is not None
+            else "no model of ours deployed"
+        )
+        return f"new {self.candidate} F1 {self.candidate_f1:.3f} vs {against}, on {self.eval_tasks} evaluation tasks"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class DeployDecision:
+    deploy: bool
+    reason: str
+    comparison: Comparison | None = None
+
+
+def compare_with_deployed(ctx: Context, project: str, model_name: str) -> Comparison:
+    """Score ``model_name`` and the project's deployed model (if it is one of ours) on the same tasks."""
+    from active_learning.training import score_ner
+    from active_learning.training_pipeline import read_docs, workspace
+
+    candidate = find_project_model(ctx, project, model_name)
+    deployed = _deployed_version(ctx, project, exclude=candidate)
+    with workspace(f"gate-{model_name}", "evaluate") as folder:
+        dev_path = ctx.registry.download_dataset(candidate.run_id or "", folder) / "dev.spacy"
+        candidate_nlp = ctx.registry.load_model(candidate)
+        docs = read_docs(candidate_nlp, dev_path)
+        candidate_f1 = score_ner(candidate_nlp, docs).f1
+        deployed_f1 = None
+        if deployed is not None:
+            deployed_nlp = ctx.registry.load_model(deployed)
+            deployed_f1 = score_ner(deployed_nlp, read_docs(deployed_nlp, dev_path)).f1
+    return Comparison(model_name, candidate_f1, deployed.model_name if deployed else None, deployed_f1, len(docs))
+
+
+def decide(ctx: Context, project: str, model_name: str, *, choice: str = AUTO, tolerance: float = 0.0) -> DeployDecision:
+    """Whether a freshly trained model goes into the config, and why (for the log, MLflow and the history)."""
+    if choice == DEPLOY:
+        return DeployDecision(True, "deploy requested (gate overridden)")
+    if choice == REGISTER_ONLY:
+        return DeployDecision(False, "register only requested")
+    if not ctx.store.project(project).auto_deploy:
+        return DeployDecision(False, "auto-deploy is off")
+    comparison = compare_with_deployed(ctx, project, model_name)
+    passed = comparison.passes(tolerance)
+    verdict = "gate passed" if passed else "gate refused"
+    reason = f"{verdict}: {comparison.describe()}" + (f", tolerance {tolerance:.3f}" if tolerance else "")
+    info = find_project_model(ctx, project, model_name)
+    ctx.registry.set_version_tags(info, {"deploy_gate": verdict, "deploy_gate_reason": reason})
+    return DeployDecision(passed, reason, comparison)
+
+
+def _deployed_version(ctx: Context, project: str, *, exclude: ModelVersionInfo) -> ModelVersionInfo | None:
+    name = ctx.store.project(project).deployed_model
+    if name is None or name == exclude.model_name:
+        return None
+    return ctx.registry.find_model(name)  # None for a pretrained model: nothing of ours to compare with
