@@ -44,6 +44,14 @@ def shared_file(relative: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_mlflow_uris(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlflow.set_tracking_uri/set_registry_uri also write os.environ: undo that after every test, so one
+    test's MLflow store never becomes the next one's."""
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(key, raising=False)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh data folder: annotation store and MLflow store (with artifacts) inside it."""

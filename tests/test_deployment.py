@@ -37,6 +37,8 @@ def trained(tmp_path_factory, sample_tasks_module, sample_config_module):  # typ
     time.sleep(1.1)  # model names carry the training second
     second = train_now(ctx, PROJECT)
     yield ctx, first["model_name"], second["model_name"]
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # set by MLflow for the module's store
+        os.environ.pop(key, None)
     if previous is None:
         os.environ.pop("ACTIVE_LEARNING_HOME")
     else:

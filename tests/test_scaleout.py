@@ -102,7 +102,8 @@ def test_the_loop_runs_on_celery_with_postgresql_and_an_mlflow_server(tmp_path: 
 
         from mlflow import MlflowClient
 
-        [version] = MlflowClient(settings.mlflow_url).search_model_versions("name = 'scale_ner'")
+        registry = MlflowClient(settings.mlflow_url, registry_uri=settings.mlflow_url)  # not an earlier test's
+        [version] = registry.search_model_versions("name = 'scale_ner'")
         model_name = version.tags["model_name"]
         assert version.source.startswith("models:/")
         config = cli("config", "--project", "scale")

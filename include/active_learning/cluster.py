@@ -55,6 +55,7 @@ class ClusterSettings:
             "AIRFLOW__API__SECRET_KEY": self.jwt_secret,
             "ACTIVE_LEARNING_DB_URL": self.annotation_db_url,
             "MLFLOW_TRACKING_URI": self.mlflow_url,
+            "MLFLOW_REGISTRY_URI": self.mlflow_url,
         })
         return env
 
