@@ -45,6 +45,24 @@ def test_import_creates_the_project_and_counts_toward_the_next_training(home: Pa
     assert row["due"] is True and row["auto_deploy"] is True
 
 
+def test_each_import_is_an_mlflow_run_with_its_skip_counts(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from active_learning.context import Context
+
+    export = json.loads(Path(BATCH1).read_text())[:3]
+    export[0]["completions"][0]["result"].append({"type": "labels", "value": {"start": 5, "end": 999, "labels": ["PER"]}})
+    export[1]["completions"][0]["result"].append({"type": "relation", "from_id": "a", "to_id": "b"})
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export))
+    assert run(capsys, "import", str(path), "--project", "news", "--config", CONFIG)[0] == 0
+    [imported] = Context().registry.client.search_runs(
+        [Context().registry.experiment_id("news")], filter_string="tags.type = 'import'"
+    )
+    assert imported.data.metrics["new_completions"] == 3
+    assert imported.data.metrics["skipped.span out of range"] == 1
+    assert imported.data.metrics["skipped.non-NER result item"] == 1
+    assert imported.info.run_name == "import export.json"
+
+
 def test_a_frequency_outside_50_100_200_is_a_usage_error(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as exit_info:
         main(["import", BATCH1, "--project", "news", "--config", CONFIG, "--frequency", "70"])

@@ -57,6 +57,9 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     labels = {label.value for label in list_labels(store.read_config(args.project).xml)}
     tasks, summary = read_export(Path(args.path), text_key=project.text_key, allowed_labels=labels)
     result = store.import_tasks(args.project, tasks)
+    added = {"new_tasks": result.new_tasks, "new_completions": result.new_completions,
+             "already_imported": result.known_completions}
+    ctx.registry.log_import(args.project, source=args.path, summary=summary.as_dict(), added=added)
     print(
         json.dumps(
             {"project": args.project, "new_tasks": result.new_tasks, "new_completions": result.new_completions,
@@ -119,9 +122,13 @@ def cmd_projects(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_validate_config(ctx: Context, args: argparse.Namespace) -> int:
     from active_learning.deployment import config_problems
-    from active_learning.labeling_config import validate_config
+    from active_learning.labeling_config import LabelingConfigError, parse_config, validate_config
 
     xml = Path(args.xml).read_bytes()
+    try:
+        parse_config(xml)  # unusable XML fails here, before any store or MLflow is opened
+    except LabelingConfigError as error:
+        return _print_problems([error])
     if args.project:
         ctx.store.project(args.project)  # unknown project: a clear error
         problems = config_problems(ctx, args.project, xml)

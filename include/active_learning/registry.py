@@ -98,6 +98,23 @@ class ModelRegistry:
         )
         return run.info.run_id
 
+    def log_import(self, project: str, *, source: str, summary: Mapping[str, Any], added: Mapping[str, int]) -> str:
+        """One MLflow run per import in the project's experiment: what was added, skipped, repaired and why."""
+        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+        run = self.client.create_run(
+            self.experiment_id(project),
+            tags={TAG_PROJECT: project, "type": "import", MLFLOW_RUN_NAME: f"import {Path(source).name}"},
+        )
+        counts = {f"export_{k}": v for k, v in summary.items() if isinstance(v, int)} | dict(added)
+        for group in ("skipped", "repaired", "unknown_labels"):
+            counts |= {f"{group}.{_metric_key(k)}": v for k, v in summary.get(group, {}).items()}
+        self.log_params(run.info.run_id, {"source": Path(source).name})
+        self.log_metrics(run.info.run_id, counts)
+        self.client.log_dict(run.info.run_id, dict(summary), "import_summary.json")
+        self.finish_run(run.info.run_id)
+        return run.info.run_id
+
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
@@ -263,6 +280,11 @@ class ModelRegistry:
             token = page.token
             if not token:
                 return found
+
+
+def _metric_key(text: str) -> str:
+    """MLflow metric names allow letters, digits, _ - . space and /."""
+    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in text)
 
 
 def _quote(value: str) -> str:
