@@ -1,0 +1,505 @@
+"""The Active Learning page's endpoints, served by Airflow's own API server app (its auth manager,
+middlewares and plugin loading), against a real annotation store, MLflow store and Airflow DB."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, SAMPLE
+from test_migrations import postgres_url  # noqa: F401  (a fixture: a fresh PostgreSQL database, or a skip)
+
+AIRFLOW = Path(sys.executable).parent / "airflow"
+UI = "/active-learning"
+PROJECT = "news desk"  # a name that needs quoting and a safe name with a hash
+OTHER = "other-project"
+BROKEN = "broken-config"
+
+
+# -- fixtures ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Airflow's API server app, with the DAGs serialized in its DB so that "train now" can trigger them."""
+    subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True)
+    subprocess.run([AIRFLOW, "dags", "reserialize"], check=True, capture_output=True)
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.app import create_app
+
+    yield TestClient(create_app("core"))
+
+
+@pytest.fixture(scope="module")
+def store_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One store and MLflow store for the module: PROJECT with 90 completions and two trained models
+    (registered only), OTHER with the same config and no model, BROKEN naming a model that does not exist."""
+    from active_learning.context import Context
+    from active_learning.exports import read_export
+    from active_learning.training_pipeline import train_now
+
+    home = tmp_path_factory.mktemp("ui-store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACTIVE_LEARNING_HOME", str(home))
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # MLflow writes them; never another test's
+            patch.delenv(key, raising=False)
+        ctx = Context()
+        config = (SAMPLE / "labeling_config.xml").read_text()
+        tasks = [t for batch in ("completions_batch1.json", "completions_batch2.json") for t in read_export(SAMPLE / batch)[0]]
+        ctx.store.create_project(PROJECT, config, active_learning=True, frequency=50)
+        ctx.store.import_tasks(PROJECT, tasks)
+        train_now(ctx, PROJECT, choice="register_only")
+        time.sleep(1.1)  # model names carry the training second
+        train_now(ctx, PROJECT, choice="register_only")
+        ctx.store.create_project(OTHER, config)
+        ctx.store.create_project(BROKEN, config.replace('"ner_dl"', '"ner_dll"'))
+        yield home
+
+
+@pytest.fixture
+def ctx(store_home: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from active_learning.context import Context
+
+    monkeypatch.setenv("ACTIVE_LEARNING_HOME", str(store_home))
+    return Context()
+
+
+def token(username: str, role: str) -> dict[str, str]:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    jwt = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
+    return {"Authorization": f"Bearer {jwt}"}
+
+
+@pytest.fixture
+def admin(client) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return token("admin", "admin")
+
+
+@pytest.fixture
+def viewer(client) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return token("viewer", "viewer")
+
+
+@pytest.fixture
+def user(client) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The simple auth manager's USER role: may trigger DAGs (and so change this page)."""
+    return token("alice", "user")
+
+
+def models_of(ctx, project: str = PROJECT) -> list[str]:  # type: ignore[no-untyped-def]
+    return [t.model_name for t in ctx.store.history(project) if t.model_name]
+
+
+def new_project(ctx, name: str, **settings: Any) -> str:  # type: ignore[no-untyped-def]
+    ctx.store.create_project(name, (SAMPLE / "labeling_config.xml").read_text(), **settings)
+    return name
+
+
+# -- the plugin ------------------------------------------------------------------------------------------
+
+
+def test_the_plugin_registers_the_app_and_a_navigation_entry(client, admin) -> None:  # type: ignore[no-untyped-def]
+    plugins = client.get("/api/v2/plugins", headers=admin).json()["plugins"]
+    [plugin] = [p for p in plugins if p["name"] == "active_learning"]
+    assert [app["url_prefix"] for app in plugin["fastapi_apps"]] == [UI]
+    [view] = plugin["external_views"]
+    assert view["url_route"] == "active-learning" and view["href"] == "active-learning/" and view["destination"] == "nav"
+    assert client.get(f"{UI}/static/icon.svg").status_code == 200  # the nav bar's icon needs no login
+
+
+def test_the_plugin_module_is_cheap_to_import() -> None:
+    code = (
+        f"import sys; sys.path[:0] = [{str(REPO / 'plugins')!r}]; import active_learning_plugin; "
+        "heavy = [m for m in ('fastapi', 'mlflow', 'spacy', 'lxml', 'active_learning', 'active_learning_airflow.ui.app') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- auth ------------------------------------------------------------------------------------------------
+
+READS = [
+    ("get", f"{UI}/", {}),
+    ("get", f"{UI}/static/app.js", {}),
+    ("get", f"{UI}/api/projects", {}),
+    ("get", f"{UI}/api/project", {"params": {"project": PROJECT}}),
+    ("get", f"{UI}/api/project/diff", {"params": {"project": PROJECT, "revision": 1}}),
+    ("get", f"{UI}/api/project/comparison", {"params": {"project": PROJECT, "model_name": "x_ner_20260101_000000"}}),
+]
+CHANGES = [
+    ("post", f"{UI}/api/project/settings", {"params": {"project": PROJECT}, "json": {"config_revision": 1, "frequency": 100}}),
+    ("post", f"{UI}/api/project/train", {"params": {"project": PROJECT}, "json": {}}),
+    ("post", f"{UI}/api/project/deploy", {"params": {"project": PROJECT}, "json": {"config_revision": 1, "model_name": "x"}}),
+    ("post", f"{UI}/api/project/rollback", {"params": {"project": PROJECT}, "json": {"config_revision": 2, "to_revision": 1}}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), READS + CHANGES)
+def test_anonymous_and_bad_tokens_are_refused(client, ctx, method: str, path: str, kwargs: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    anonymous = getattr(client, method)(path, **kwargs)
+    assert anonymous.status_code == 401
+    if "/api/" in path:
+        assert anonymous.json() == {"detail": "Not authenticated"}
+    forged = {"Authorization": "Bearer not-a-jwt"}
+    assert getattr(client, method)(path, headers=forged, **kwargs).status_code == 403
+
+
+def test_the_page_without_login_says_why_and_links_to_the_login(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get(f"{UI}/")
+    assert response.status_code == 401 and response.headers["content-type"].startswith("text/html")
+    assert "/auth/login?next=" in response.text
+
+
+def test_a_user_who_may_not_trigger_dags_can_look_but_not_change(client, ctx, viewer) -> None:  # type: ignore[no-untyped-def]
+    page = client.get(f"{UI}/", headers=viewer)
+    assert page.status_code == 200 and 'src="static/app.js"' in page.text
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+    listing = client.get(f"{UI}/api/projects", headers=viewer).json()
+    assert listing["permissions"] == {"can_change_settings": False, "can_train": False, "can_deploy": False}
+    detail = client.get(f"{UI}/api/project", params={"project": PROJECT}, headers=viewer).json()
+    assert detail["permissions"]["can_deploy"] is False
+    before = (ctx.store.project(PROJECT), ctx.store.read_config(PROJECT))
+    revision = before[1].revision
+    changes = [
+        ("settings", {"config_revision": revision, "frequency": 200}),
+        ("train", {}),
+        ("deploy", {"config_revision": revision, "model_name": models_of(ctx)[0]}),
+        ("rollback", {"config_revision": revision, "to_revision": 1}),
+    ]
+    for action, body in changes:
+        response = client.post(f"{UI}/api/project/{action}", params={"project": PROJECT}, json=body, headers=viewer)
+        assert response.status_code == 403, action
+    assert (ctx.store.project(PROJECT), ctx.store.read_config(PROJECT)) == before
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+
+
+def test_the_projects_list(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+    from active_learning.store.models import utcnow
+
+    data = client.get(f"{UI}/api/projects", headers=admin).json()
+    rows = {row["name"]: row for row in data["projects"]}
+    news = rows[PROJECT]
+    assert news["active_learning"] is True and news["frequency"] == 50 and news["completions"] == 90
+    assert news["since_last_training"] == 0 and news["to_next_training"] == 50 and news["valid"] is True
+    last = news["last_training"]
+    assert last["status"] == "success" and last["source"] == "manual" and last["mlflow_run_id"]
+    assert last["model_name"] == models_of(ctx)[-1]
+    assert last["airflow_run"] is False  # trained by the CLI's code path, not by an Airflow run
+    [problem] = rows[BROKEN]["problems"]
+    assert problem["label"] == "MISC" and problem["model"] == "ner_dll" and "'ner_dl'" in problem["message"]
+    assert data["permissions"]["can_deploy"] is True and data["links"]["airflow"] == "/"
+    # "since the last training" is what the poll counts
+    polled = {row.project: row.new_completions for row in ctx.store.poll(utcnow())}
+    assert all(rows[name]["since_last_training"] == count for name, count in polled.items())
+
+
+def test_the_project_page(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+    detail = client.get(f"{UI}/api/project", params={"project": PROJECT}, headers=admin).json()
+    first, second = models_of(ctx)
+    assert [t["model_name"] for t in detail["history"]] == [second, first]  # newest first
+    training = detail["history"][0]
+    assert training["source"] == "manual" and training["completions_used"] == 90 and training["status"] == "success"
+    assert set(training["metrics"]) >= {"precision", "recall", "f1", "per_label"} and training["duration_seconds"] > 0
+    assert {"PER", "ORG", "LOC"} <= set(training["metrics"]["per_label"])
+    assert [m["model_name"] for m in detail["models"]] == [second, first]
+    model = detail["models"][0]
+    assert model["trained_at"] and model["metrics"]["f1"] == training["metrics"]["f1"] and "candidate" in model["aliases"]
+    assert [row["model_name"] for row in detail["learning_curve"]] == [first, second]
+    assert detail["validation"] == {"source": "mlflow", "problems": []}
+    assert detail["revisions"][-1]["reason"] == "project created"
+    assert detail["training_dag"]["loaded"] is True
+
+
+def test_reading_an_unknown_project_is_404(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+    for path, params in [
+        ("project", {}),
+        ("project/diff", {"revision": 1}),
+        ("project/comparison", {"model_name": "nowhere_ner_20260101_000000"}),
+    ]:
+        response = client.get(f"{UI}/api/{path}", params={"project": "nowhere", **params}, headers=admin)
+        assert response.status_code == 404 and "no project named 'nowhere'" in response.json()["detail"]
+    assert client.get(f"{UI}/api/project/diff", params={"project": PROJECT, "revision": 99}, headers=admin).status_code == 404
+
+
+# -- settings ----------------------------------------------------------------------------------------------
+
+
+def test_settings_change_through_the_store_and_are_recorded_with_the_user(client, ctx, user) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(ctx, "settings-project")
+    response = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=user,
+                           json={"config_revision": 1, "active_learning": True, "frequency": 100, "auto_deploy": True})
+    assert response.status_code == 200, response.text
+    settings = ctx.store.project(name)
+    assert (settings.active_learning, settings.frequency, settings.auto_deploy) == (True, 100, True)
+    revision = ctx.store.revisions(name)[-1]
+    assert response.json()["config_revision"] == revision.revision == 2
+    assert revision.author == "alice" and "every 100 new completions" in revision.reason
+    assert revision.labeling_config == ctx.store.revisions(name)[0].labeling_config  # the XML did not change
+    off = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=user,
+                      json={"config_revision": 2, "active_learning": False})
+    assert off.status_code == 200 and ctx.store.project(name).active_learning is False
+
+
+def test_settings_refuse_bad_input(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(ctx, "bad-input-project")
+    url = f"{UI}/api/project/settings"
+    unknown = client.post(url, params={"project": "nowhere"}, headers=admin, json={"config_revision": 1, "frequency": 100})
+    assert unknown.status_code == 404
+    odd = client.post(url, params={"project": name}, headers=admin, json={"config_revision": 1, "frequency": 75})
+    assert odd.status_code == 422 and "50, 100, 200" in odd.json()["detail"]
+    extra = client.post(url, params={"project": name}, headers=admin, json={"config_revision": 1, "frequency_": 100})
+    assert extra.status_code == 422
+    # no JSON content type (what a cross-site form would send): refused
+    form_post = client.post(url, params={"project": name}, headers=admin, content='{"config_revision": 1}')
+    assert form_post.status_code == 422
+    assert ctx.store.project(name).frequency == 50 and ctx.store.read_config(name).revision == 1
+
+
+def test_a_settings_change_from_a_stale_form_is_refused(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(ctx, "stale-settings-project")
+    state = ctx.store.read_config(name)
+    ctx.store.write_config(name, state.xml.replace("PER", "PERSON"), expected_revision=1, author="someone", reason="edit")
+    response = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=admin,
+                           json={"config_revision": 1, "active_learning": True})
+    assert response.status_code == 409 and response.json()["detail"]["live_revision"] == 2
+    assert ctx.store.project(name).active_learning is False
+
+
+# -- train now -----------------------------------------------------------------------------------------------
+
+
+def dag_run(run_id: str):  # type: ignore[no-untyped-def]
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.run_id == run_id).one()
+        session.expunge(run)
+        return run
+
+
+def test_train_now_triggers_the_training_dag_through_airflow_as_the_user(client, ctx, user, admin) -> None:  # type: ignore[no-untyped-def]
+    response = client.post(f"{UI}/api/project/train", params={"project": OTHER}, headers=user, json={})
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+    run = dag_run(run_id)
+    assert run.dag_id == "active_learning_training" and run.conf == {"project": OTHER, "source": "manual", "deploy": "auto"}
+    assert run.run_type == "manual" and run.triggering_user_name == "alice" and run.triggered_by.value == "ui"
+    assert response.json()["url"] == f"/dags/active_learning_training/runs/{run_id}"
+    detail = client.get(f"{UI}/api/project", params={"project": OTHER}, headers=admin).json()
+    assert [p["run_id"] for p in detail["pending_runs"]] == [run_id]  # queued, no training row yet
+    unknown = client.post(f"{UI}/api/project/train", params={"project": "nowhere"}, headers=user, json={})
+    assert unknown.status_code == 404
+    bad = client.post(f"{UI}/api/project/train", params={"project": OTHER}, headers=user, json={"deploy": "always"})
+    assert bad.status_code == 422
+
+
+# -- models, deploy, rollback ----------------------------------------------------------------------------------
+
+
+def test_the_comparison_with_the_deployed_model(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+    first, second = models_of(ctx)
+    url = f"{UI}/api/project/comparison"
+    stored = client.get(url, params={"project": PROJECT, "model_name": second}, headers=admin).json()
+    assert stored["candidate"]["model_name"] == second and stored["candidate"]["completions_used"] == 90
+    assert stored["candidate"]["metrics"]["f1"] >= 0
+    foreign = client.get(url, params={"project": OTHER, "model_name": second}, headers=admin)
+    assert foreign.status_code == 400 and f"belongs to project {PROJECT!r}" in foreign.json()["detail"]
+    missing = client.get(url, params={"project": PROJECT, "model_name": "news_ner_20990101_000000"}, headers=admin)
+    assert missing.status_code == 400 and "no registered model" in missing.json()["detail"]
+
+
+def test_rescoring_needs_the_deploy_permission_and_scores_like_the_gate(client, ctx, admin, viewer) -> None:  # type: ignore[no-untyped-def]
+    _, second = models_of(ctx)
+    params = {"project": PROJECT, "model_name": second, "rescore": "true"}
+    assert client.get(f"{UI}/api/project/comparison", params=params, headers=viewer).status_code == 403
+    scored = client.get(f"{UI}/api/project/comparison", params=params, headers=admin).json()["rescored"]
+    assert scored["candidate"] == second and scored["eval_tasks"] > 0 and "evaluation tasks" in scored["description"]
+
+
+def test_deploy_then_roll_back(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+    first, second = models_of(ctx)
+    live = ctx.store.read_config(PROJECT).revision
+    deploy = client.post(f"{UI}/api/project/deploy", params={"project": PROJECT}, headers=admin,
+                         json={"config_revision": live, "model_name": first})
+    assert deploy.status_code == 200, deploy.text
+    state = ctx.store.read_config(PROJECT)
+    assert deploy.json()["config_revision"] == state.revision == live + 1
+    assert f'model="{first}"' in state.xml and ctx.store.project(PROJECT).deployed_model == first
+    revision = ctx.store.revisions(PROJECT)[-1]
+    assert revision.author == "admin" and revision.reason.startswith("manual deploy")
+
+    stale = client.post(f"{UI}/api/project/deploy", params={"project": PROJECT}, headers=admin,
+                        json={"config_revision": live, "model_name": second})
+    assert stale.status_code == 409 and ctx.store.read_config(PROJECT) == state
+
+    detail = client.get(f"{UI}/api/project", params={"project": PROJECT}, headers=admin).json()
+    assert detail["project"]["deployed_model"] == first and detail["project"]["deployed_trained_at"]
+    assert [(m["deployed"], m["in_config"]) for m in detail["models"]] == [(False, False), (True, True)]
+    diff = client.get(f"{UI}/api/project/diff", params={"project": PROJECT, "revision": state.revision},
+                      headers=admin).json()["diff"]
+    assert f'+    <Label value="PER" model="{first}" background="#ff6b6b"/>' in diff.splitlines()
+
+    stale_rollback = client.post(f"{UI}/api/project/rollback", params={"project": PROJECT}, headers=admin,
+                                 json={"config_revision": live, "to_revision": live})
+    assert stale_rollback.status_code == 409
+    nowhere = client.post(f"{UI}/api/project/rollback", params={"project": PROJECT}, headers=admin,
+                          json={"config_revision": state.revision, "to_revision": 999})
+    assert nowhere.status_code == 400 and "no config revision 999" in nowhere.json()["detail"]
+    rollback = client.post(f"{UI}/api/project/rollback", params={"project": PROJECT}, headers=admin,
+                           json={"config_revision": state.revision, "to_revision": live})
+    assert rollback.status_code == 200, rollback.text
+    assert ctx.store.read_config(PROJECT).xml == ctx.store.revisions(PROJECT)[live - 1].labeling_config
+    assert ctx.store.revisions(PROJECT)[-1].author == "admin"
+
+
+def test_deploy_refuses_a_model_of_another_project_and_unknown_input(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+    first, _ = models_of(ctx)
+    name = new_project(ctx, "deploy-target")
+    url = f"{UI}/api/project/deploy"
+    foreign = client.post(url, params={"project": name}, headers=admin, json={"config_revision": 1, "model_name": first})
+    assert foreign.status_code == 400 and f"belongs to project {PROJECT!r}" in foreign.json()["detail"]
+    unknown_model = client.post(url, params={"project": name}, headers=admin,
+                                json={"config_revision": 1, "model_name": "deploy-target_ner_20990101_000000"})
+    assert unknown_model.status_code == 400
+    unknown_project = client.post(url, params={"project": "nowhere"}, headers=admin,
+                                  json={"config_revision": 1, "model_name": first})
+    assert unknown_project.status_code == 404
+    assert ctx.store.read_config(name).revision == 1 and ctx.store.project(name).deployed_model is None
+
+
+def test_the_project_page_still_answers_when_mlflow_is_down(client, ctx, admin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import mlflow
+
+    from active_learning.store.models import utcnow
+
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        detail = client.get(f"{UI}/api/project", params={"project": BROKEN}, headers=admin).json()
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+    assert detail["models"] == [] and "127.0.0.1:9" in detail["models_error"]
+    [problem] = detail["validation"]["problems"]  # checked against the training history instead
+    assert detail["validation"]["source"] == "store" and problem["model"] == "ner_dll"
+    assert detail["revisions"] and detail["project"]["name"] == BROKEN
+
+
+# -- speed -------------------------------------------------------------------------------------------------------
+
+
+def seed_projects(store, count: int, completions: int) -> None:  # type: ignore[no-untyped-def]
+    """``count`` projects with ``completions`` each, two trainings (one failed), a deployed model; bulk inserts."""
+    from sqlalchemy import insert, select
+
+    from active_learning.store.models import Completion, ConfigRevision, Project, Task, TrainingRun, utcnow
+
+    config = (SAMPLE / "labeling_config.xml").read_text()
+    now = utcnow()
+    with store.engine.begin() as connection:
+        connection.execute(insert(Project), [
+            {"name": f"project-{i:04d}", "labeling_config": config, "config_revision": 1, "text_key": "text",
+             "active_learning": i % 3 != 0, "frequency": (50, 100, 200)[i % 3], "auto_deploy": i % 2 == 0,
+             "deployed_model": f"project-{i:04d}_ner_20261101_000000", "created_at": now}
+            for i in range(count)
+        ])
+        ids = connection.execute(select(Project.id).order_by(Project.id)).scalars().all()
+        connection.execute(insert(ConfigRevision), [
+            {"project_id": pid, "revision": 1, "labeling_config": config, "created_at": now, "author": "seed",
+             "reason": "project created"} for pid in ids
+        ])
+        task_ids = connection.execute(insert(Task).returning(Task.id, sort_by_parameter_order=True), [
+            {"project_id": pid, "source_id": "t1", "text": "text"} for pid in ids
+        ]).scalars().all()
+        connection.execute(insert(Completion), [
+            {"task_id": tid, "project_id": pid, "source_id": f"c{j}", "annotator": "a", "spans": [],
+             "arrived_at": now - timedelta(hours=2) + timedelta(seconds=j), "ground_truth": False, "cancelled": False}
+            for pid, tid in zip(ids, task_ids, strict=True) for j in range(completions)
+        ])
+        connection.execute(insert(TrainingRun), [
+            {"project_id": pid, "run_key": f"run-{pid}-{k}", "source": "active_learning",
+             "as_of": now - timedelta(hours=2) + timedelta(seconds=completions // 2 + k),
+             "status": "success" if k == 0 else "failed", "started_at": now - timedelta(hours=1) + timedelta(minutes=k),
+             "model_name": f"project-{pid:04d}_ner_2026110{k + 1}_000000" if k == 0 else None,
+             "model_version": 1 if k == 0 else None}
+            for pid in ids for k in range(2)
+        ])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_overview_statements_on_the_embedded_and_the_scale_out_database(backend: str, request, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from active_learning.overview import project_rows
+    from active_learning.store import AnnotationStore, connect, create_schema
+    from active_learning.store.models import utcnow
+
+    url = f"sqlite:///{tmp_path / 'store.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = connect(url)
+    try:
+        create_schema(engine)
+        store = AnnotationStore(engine)
+        seed_projects(store, 30, 20)
+        now = utcnow()
+        rows = project_rows(store, now, pretrained=frozenset({"ner_dl"}))
+        assert [row.name for row in rows] == [f"project-{i:04d}" for i in range(30)]
+        row = rows[5]
+        assert (row.completions, row.since_last_training, row.frequency) == (20, 9, 200)  # after the success, not the failure
+        assert row.last_training.status == "failed" and row.last_training.started_at.tzinfo is not None
+        assert row.deployed_trained_at == datetime(2026, 11, 1, tzinfo=UTC) and row.problems == ()
+        polled = {poll.project: poll.new_completions for poll in store.poll(now)}
+        assert polled and all(r.since_last_training == polled[r.name] for r in rows if r.active_learning)
+    finally:
+        engine.dispose()
+
+
+def test_the_projects_list_answers_fast_with_1000_projects_in_two_statements(
+    client, admin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    from sqlalchemy import event
+
+    from active_learning.context import Context
+
+    monkeypatch.setenv("ACTIVE_LEARNING_HOME", str(tmp_path))
+    seed_projects(Context().store, 1000, 100)
+    url = f"{UI}/api/projects"
+    assert len(client.get(url, headers=admin).json()["projects"]) == 1000  # warm: schema check, config parses
+
+    from active_learning_airflow.ui.app import domain
+
+    statements: list[str] = []
+    engine = domain().store.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            response = client.get(url, headers=admin)
+            timings.append(time.perf_counter() - started)
+            assert response.status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert len(statements) == 2 * 5, statements
+    median = statistics.median(timings)
+    print(f"\nGET {url} with 1,000 projects (100,000 completions): median {median * 1000:.0f} ms, "
+          f"best {min(timings) * 1000:.0f} ms, server-side {response.json()['elapsed_ms']} ms")
+    assert median < 0.3
+    rows = response.json()["projects"]
+    assert rows[5]["since_last_training"] == 49 and rows[5]["last_training"]["status"] == "failed"

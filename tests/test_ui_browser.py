@@ -1,0 +1,237 @@
+"""The Active Learning page in a real browser (headless Chromium, Selenium) against Airflow's real API
+server, started with ``EmbeddedAirflow`` (scheduler, DAG processor, LocalExecutor, API server).
+
+Logs in through the simple auth manager's login page, opens the page from Airflow's navigation, switches
+active learning on (the dropdown appears: 100; the deploy question: only register), trains through the
+training DAG, sees the training in the history, deploys the new model after its comparison, and rolls
+the config back. Screenshots go to ``test-artifacts/ui-browser/``; with
+``ACTIVE_LEARNING_UPDATE_SCREENSHOTS=1`` the projects list also goes to ``docs/ui/projects.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, SAMPLE
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = REPO / "test-artifacts" / "ui-browser"
+DOCS_SCREENSHOT = REPO / "docs" / "ui" / "projects.png"
+PROJECT = "demo-news"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1600,1000",
+]
+TRAINING_TIMEOUT = 600  # a training is six Airflow tasks, each a new process: minutes on two busy cores
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Airflow:
+    url: str
+    password: str
+    home: Path
+
+
+def seed_projects(home: Path) -> None:
+    """demo-news (90 completions, active learning off), and two others for a fuller projects list."""
+    from active_learning.context import Context
+    from active_learning.exports import read_export
+
+    ctx = Context()
+    config = (SAMPLE / "labeling_config.xml").read_text()
+    tasks = [t for batch in ("completions_batch1.json", "completions_batch2.json") for t in read_export(SAMPLE / batch)[0]]
+    ctx.store.create_project(PROJECT, config)
+    ctx.store.import_tasks(PROJECT, tasks)
+    ctx.store.create_project("clinical-notes", config, active_learning=True, frequency=200, auto_deploy=True)
+    ctx.store.import_tasks("clinical-notes", tasks[:64])
+    ctx.store.create_project("support-tickets", config.replace('"ner_dl"', '"ner_dll"'), active_learning=True, frequency=50)
+    ctx.store.import_tasks("support-tickets", tasks[:12])
+
+
+@pytest.fixture
+def airflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Airflow]:
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver "
+                    "(.ci/run installs them)")
+    pytest.importorskip("selenium", reason="needs selenium (requirements-dev.txt)")
+    from active_learning.embedded import EmbeddedAirflow
+    from active_learning.services import http_json, wait_until
+
+    for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
+        monkeypatch.delenv(key)  # this test's own Airflow, not the test session's
+    home = tmp_path / "home"
+    monkeypatch.setenv("ACTIVE_LEARNING_HOME", str(home))
+    seed_projects(home)
+    embedded = EmbeddedAirflow(home=home, port=free_port(), poll_schedule="0 0 1 1 *")  # no poll during the test
+    try:
+        embedded.start(timeout=300)
+        password = embedded.admin_password()
+        token = http_json(f"{embedded.url}/auth/token", data={"username": "admin", "password": password})["access_token"]
+
+        def dags_loaded() -> bool:
+            try:
+                dags = http_json(f"{embedded.url}/api/v2/dags?dag_id_pattern=active_learning", token=token)
+            except OSError:
+                return False
+            return {"active_learning_training", "active_learning_deploy"} <= {d["dag_id"] for d in dags["dags"]}
+
+        wait_until(dags_loaded, timeout=180, what="the DAGs in Airflow", services=[embedded.service])
+        yield Airflow(embedded.url, password, home)
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-', dir=tmp_path)}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_a_project_owner_drives_the_loop_from_the_active_learning_page(airflow: Airflow, browser: Any) -> None:
+    from active_learning.context import Context
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        drive(browser, airflow.url, airflow.password, Context())
+    except BaseException:
+        browser.save_screenshot(str(ARTIFACTS / "failure.png"))
+        (ARTIFACTS / "failure.html").write_text(browser.page_source)
+        raise
+
+
+def drive(driver: Any, base: str, password: str, ctx: Any) -> None:
+    """The whole walk through, as a person clicks it (also runnable against any running Airflow)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    def wait(condition: Callable[[Any], Any], timeout: float = 60, what: str = "") -> Any:
+        return WebDriverWait(driver, timeout, poll_frequency=0.5).until(condition, message=what)
+
+    def shot(name: str) -> None:
+        driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+    def element(css: str) -> Any:
+        return driver.find_element(By.CSS_SELECTOR, css)
+
+    def notice_says(text: str) -> Callable[[Any], bool]:
+        def check(_: Any) -> bool:
+            found = driver.find_elements(By.ID, "notice")
+            if found and found[0].get_attribute("data-kind") == "error":
+                raise AssertionError(f"the page reported an error: {found[0].text}")
+            return bool(found) and found[0].is_displayed() and text in found[0].text
+        return check
+
+    # Log in through the simple auth manager's login page.
+    driver.get(f"{base}/auth/login?next=%2F")
+    wait(lambda d: d.find_elements(By.NAME, "username"), what="the login form")
+    driver.find_element(By.NAME, "username").send_keys("admin")
+    driver.find_element(By.NAME, "password").send_keys(password)
+    shot("01-login")
+    element("button[type=submit]").click()
+    wait(lambda d: "/auth/login" not in d.current_url, what="the login to finish")
+
+    # The navigation entry opens the page inside Airflow's UI.
+    nav = wait(lambda d: d.find_elements(By.CSS_SELECTOR, "a[href$='plugin/active-learning']"), what="the nav entry")
+    nav[0].click()
+    frame = wait(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[src*='active-learning']"), what="the page's iframe")[0]
+    driver.switch_to.frame(frame)
+    wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#projects tbody tr[data-name]")) == 3, what="the projects")
+    broken = element("#projects tr[data-name='support-tickets'] .errors").text
+    assert "MISC" in broken and "ner_dll" in broken
+    shot("02-projects-in-airflow")
+    driver.switch_to.default_content()
+
+    # The project: switch active learning on; the dropdown appears; 100; the deploy question.
+    driver.get(f"{base}/active-learning/#project={PROJECT}")
+    switch = wait(lambda d: d.find_elements(By.ID, "al-switch"), what="the project page")[0]
+    assert not element("#frequency-wrap").is_displayed(), "the frequency dropdown shows while active learning is off"
+    switch.click()
+    wait(lambda d: element("#frequency-wrap").is_displayed(), what="the frequency dropdown")
+    Select(element("#frequency")).select_by_value("100")
+    assert element("#enable-question").is_displayed()
+    shot("03-switching-on")
+    element("#enable-deploy-no").click()
+    wait(notice_says("active learning on, every 100 new completions, register only"), what="the settings to be saved")
+    wait(lambda d: element("#al-switch").is_selected() and element("#auto-deploy-line").is_displayed())
+    settings = ctx.store.project(PROJECT)
+    assert (settings.active_learning, settings.frequency, settings.auto_deploy) == (True, 100, False)
+    assert ctx.store.revisions(PROJECT)[-1].author == "admin"
+
+    # Train now: a run of the training DAG, then a row in the history that ends in success.
+    element("#train-now").click()
+    wait(notice_says("Training queued in Airflow"), what="the training to be queued")
+    wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#history tbody tr[data-run]"), what="the run in the history")
+    shot("04-training-queued")
+    wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#history tbody tr[data-run] .badge.success"),
+         timeout=TRAINING_TIMEOUT, what="the training to succeed")
+    row = element("#history tbody tr[data-run]")
+    assert "manual" in row.text and row.find_elements(By.LINK_TEXT, "Airflow run")
+    [training] = ctx.store.history(PROJECT)
+    assert training.status == "success" and training.source == "manual" and training.completions_used == 90
+    wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#learning-curve circle"), what="the learning curve")
+    shot("05-trained")
+
+    # Deploy the new model: the dialog shows the comparison with the deployed model; confirm.
+    revision = ctx.store.read_config(PROJECT).revision
+    element(f"button[data-deploy='{training.model_name}']").click()
+    wait(lambda d: d.find_elements(By.CSS_SELECTOR, "dialog[open] #comparison"), what="the comparison")
+    assert training.model_name in element("#comparison").text
+    shot("06-deploy-dialog")
+    element("#dialog-ok").click()
+    wait(notice_says(f"{training.model_name} (version 1) deployed"), what="the deploy")
+    wait(lambda d: d.find_elements(By.CSS_SELECTOR, f"#models tr[data-model='{training.model_name}'] .badge.on"))
+    assert ctx.store.project(PROJECT).deployed_model == training.model_name
+    assert ctx.store.read_config(PROJECT).revision == revision + 1
+    assert ctx.store.revisions(PROJECT)[-1].author == "admin"
+
+    # The projects list, inside Airflow, now shows the deployed model and the last training.
+    driver.get(f"{base}/plugin/active-learning")
+    driver.switch_to.frame(wait(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[src*='active-learning']"))[0])
+    wait(lambda d: training.model_name in element(f"#projects tr[data-name='{PROJECT}']").text, what="the list")
+    driver.switch_to.default_content()
+    shot("07-projects-after-deploy")
+    if os.environ.get("ACTIVE_LEARNING_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(DOCS_SCREENSHOT))
+
+    # Roll the config back to the revision before the deploy.
+    driver.get(f"{base}/active-learning/#project={PROJECT}")
+    wait(lambda d: d.find_elements(By.CSS_SELECTOR, f"button[data-rollback='{revision}']"), what="the revisions")[0].click()
+    wait(lambda d: d.find_elements(By.CSS_SELECTOR, "dialog[open] pre.diff"), what="the rollback's diff")
+    shot("08-rollback-dialog")
+    element("#dialog-ok").click()
+    wait(notice_says(f"revision {revision} is live again"), what="the rollback")
+    wait(lambda d: "rollback to revision" in element("#revisions tbody tr").text)
+    shot("09-rolled-back")
+    assert ctx.store.read_config(PROJECT).xml == ctx.store.revisions(PROJECT)[revision - 1].labeling_config
+    assert ctx.store.revisions(PROJECT)[-1].author == "admin"
