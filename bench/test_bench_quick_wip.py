@@ -1,0 +1,69 @@
+"""Every benchmark's quick mode runs, exits 0 and ends with its key ratio (README, "Performance")."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_file
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+RATIO = re.compile(r"^key ratio: .+ = \d+\.\d{2}x \(target .+: (met|NOT met)\)$")
+
+
+def run_quick(script: str, *args: str, timeout: float = 600) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ACTIVE_LEARNING", "MLFLOW"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run([sys.executable, str(BENCH / script), "--quick", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{script} --quick exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    last = done.stdout.strip().splitlines()[-1]
+    assert RATIO.match(last), f"{script}: the last line is not the key ratio: {last!r}"
+    return done.stdout
+
+
+def test_poll_scaling_quick() -> None:
+    out = run_quick("poll_scaling.py")
+    assert "sqlite: median of" in out
+    # PostgreSQL is measured when it answers, and skipped - saying so - when it does not.
+    assert "postgresql: median of" in out or "SKIPPED postgresql: PostgreSQL unreachable" in out
+    assert re.search(r"statements per poll, any number of projects \|\s+1 \|", out), "the poll is one statement"
+
+
+def test_poll_variants_quick() -> None:
+    out = run_quick("poll_variants.py")
+    assert "sqlite, 1,000 projects" in out
+
+
+def test_dag_parse_quick() -> None:
+    out = run_quick("dag_parse.py")
+    for dag_file in ("active_learning_sensor.py", "active_learning_training.py", "active_learning_deploy.py"):
+        assert dag_file in out
+    assert re.search(r"nothing heavy .*\|\s*none imported\s*\|\s*yes", out), "parsing imported something heavy"
+
+
+@pytest.mark.shared_data
+def test_training_overhead_quick() -> None:
+    shared_file("wnut17/tasks.json")
+    out = run_quick("training_overhead.py")
+    assert "steps trained, pipeline / bare" in out and "50 / 50" in out
+
+
+@pytest.mark.shared_data
+def test_memory_quick() -> None:
+    shared_file("wnut17/tasks.json")
+    shared_file("ncbi_disease/tasks.json")
+    out = run_quick("memory.py")
+    assert "wnut17" in out and "ncbi_disease" in out
+
+
+@pytest.mark.scheduler
+def test_trigger_latency_quick() -> None:
+    out = run_quick("trigger_latency.py", timeout=1200)
+    assert "commit -> training queued" in out

@@ -1,0 +1,257 @@
+"""Trigger latency: from the commit that crosses a project's threshold to the training run queued, and to
+the labeling config updated, through Airflow's real scheduler.
+
+Starts Airflow for real (``active_learning.embedded.EmbeddedAirflow``: ``airflow standalone``, LocalExecutor
+on SQLite) in a fresh home under /tmp on a free port, with a poll every minute and a short training
+(``ACTIVE_LEARNING_SPACY_OVERRIDES``). Each of N projects (the sample project's first 40 completions;
+active learning on, every 50, auto-deploy on) then crosses its threshold at its own time: 50 more
+completions committed at phases spread over the minute (crossing i at start + i * (60 + 60/N) s). For
+each crossing it reads from Airflow's REST API the training run's ``queued_at`` and start, the sensor
+run that saw it, and from the store the config revision's time.
+
+    python bench/trigger_latency.py            # 5 crossings, about 12 minutes
+    python bench/trigger_latency.py --quick    # 2 crossings, about 6 minutes
+
+Target: commit -> training queued at most poll interval + 30 s (90 s). The last line is the slowest
+crossing's latency divided by 90 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, RESULTS, load_average, median, print_table, ratio_line, save_json  # noqa: E402
+
+SAMPLE = REPO / "include" / "sample"
+POLL_SECONDS = 60
+TARGET_SECONDS = POLL_SECONDS + 30
+OVERRIDES = {"training.max_steps": 20, "training.eval_frequency": 10}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+class Api:
+    """Airflow's REST API with a token of the generated admin user."""
+
+    def __init__(self, airflow: Any) -> None:
+        self.airflow = airflow
+        self.token: str | None = None
+
+    def _login(self) -> None:
+        body = json.dumps({"username": "admin", "password": self.airflow.admin_password()}).encode()
+        request = urllib.request.Request(f"{self.airflow.url}/auth/token", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            self.token = json.load(response)["access_token"]
+
+    def get(self, path: str) -> Any:
+        for attempt in range(2):
+            if self.token is None:
+                self._login()
+            request = urllib.request.Request(f"{self.airflow.url}{path}", headers={"Authorization": f"Bearer {self.token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=15) as response:
+                    return json.load(response)
+            except urllib.error.HTTPError as error:
+                if error.code in (401, 403) and attempt == 0:
+                    self.token = None
+                    continue
+                raise
+        raise RuntimeError("unreachable")
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=500")["dag_runs"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 crossings")
+    parser.add_argument("--crossings", type=int, default=None, help="number of projects crossing (default 5; quick 2)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the last config update")
+    parser.add_argument("--keep", action="store_true", help="keep the Airflow home (logs)")
+    parser.add_argument("--out", type=Path, default=None, help="write <out>/trigger_latency.json (full run: bench/results)")
+    args = parser.parse_args()
+    crossings = args.crossings or (2 if args.quick else 5)
+    out = args.out or (None if args.quick else RESULTS)
+
+    for key in [k for k in os.environ if k.startswith(("AIRFLOW", "ACTIVE_LEARNING", "MLFLOW"))]:
+        os.environ.pop(key)  # our own Airflow and stores, not the caller's
+    home = Path(tempfile.mkdtemp(prefix="al-bench-trigger-"))
+    port = free_port()
+    from active_learning.embedded import EmbeddedAirflow, airflow_environment
+
+    os.environ["ACTIVE_LEARNING_SPACY_OVERRIDES"] = json.dumps(OVERRIDES)
+    os.environ.update(airflow_environment(home, port=port, poll_schedule="* * * * *"))
+    from active_learning import cli
+    from active_learning.context import Context
+
+    projects = [f"bench-trigger-{i + 1}" for i in range(crossings)]
+    print(f"trigger latency: {crossings} crossings, poll every {POLL_SECONDS} s, home {home}, port {port}; "
+          f"load average {load_average()}", flush=True)
+    _cli(cli, "init")
+    for project in projects:
+        _cli(cli, "import", str(SAMPLE / "completions_batch1.json"), "--project", project, "--config",
+             str(SAMPLE / "labeling_config.xml"), "--enable", "--frequency", "50", "--auto-deploy")
+    store = Context().store
+
+    airflow = EmbeddedAirflow(home, port=port, poll_schedule="* * * * *")
+    started = time.monotonic()
+    airflow.start()
+    results: list[dict[str, Any]] = []
+    try:
+        api = Api(airflow)
+        _wait_for_dags(api)
+        print(f"  Airflow up and DAGs parsed after {time.monotonic() - started:.0f} s", flush=True)
+        gap = POLL_SECONDS + POLL_SECONDS / crossings
+        first = time.time() + 5
+        commits: dict[str, datetime] = {}
+        for i, project in enumerate(projects):
+            time.sleep(max(0.0, first + i * gap - time.time()))
+            imported = store.import_tasks(project, _batch2())
+            commits[project] = datetime.now(UTC)  # the commit is done when import_tasks returns
+            print(f"  {commits[project]:%H:%M:%S.%f} {project} crossed its threshold "
+                  f"(+{imported.new_completions} completions, {commits[project].second + commits[project].microsecond / 1e6:.1f} s past the minute)",
+                  flush=True)
+        results = _wait_for_outcomes(api, store, projects, commits, args.timeout)
+        sensor_runs = api.runs("active_learning_sensor")
+    finally:
+        airflow.stop()
+    for entry in results:
+        _explain(entry, sensor_runs)
+    summary = report(results, crossings)
+    save_json("trigger_latency", {"crossings": results, "summary": summary, "overrides": OVERRIDES, "load_average": load_average()}, out)
+    if args.keep:
+        print(f"kept {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+    worst = summary["queued_max"]
+    print(ratio_line(f"slowest commit -> training queued ({worst:.1f} s) / (poll interval + 30 s = {TARGET_SECONDS} s)",
+                     worst / TARGET_SECONDS, "<= 1.00x", worst <= TARGET_SECONDS and summary["queued_n"] == crossings))
+    return 0
+
+
+def _cli(cli: Any, *argv: str) -> None:
+    if cli.main(list(argv)) != 0:
+        raise SystemExit(f"active-learning {argv[0]} failed")
+
+
+def _batch2() -> list[Any]:
+    from active_learning.exports import read_export
+
+    return read_export(SAMPLE / "completions_batch2.json")[0]
+
+
+def _wait_for_dags(api: Api, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            listed = {d["dag_id"] for d in api.get("/api/v2/dags?limit=100")["dags"]}
+        except OSError:
+            listed = set()
+        if {"active_learning_sensor", "active_learning_training"} <= listed:
+            return
+        time.sleep(3)
+    raise TimeoutError("the DAGs were not parsed in time")
+
+
+def _wait_for_outcomes(api: Api, store: Any, projects: list[str], commits: dict[str, datetime], timeout: float) -> list[dict[str, Any]]:
+    """Until every crossing's training has finished and its config revision exists (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    entries: dict[str, dict[str, Any]] = {p: {"project": p, "commit": commits[p]} for p in projects}
+    while True:
+        runs = [r for r in api.runs("active_learning_training") if (r.get("conf") or {}).get("project") in entries]
+        for run in runs:
+            entry = entries[run["conf"]["project"]]
+            if entry.get("run_id") not in (None, run["dag_run_id"]):
+                entry.setdefault("extra_runs", []).append(run["dag_run_id"])
+                continue
+            entry.update(run_id=run["dag_run_id"], state=run["state"], queued_at=when(run.get("queued_at")),
+                         started_at=when(run.get("start_date")), ended_at=when(run.get("end_date")))
+        for project, entry in entries.items():
+            revisions = store.revisions(project)
+            if len(revisions) > 1:
+                entry["config_at"] = revisions[-1].created_at
+                entry["config_reason"] = revisions[-1].reason
+        done = all(e.get("state") in {"success", "failed"} and ("config_at" in e or e.get("state") == "failed") for e in entries.values())
+        if done or time.monotonic() > deadline:
+            if not done:
+                print(f"  TIMEOUT after {timeout:.0f} s: some crossings did not finish", flush=True)
+            return list(entries.values())
+        time.sleep(2)
+
+
+def _explain(entry: dict[str, Any], sensor_runs: list[dict[str, Any]]) -> None:
+    """Split the latency: waiting for the poll's interval to end, the scheduler starting the sensor run,
+    the sensor run seeing the project and launching the training."""
+    commit = entry["commit"]
+    boundary = commit.replace(second=0, microsecond=0) + timedelta(minutes=1) if (commit.second or commit.microsecond) else commit
+    entry["interval_end"] = boundary
+    sensor = next((r for r in sensor_runs if when(r.get("data_interval_end")) == boundary), None)
+    entry["sensor_started"] = when(sensor.get("start_date")) if sensor else None
+    for key, end in (("queued_s", "queued_at"), ("started_s", "started_at"), ("config_s", "config_at"), ("ended_s", "ended_at")):
+        entry[key] = (entry[end] - commit).total_seconds() if entry.get(end) else None
+    entry["wait_for_interval_end_s"] = (boundary - commit).total_seconds()
+    if entry["sensor_started"]:
+        entry["scheduler_start_s"] = (entry["sensor_started"] - boundary).total_seconds()
+        if entry.get("queued_at"):
+            entry["sensor_to_queued_s"] = (entry["queued_at"] - entry["sensor_started"]).total_seconds()
+
+
+def report(results: list[dict[str, Any]], crossings: int) -> dict[str, Any]:
+    def s(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    print_table(
+        ["project", "commit (UTC)", "to interval end s", "interval end -> sensor run start s", "sensor start -> queued s",
+         "commit -> queued s", "commit -> training start s", "commit -> config updated s", "training run"],
+        [[e["project"], f"{e['commit']:%H:%M:%S.%f}"[:-3], s(e.get("wait_for_interval_end_s")), s(e.get("scheduler_start_s")),
+          s(e.get("sensor_to_queued_s")), s(e.get("queued_s")), s(e.get("started_s")), s(e.get("config_s")),
+          f"{e.get('state', 'not launched')}"] for e in results],
+        title=f"{crossings} threshold crossings, poll every {POLL_SECONDS} s (cron * * * * *), LocalExecutor on SQLite",
+    )
+    summary: dict[str, Any] = {}
+    rows = []
+    for key, label in (("queued_s", "commit -> training queued"), ("started_s", "commit -> training started"),
+                       ("config_s", "commit -> config updated"), ("wait_for_interval_end_s", "  of which: waiting for the poll's interval end"),
+                       ("scheduler_start_s", "  of which: interval end -> sensor run started"),
+                       ("sensor_to_queued_s", "  of which: sensor run start -> training queued")):
+        values = [e[key] for e in results if e.get(key) is not None]
+        summary[f"{key.removesuffix('_s')}_n"] = len(values)
+        if values:
+            summary[f"{key.removesuffix('_s')}_min"] = min(values)
+            summary[f"{key.removesuffix('_s')}_median"] = median(values)
+            summary[f"{key.removesuffix('_s')}_max"] = max(values)
+            rows.append([label, len(values), f"{min(values):.1f}", f"{median(values):.1f}", f"{max(values):.1f}"])
+        else:
+            rows.append([label, 0, "-", "-", "-"])
+    print_table(["", "n", "min s", "median s", "max s"], rows, title="distribution")
+    summary.setdefault("queued_max", math.inf)
+    met = summary["queued_max"] <= TARGET_SECONDS and summary["queued_n"] == crossings
+    print_table(["target", "measured", "met"], [[f"commit -> training queued <= poll interval + 30 s = {TARGET_SECONDS} s (every crossing)",
+                                                   f"max {summary['queued_max']:.1f} s over {summary['queued_n']} of {crossings}", "yes" if met else "NO"]],
+                title="target")
+    return summary
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
