@@ -145,7 +145,9 @@ def test_a_second_upgrade_is_a_no_op(engine: Engine) -> None:
 
 
 def test_a_database_from_before_the_migrations_is_stamped_and_kept(engine: Engine) -> None:
-    Base.metadata.create_all(engine)  # how create_schema built the store before migrations existed
+    Base.metadata.create_all(engine)  # how create_schema built the store before migrations existed ...
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE tasks DROP COLUMN test"))  # ... before revision 0002 added this
     AnnotationStore(engine).create_project("news", CONFIG)
 
     create_schema(engine)

@@ -41,6 +41,11 @@ class DueTraining:
         }
 
 
+def training_source(conf: dict[str, Any]) -> str:
+    """What started a training run, from its conf: only the sensor says active_learning."""
+    return SOURCE_ACTIVE_LEARNING if conf.get("source") == SOURCE_ACTIVE_LEARNING else SOURCE_MANUAL
+
+
 def training_run_id(project: str, last_training_as_of: datetime | None) -> str:
     after = last_training_as_of.strftime("%Y%m%dT%H%M%S.%f") if last_training_as_of else "start"
     return f"active_learning__{naming.safe_name(project)}__after_{after}"
@@ -56,4 +61,4 @@ def due_trainings(rows: list[PollRow], as_of: datetime) -> list[DueTraining]:
 
 def poll(store: AnnotationStore, as_of: datetime) -> list[DueTraining]:
     """One aggregate query over every active-learning project; what is due, with its run id."""
-    return due_trainings(store.poll(as_of), as_of)
+    return due_trainings(store.poll(as_of, due_only=True), as_of)
