@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from active_learning_airflow.errors import fail_without_retry
+from active_learning_airflow.params import DRAFT_07
 from airflow.sdk import DAG, Param, get_current_context, task
 
 with DAG(
@@ -24,10 +25,11 @@ with DAG(
     tags=["active-learning", "ner", "mlflow"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=15)},
     params={
-        "project": Param("", type="string", minLength=1, title="Project"),
+        "project": Param("", type="string", minLength=1, title="Project", **DRAFT_07),
         "model_name": Param(
             "", type="string", pattern=r"^[A-Za-z0-9_.-]+_ner_\d{8}_\d{6}$", title="Model name",
             description="<project>_ner_<YYYYMMDD_HHMMSS>, as shown in the MLflow model browser",
+            **DRAFT_07,
         ),
     },
 ):

@@ -18,6 +18,7 @@ from typing import Any
 
 from active_learning_airflow.callbacks import mark_training_failed
 from active_learning_airflow.errors import fail_without_retry
+from active_learning_airflow.params import DRAFT_07
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
 with DAG(
@@ -36,16 +37,17 @@ with DAG(
         "on_failure_callback": mark_training_failed,
     },
     params={
-        "project": Param("", type="string", minLength=1, title="Project", description="Name of the annotation project"),
+        "project": Param("", type="string", minLength=1, title="Project", description="Name of the annotation project", **DRAFT_07),
         "deploy": Param(
             "auto",
             enum=["auto", "deploy", "register_only"],
             title="Deploy",
+            **DRAFT_07,
             description="auto: the project's auto-deploy flag, then the deploy gate; deploy: update the config "
             "(gate overridden); register_only: only register",
         ),
         "gate_tolerance": Param(
-            0.0, type="number", minimum=0, maximum=1, title="Gate tolerance",
+            0.0, type="number", minimum=0, maximum=1, title="Gate tolerance", **DRAFT_07,
             description="auto-deploy only if new F1 >= deployed F1 - tolerance, both scored on the fixed evaluation set",
         ),
         "as_of": Param(
@@ -53,6 +55,7 @@ with DAG(
             type=["null", "string"],
             format="date-time",
             title="Completions as of",
+            **DRAFT_07,
             description="Train on completions that arrived up to this time (UTC); empty: now",
         ),
     },
