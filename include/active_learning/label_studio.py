@@ -163,9 +163,15 @@ class LabelStudioClient:
         return self.request_json("GET", f"/api/projects/{int(project_id)}/")
 
     def set_label_config(self, project_id: int, xml: str) -> dict[str, Any]:
-        """``PATCH label_config``; Label Studio's refusal (e.g. a removed label still in use) raises
-        :class:`LabelStudioValidationError` and leaves the project as it was."""
-        return self.request_json("PATCH", f"/api/projects/{int(project_id)}/", json_body={"label_config": xml})
+        """Validate, then ``PATCH label_config``, as Label Studio's own editor does: its refusal raises
+        :class:`LabelStudioValidationError` and leaves the project as it was.
+
+        The PATCH alone checks only the XML (1.23 logs, and accepts, a label removed while annotations
+        still use it); ``POST /api/projects/{id}/validate/`` checks strictly, against the annotations.
+        """
+        path = f"/api/projects/{int(project_id)}/"
+        self.request_json("POST", f"{path}validate/", json_body={"label_config": xml})  # read-only: safe to retry
+        return self.request_json("PATCH", path, json_body={"label_config": xml})
 
     def export_tasks(self, project_id: int) -> Iterator[Any]:
         """The project's annotated tasks (JSON export), parsed one task at a time off the response stream."""
@@ -290,7 +296,8 @@ class LabelStudioClient:
             body = response.text[:500]
         messages: list[str] = []
         _flatten(body.get("validation_errors") or body.get("detail") or body if isinstance(body, dict) else body, messages)
-        return [self._redact(message) for message in messages] or [f"HTTP {response.status_code}"]
+        # One line per problem, as our own validation prints them.
+        return [self._redact(" ".join(message.split())) for message in messages] or [f"HTTP {response.status_code}"]
 
     def _redact(self, text: str) -> str:
         for secret in (self.connection.token, self._access):
