@@ -321,7 +321,8 @@ def iter_json_array(chunks: Iterable[bytes]) -> Iterator[Any]:
     """Yield the items of a top-level JSON array as its bytes arrive: memory holds one item, not the array.
 
     ``json.JSONDecoder.raw_decode`` parses each item; an item cut off by a chunk boundary is retried
-    once more bytes are in (only the incomplete tail is ever re-parsed).
+    once more bytes are in (only the incomplete tail is ever re-parsed), and an item is taken only once
+    the ``,`` or ``]`` after it has arrived (``3`` may be the start of ``3.5``).
     """
     decoder = json.JSONDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()
@@ -346,9 +347,11 @@ def iter_json_array(chunks: Iterable[bytes]) -> Iterator[Any]:
                 if exhausted:
                     raise
             else:
-                yield item
-                buffer, position = buffer[end:], 0
-                continue
+                rest = buffer[end:].lstrip()
+                if rest[:1] in (",", "]") or (exhausted and not rest):  # else "3" may be the start of "3.5"
+                    yield item
+                    buffer, position = buffer[end:], 0
+                    continue
         if exhausted:
             break
         chunk = next(chunk_iterator, None)
