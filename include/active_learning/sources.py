@@ -33,6 +33,7 @@ from active_learning.label_studio import (
     DEFAULT_CONN_ID,
     LabelStudioClient,
     LabelStudioConnection,
+    LabelStudioError,
     connection_from_env,
 )
 from active_learning.store.models import SOURCE_LABEL_STUDIO, SOURCE_STORE
@@ -162,6 +163,7 @@ class Sources:
     def __init__(self, store: AnnotationStore, connection_lookup: Callable[[str], LabelStudioConnection] | None = None) -> None:
         self.store = StoreSource(store)
         self.label_studio = LabelStudioSource(store, connection_lookup or connection_from_env)
+        self.errors: list[LabelStudioError] = []  # of the last poll
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter((self.store, self.label_studio))
@@ -170,5 +172,14 @@ class Sources:
         return self.label_studio if self.store.store.project(project).source == SOURCE_LABEL_STUDIO else self.store
 
     def poll(self, as_of: datetime) -> list[PollRow]:
-        rows = [row for source in self for row in source.poll(as_of)]
+        """Every source's rows. A source that fails (Label Studio down, a refused token) is logged and left
+        in ``errors``: the others' projects still train; the sensor fails visibly when nothing else is due."""
+        self.errors = []
+        rows = []
+        for source in self:
+            try:
+                rows.extend(source.poll(as_of))
+            except LabelStudioError as error:
+                log.error("the poll of %s failed: %s", source.kind, error)
+                self.errors.append(error)
         return sorted(rows, key=lambda row: row.project)

@@ -44,12 +44,15 @@ class DueProjectsSensor(BaseSensorOperator):
         from active_learning_airflow.connections import task_context
 
         as_of = poll_time(context)
-        due = poll(task_context().sources, as_of)
+        sources = task_context().sources
+        due = poll(sources, as_of)
         for training in due:
             self.log.info(
                 "%s is due: %d new completions as of %s -> run %s",
                 training.project, training.new_completions, as_of, training.run_id,
             )
+        if not due and sources.errors:
+            raise sources.errors[0]  # e.g. a refused Label Studio token: a failed task, not a quiet skip
         if not due:
             self.log.info("no project is due as of %s", as_of)
         return PokeReturnValue(is_done=bool(due), xcom_value=[training.trigger_kwargs() for training in due])
