@@ -85,7 +85,7 @@ def test_the_sensor_launches_training_and_the_deploy_writes_label_studio_s_confi
     assert run.state == "success", states
     assert states["update_config"] == "success" and states["validate_config"] == "success"
     [training] = ctx.store.history("ls-news")
-    assert training.status == "success" and training.completions_used == 90
+    assert training.status == "success" and training.completions_used == 90 and training.source_annotations == 90
 
     live = client.project(project_id)["label_config"]  # read back from Label Studio
     for label in ("PER", "ORG", "LOC"):

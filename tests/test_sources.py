@@ -78,3 +78,21 @@ def test_import_refuses_a_label_studio_project(both: Context, capsys: pytest.Cap
 
     assert cli.main(["import", str(SAMPLE / "completions_batch1.json"), "--project", "theirs"]) == 1
     assert "lives in Label Studio" in capsys.readouterr().err
+
+
+def test_connect_reads_the_config_from_label_studio_and_refuses_a_second_connection(
+    ctx: Context, fake: FakeLabelStudio, sample_config: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    from active_learning import cli
+
+    monkeypatch.setenv("AIRFLOW_CONN_LABEL_STUDIO_DEFAULT", f"http://:{LEGACY}@{fake.url.removeprefix('http://')}")
+    fake.replies[("GET", "/api/projects/8/")].extend([(200, {"id": 8, "title": "News desk", "label_config": sample_config})] * 3)
+
+    assert cli.main(["connect-label-studio", "--ls-project", "8", "--enable"]) == 0
+    settings = ctx.store.project("News desk")
+    assert (settings.source, settings.source_project_id, settings.active_learning) == (SOURCE_LABEL_STUDIO, 8, True)
+    assert ctx.store.revisions("News desk")[0].labeling_config == sample_config
+    assert cli.main(["connect-label-studio", "--ls-project", "8", "--project", "again"]) == 1
+    assert "connected already" in capsys.readouterr().err
+    assert cli.main(["config", "--project", "News desk"]) == 0  # read live from Label Studio
+    assert capsys.readouterr().out == sample_config

@@ -75,6 +75,8 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_connect_label_studio(ctx: Context, args: argparse.Namespace) -> int:
     """Register a Label Studio project: its config is read from the server, its settings kept here."""
+    from sqlalchemy.exc import IntegrityError
+
     from active_learning.labeling_config import check_structure, text_key
 
     client = ctx.sources.label_studio.client
@@ -84,11 +86,18 @@ def cmd_connect_label_studio(ctx: Context, args: argparse.Namespace) -> int:
     if problems:
         return _print_problems(problems)
     name = args.project or remote["title"]
-    settings = ctx.store.create_project(
-        name, xml, text_key=text_key(xml), frequency=args.frequency or DEFAULT_FREQUENCY,
-        auto_deploy=bool(args.auto_deploy), active_learning=args.enable, author="cli",
-        source=SOURCE_LABEL_STUDIO, source_project_id=args.ls_project,
-    )
+    if ctx.store.has_project(name):
+        print(f"error: a project named {name!r} exists already: choose another name with --project", file=sys.stderr)
+        return 1
+    try:
+        settings = ctx.store.create_project(
+            name, xml, text_key=text_key(xml), frequency=args.frequency or DEFAULT_FREQUENCY,
+            auto_deploy=bool(args.auto_deploy), active_learning=args.enable, author="cli",
+            source=SOURCE_LABEL_STUDIO, source_project_id=args.ls_project,
+        )
+    except IntegrityError:  # uq_projects_source_project
+        print(f"error: Label Studio project {args.ls_project} is connected already (see `projects`)", file=sys.stderr)
+        return 1
     print(f"{settings.name}: Label Studio project {args.ls_project} at {client.connection.url}, active learning "
           f"{'on' if settings.active_learning else 'off'}, every {settings.frequency}, auto-deploy {'on' if settings.auto_deploy else 'off'}")
     return 0

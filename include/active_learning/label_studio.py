@@ -119,8 +119,7 @@ class LabelStudioClient:
         self.backoff = backoff
         self.sleep = sleep
         self.requests_sent = 0  # for measurements: every HTTP request, retries and token refreshes included
-        self._session = requests.Session()
-        self._session.trust_env = False  # no proxy or .netrc credentials from the environment
+        self._session = requests.Session()  # proxies from the environment apply; see _send for .netrc
         self._access: str | None = None
 
     def __repr__(self) -> str:
@@ -233,9 +232,11 @@ class LabelStudioClient:
         return is_personal_access_token(self.connection.token)
 
     def _send(self, method: str, url: str, *, params: Any, json_body: Any, stream: bool) -> requests.Response:
-        headers = {"Authorization": self._authorization(), "Accept": "application/json"}
         self.requests_sent += 1
-        return self._session.request(method, url, params=params, json=json_body, headers=headers, timeout=self.timeout, stream=stream)
+        return self._session.request(
+            method, url, params=params, json=json_body, headers={"Accept": "application/json"},
+            auth=_Authorization(self._authorization()), timeout=self.timeout, stream=stream,
+        )
 
     def _authorization(self) -> str:
         if not self._uses_pat:
@@ -250,7 +251,8 @@ class LabelStudioClient:
         for attempt in range(self.retries + 1):
             self.requests_sent += 1
             try:
-                response = self._session.post(url, json={"refresh": self.connection.token}, timeout=self.timeout)
+                response = self._session.post(url, json={"refresh": self.connection.token}, auth=_Authorization(None),
+                                              timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as error:
                 if attempt >= self.retries:
                     raise LabelStudioError(f"Label Studio at {self.connection.url} unreachable ({type(error).__name__})") from None
@@ -304,6 +306,22 @@ class LabelStudioClient:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
+
+class _Authorization(requests.auth.AuthBase):
+    """Sets (or, with None, leaves out) the Authorization header. Passed as ``auth=``, it also keeps
+    requests from putting credentials from a ``.netrc`` file in its place."""
+
+    def __init__(self, value: str | None) -> None:
+        self.value = value
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self.value is not None:
+            request.headers["Authorization"] = self.value
+        return request
+
+    def __repr__(self) -> str:
+        return "_Authorization(***)"
 
 
 def _flatten(value: Any, into: list[str], prefix: str = "") -> None:

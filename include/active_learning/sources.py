@@ -165,9 +165,6 @@ class Sources:
         self.label_studio = LabelStudioSource(store, connection_lookup or connection_from_env)
         self.errors: list[LabelStudioError] = []  # of the last poll
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter((self.store, self.label_studio))
-
     def for_project(self, project: str) -> CompletionSource:
         return self.label_studio if self.store.store.project(project).source == SOURCE_LABEL_STUDIO else self.store
 
@@ -176,7 +173,7 @@ class Sources:
         in ``errors``: the others' projects still train; the sensor fails visibly when nothing else is due."""
         self.errors = []
         rows = []
-        for source in self:
+        for source in (self.store, self.label_studio):
             try:
                 rows.extend(source.poll(as_of))
             except LabelStudioError as error:

@@ -120,6 +120,7 @@ class TrainingView:
     deploy: str | None
     metrics: dict[str, Any] | None
     error: str | None
+    source_annotations: int | None = None  # Label Studio projects: the server's count this training read
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -521,6 +522,7 @@ def _training_view(run: TrainingRun, project_name: str) -> TrainingView:
         deploy=run.deploy,
         metrics=run.metrics,
         error=run.error,
+        source_annotations=run.source_annotations,
     )
 
 
