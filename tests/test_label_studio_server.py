@@ -7,6 +7,7 @@ authenticates with a personal access token (a JWT refresh token), as Label Studi
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,10 @@ def connect(project: str, project_id: int) -> None:
 
 
 def test_the_sensor_launches_training_and_the_deploy_writes_label_studio_s_config(
-    dagbag, server: LocalLabelStudio, client: LabelStudioClient, connected: None, ctx: Context  # noqa: F811
+    dagbag, server: LocalLabelStudio, client: LabelStudioClient, connected: None, ctx: Context,  # noqa: F811
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     project_id = ls_project(client, "al-news", "completions_batch1.json", "completions_batch2.json")  # 90 annotations
     connect("ls-news", project_id)
     assert ctx.store.project("ls-news").source_project_id == project_id
@@ -100,6 +103,9 @@ def test_the_sensor_launches_training_and_the_deploy_writes_label_studio_s_confi
     client.import_tasks(project_id, sample_tasks("completions_batch2.json"))  # 50 more (as new tasks)
     [due] = poll(ctx.sources, utcnow())
     assert due.new_completions == 50 and due.run_id == training_run_id("ls-news", training.as_of)
+    captured = capfd.readouterr()
+    assert "/api/projects/" in caplog.text + captured.out + captured.err  # the client's requests were logged...
+    assert server.token not in caplog.text + captured.out + captured.err  # ...never its token
 
 
 def test_a_config_label_studio_refuses_is_a_validation_error_and_nothing_is_written(

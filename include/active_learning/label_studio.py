@@ -109,12 +109,14 @@ class LabelStudioClient:
         connection: LabelStudioConnection,
         *,
         timeout: tuple[float, float] = (5.0, 60.0),
+        export_timeout: tuple[float, float] = (5.0, 900.0),
         retries: int = 4,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.connection = connection
         self.timeout = timeout
+        self.export_timeout = export_timeout  # Label Studio builds the whole export before its first byte
         self.retries = retries
         self.backoff = backoff
         self.sleep = sleep
@@ -176,7 +178,7 @@ class LabelStudioClient:
         """The project's annotated tasks (JSON export), parsed one task at a time off the response stream."""
         response = self.request(
             "GET", f"/api/projects/{int(project_id)}/export", params={"exportType": "JSON", "download_all_tasks": "false"},
-            stream=True,
+            stream=True, timeout=self.export_timeout,
         )
         with response:
             yield from iter_json_array(response.iter_content(STREAM_CHUNK))
@@ -196,7 +198,8 @@ class LabelStudioClient:
             return response.json() if response.content else None
 
     def request(
-        self, method: str, path: str, *, params: Any = None, json_body: Any = None, stream: bool = False, retry: bool = True
+        self, method: str, path: str, *, params: Any = None, json_body: Any = None, stream: bool = False, retry: bool = True,
+        timeout: tuple[float, float] | None = None,
     ) -> requests.Response:
         """One API call: retried on 5xx and connection errors (``retry``), re-authenticated once on 401 (PAT)."""
         url = self.connection.url + path
@@ -204,7 +207,7 @@ class LabelStudioClient:
         attempt = 0
         while True:
             try:
-                response = self._send(method, url, params=params, json_body=json_body, stream=stream)
+                response = self._send(method, url, params=params, json_body=json_body, stream=stream, timeout=timeout)
             except (requests.ConnectionError, requests.Timeout) as error:
                 if not retry or attempt >= self.retries:
                     raise LabelStudioError(
@@ -231,11 +234,13 @@ class LabelStudioClient:
     def _uses_pat(self) -> bool:
         return is_personal_access_token(self.connection.token)
 
-    def _send(self, method: str, url: str, *, params: Any, json_body: Any, stream: bool) -> requests.Response:
+    def _send(
+        self, method: str, url: str, *, params: Any, json_body: Any, stream: bool, timeout: tuple[float, float] | None
+    ) -> requests.Response:
         self.requests_sent += 1
         return self._session.request(
             method, url, params=params, json=json_body, headers={"Accept": "application/json"},
-            auth=_Authorization(self._authorization()), timeout=self.timeout, stream=stream,
+            auth=_Authorization(self._authorization()), timeout=timeout or self.timeout, stream=stream,
         )
 
     def _authorization(self) -> str:
