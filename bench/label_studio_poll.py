@@ -20,7 +20,6 @@ The last line is the key ratio: per-project time / poll time at the largest size
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -31,14 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, RESULTS, load_average, median, ms, print_table, ratio_line, save_json  # noqa: E402
 
 SAMPLE = REPO / "include" / "sample"
-
-
-def sample_tasks() -> list[dict]:
-    tasks = []
-    for batch in ("completions_batch1.json", "completions_batch2.json"):
-        for task in json.loads((SAMPLE / batch).read_text()):
-            tasks.append({"data": task["data"], "annotations": [{"result": c["result"]} for c in task["completions"]]})
-    return tasks
 
 
 def main() -> int:
@@ -53,7 +44,7 @@ def main() -> int:
     os.environ.pop("ACTIVE_LEARNING_DB_URL", None)
     from active_learning.context import Context
     from active_learning.label_studio import LabelStudioClient, LabelStudioConnection
-    from active_learning.label_studio_server import LocalLabelStudio
+    from active_learning.label_studio_server import LocalLabelStudio, sample_tasks
     from active_learning.store.models import SOURCE_LABEL_STUDIO, utcnow
 
     print(f"load average: {load_average()}", flush=True)

@@ -6,18 +6,15 @@ authenticates with a personal access token (a JWT refresh token), as Label Studi
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
 import pytest
 
 from active_learning import cli
 from active_learning.context import Context
 from active_learning.label_studio import LabelStudioClient, LabelStudioConnection
-from active_learning.label_studio_server import LocalLabelStudio
+from active_learning.label_studio_server import LocalLabelStudio, sample_tasks
 from active_learning.polling import poll, training_run_id
 from active_learning.store.models import utcnow
 from conftest import SAMPLE
@@ -43,16 +40,6 @@ def client(server: LocalLabelStudio) -> Iterator[LabelStudioClient]:
 def connected(server: LocalLabelStudio, monkeypatch: pytest.MonkeyPatch) -> None:
     """The connection as Airflow and the CLI read it: AIRFLOW_CONN_LABEL_STUDIO_DEFAULT."""
     monkeypatch.setenv("AIRFLOW_CONN_LABEL_STUDIO_DEFAULT", server.connection_uri())
-
-
-def sample_tasks(*batches: str) -> list[dict[str, Any]]:
-    """The sample Annotation Lab batches in Label Studio's import format (each completion an annotation)."""
-    tasks = []
-    for batch in batches:
-        for task in json.loads((SAMPLE / batch).read_text()):
-            annotations = [{"result": completion["result"]} for completion in task["completions"]]
-            tasks.append({"data": task["data"], "annotations": annotations})
-    return tasks
 
 
 def ls_project(client: LabelStudioClient, title: str, *batches: str) -> int:

@@ -15,14 +15,17 @@ token runs (``/api/token/refresh/`` -> Bearer access token).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from active_learning.services import Service, answers, wait_until
+from active_learning.settings import REPO_ROOT
 
 LABEL_STUDIO_VERSION = "1.23.2"
 USER = "loop@example.com"
@@ -31,6 +34,16 @@ from users.models import User
 from jwt_auth.models import LSAPIToken
 print("PAT=" + LSAPIToken.for_user(User.objects.get(email={user!r})).get_full_jwt())
 """
+
+
+def sample_tasks(*batches: str) -> list[dict[str, Any]]:
+    """The sample project's Annotation Lab batches in Label Studio's import format (a completion = an annotation)."""
+    tasks = []
+    for batch in batches or ("completions_batch1.json", "completions_batch2.json"):
+        for task in json.loads((REPO_ROOT / "include" / "sample" / batch).read_text()):
+            annotations = [{"result": completion["result"]} for completion in task["completions"]]
+            tasks.append({"data": task["data"], "annotations": annotations})
+    return tasks
 
 
 def venv_dir() -> Path:
