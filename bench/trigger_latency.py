@@ -10,7 +10,7 @@ each crossing it reads from Airflow's REST API the training run's ``queued_at`` 
 run that saw it, and from the store the config revision's time.
 
     python bench/trigger_latency.py            # 5 crossings, about 12 minutes
-    python bench/trigger_latency.py --quick    # 2 crossings, about 6 minutes
+    python bench/trigger_latency.py --quick    # 1 crossing, about 3 minutes
 
 Target: commit -> training queued at most poll interval + 30 s (90 s). The last line is the slowest
 crossing's latency divided by 90 s.
@@ -85,13 +85,13 @@ class Api:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 crossings")
-    parser.add_argument("--crossings", type=int, default=None, help="number of projects crossing (default 5; quick 2)")
+    parser.add_argument("--quick", action="store_true", help="1 crossing")
+    parser.add_argument("--crossings", type=int, default=None, help="number of projects crossing (default 5; quick 1)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the last config update")
     parser.add_argument("--keep", action="store_true", help="keep the Airflow home (logs)")
     parser.add_argument("--out", type=Path, default=None, help="write <out>/trigger_latency.json (full run: bench/results)")
     args = parser.parse_args()
-    crossings = args.crossings or (2 if args.quick else 5)
+    crossings = args.crossings or (1 if args.quick else 5)
     out = args.out or (None if args.quick else RESULTS)
 
     for key in [k for k in os.environ if k.startswith(("AIRFLOW", "ACTIVE_LEARNING", "MLFLOW"))]:

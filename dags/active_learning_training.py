@@ -37,7 +37,6 @@ with DAG(
     },
     params={
         "project": Param("", type="string", minLength=1, title="Project", description="Name of the annotation project"),
-        "source": Param("manual", enum=["manual", "active_learning"], title="Source", description="What started this training"),
         "deploy": Param(
             "auto",
             enum=["auto", "deploy", "register_only"],
@@ -62,14 +61,17 @@ with DAG(
     @task
     def prepare_data() -> dict[str, Any]:
         from active_learning import training_pipeline
+        from active_learning.polling import training_source
         from active_learning_airflow.connections import task_context
 
         context = get_current_context()
-        params = context["params"]
-        as_of = datetime.fromisoformat(params["as_of"]) if params.get("as_of") else context["dag_run"].run_after
+        params, dag_run = context["params"], context["dag_run"]
+        as_of = datetime.fromisoformat(params["as_of"]) if params.get("as_of") else dag_run.run_after
+        # The sensor says so in the run's conf; not a form field, so a run started by hand is "manual".
+        source = training_source(dag_run.conf or {})
         with fail_without_retry():
             return training_pipeline.prepare_data(
-                task_context(), params["project"], run_key=context["run_id"], source=params["source"], as_of=as_of
+                task_context(), params["project"], run_key=context["run_id"], source=source, as_of=as_of
             )
 
     @task(retries=1)

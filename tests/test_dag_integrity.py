@@ -53,4 +53,4 @@ def test_the_training_dag_branches_and_validates_after_either_branch(dagbag) -> 
     validate = dag.task_dict["validate_config"]
     assert validate.upstream_task_ids == {"update_config", "register_only", "register"}
     assert validate.trigger_rule == "none_failed_min_one_success"
-    assert set(dag.params.keys()) == {"project", "source", "deploy", "gate_tolerance", "as_of"}
+    assert set(dag.params.keys()) == {"project", "deploy", "gate_tolerance", "as_of"}

@@ -183,3 +183,13 @@ def test_digest_ignores_order_but_not_content():
 
 def test_conversion_report_starts_empty():
     assert ConversionReport().as_dict() == {"examples": 0, "entities": 0, "skipped": {}, "labels": {}}
+
+
+def test_tasks_tagged_test_are_the_evaluation_set_whatever_their_hash() -> None:
+    examples = [TrainingExample(task_id=f"t{i}", text="Ann", spans=(), test=i < 3) for i in range(40)]
+    train, dev = split_examples(examples)
+    assert [e.task_id for e in dev] == ["t0", "t1", "t2"]
+    assert len(train) == 37
+    untagged = [TrainingExample(task_id=e.task_id, text=e.text, spans=()) for e in examples]
+    assert {e.task_id for e in split_examples(untagged)[1]} == {e.task_id for e in untagged if is_dev(e.task_id)}
+    assert dataset_digest(examples) != dataset_digest(untagged)  # a re-tag is a new dataset

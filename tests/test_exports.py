@@ -420,3 +420,13 @@ def test_summary_as_dict_is_json_friendly():
         "repaired": {},
         "unknown_labels": {},
     }
+
+
+@pytest.mark.parametrize(("tags", "test"), [(["Test"], True), (["train", "test "], True), (["Train"], False),
+                                            ("test", False), (None, False)])
+def test_tasks_tagged_test_are_marked_for_the_evaluation_set(tags, test):
+    raw = task(completion(item(0, 4)))
+    if tags is not None:
+        raw["tags"] = tags
+    [record], _ = read_export([raw])
+    assert record.test is test

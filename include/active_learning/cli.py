@@ -174,7 +174,7 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     from active_learning.training_pipeline import train_now
 
     choice = "auto" if args.deploy is None else "deploy" if args.deploy else "register_only"
-    result = train_now(ctx, args.project, choice=choice, tolerance=args.tolerance)
+    result = train_now(ctx, args.project, choice=choice, tolerance=args.tolerance, warm_start=args.warm_start)
     print(result["model_name"])
     print(json.dumps({k: result[k] for k in ("version", "deploy", "metrics")}), file=sys.stderr)
     return 0
@@ -288,6 +288,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="deploy it, skipping the gate / only register it (default: auto-deploy flag and gate)")
     sub.add_argument("--tolerance", type=float, default=0.0,
                      help="gate: deploy if new F1 >= deployed F1 - TOLERANCE (default 0)")
+    sub.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
+                     help="continue from the deployed model / train from scratch (default: ACTIVE_LEARNING_WARM_START)")
 
     sub = command("deploy", cmd_deploy, "deploy a registered model into a project's labeling config")
     sub.add_argument("--project", required=True)

@@ -30,9 +30,12 @@ class TrainingExample:
     task_id: str
     text: str
     spans: tuple[Span, ...]
+    test: bool = False  # tagged as a test task: always in the evaluation set
 
 
-def training_example(task_id: str, text: str, completions: Sequence[CompletionLike]) -> TrainingExample | None:
+def training_example(
+    task_id: str, text: str, completions: Sequence[CompletionLike], *, test: bool = False
+) -> TrainingExample | None:
     """The task's example from the completion the selection policy chooses; None when none is eligible.
 
     ``completions`` are stored rows (spans as ``[start, end, label]`` lists) or an export's records (spans
@@ -42,7 +45,7 @@ def training_example(task_id: str, text: str, completions: Sequence[CompletionLi
     if chosen is None:
         return None
     spans = tuple(Span(*span) if not isinstance(span, Span) else span for span in chosen.spans)  # type: ignore[attr-defined]
-    return TrainingExample(task_id=task_id, text=text, spans=spans)
+    return TrainingExample(task_id=task_id, text=text, spans=spans, test=test)
 
 
 @dataclass
@@ -73,15 +76,18 @@ def is_dev(task_id: str, dev_percent: int = 20) -> bool:
 def split_examples(
     examples: Iterable[TrainingExample], dev_percent: int = 20
 ) -> tuple[list[TrainingExample], list[TrainingExample]]:
-    """(train, dev) by :func:`is_dev`, each sorted by task id; neither is left empty when there are two examples.
+    """(train, dev), each sorted by task id; neither is left empty when there are two examples.
 
-    spaCy needs both corpora, so with at least two examples an empty side receives the example
-    with the smallest hash from the other side.
+    dev - the fixed evaluation set - is the tasks tagged as test when the project has any, else the
+    tasks :func:`is_dev` picks by hash. spaCy needs both corpora, so with at least two examples an
+    empty side receives the example with the smallest hash from the other side.
     """
+    examples = sorted(examples, key=lambda e: e.task_id)
+    tagged = any(example.test for example in examples)
     train: list[TrainingExample] = []
     dev: list[TrainingExample] = []
-    for example in sorted(examples, key=lambda e: e.task_id):
-        (dev if is_dev(example.task_id, dev_percent) else train).append(example)
+    for example in examples:
+        (dev if (example.test if tagged else is_dev(example.task_id, dev_percent)) else train).append(example)
     if len(train) + len(dev) >= 2:
         if not dev:
             _move_smallest_hash(train, dev)
@@ -133,7 +139,8 @@ def dataset_digest(examples: Iterable[TrainingExample]) -> str:
     """sha256 of the task ids, texts and spans, independent of the order of examples and of spans."""
     lines = sorted(
         json.dumps(
-            [example.task_id, example.text, sorted([s.start, s.end, s.label] for s in example.spans)],
+            [example.task_id, example.text, sorted([s.start, s.end, s.label] for s in example.spans)]
+            + (["test"] if example.test else []),
             ensure_ascii=False,
         )
         for example in examples

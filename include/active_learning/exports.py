@@ -55,6 +55,7 @@ class TaskRecord:
     text: str
     title: str | None
     completions: tuple[CompletionRecord, ...]
+    test: bool = False  # tagged "test" (Annotation Lab task tags): part of the fixed evaluation set
 
 
 @dataclass
@@ -129,6 +130,11 @@ class _Text:
         return mapping
 
 
+def _tagged_test(tags: Any) -> bool:
+    """Annotation Lab tags tasks "Test" (held out for evaluation) or "Train"; any case, a list of names."""
+    return isinstance(tags, list) and any(isinstance(tag, str) and tag.strip().lower() == "test" for tag in tags)
+
+
 @dataclass
 class _ExportReader:
     text_key: str | None
@@ -163,6 +169,7 @@ class _ExportReader:
             text=text,
             title=title if isinstance(title, str) else None,
             completions=self._completions(raw, task_id, _Text(text)),
+            test=_tagged_test(raw.get("tags")),
         )
 
     def _task_text(self, data: Mapping[str, Any]) -> str:

@@ -1,8 +1,9 @@
 """The deploy gate: with auto-deploy on, a new model replaces the deployed one only if it scores at least
 as well on the project's fixed evaluation set.
 
-The evaluation set is the dev split of the new model's training data: tasks are assigned to it by a hash
-of their id (``dataset.is_dev``), so a task never moves, and the set only grows as tasks are annotated.
+The evaluation set is the dev split of the new model's training data: the tasks tagged "test" in the
+export when the project has any, else tasks assigned by a hash of their id (``dataset.is_dev``), so a
+task never moves, and the set only grows as tasks are annotated.
 Both models are scored on it now — the deployed model's old score, measured on an older and smaller
 set, is never reused. A tolerance (F1 points, 0 by default) lets a slightly worse model through.
 """

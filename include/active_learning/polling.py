@@ -44,6 +44,11 @@ class DueTraining:
         }
 
 
+def training_source(conf: dict[str, Any]) -> str:
+    """What started a training run, from its conf: only the sensor says active_learning."""
+    return SOURCE_ACTIVE_LEARNING if conf.get("source") == SOURCE_ACTIVE_LEARNING else SOURCE_MANUAL
+
+
 def training_run_id(project: str, last_training_as_of: datetime | None) -> str:
     after = last_training_as_of.strftime("%Y%m%dT%H%M%S.%f") if last_training_as_of else "start"
     return f"active_learning__{naming.safe_name(project)}__after_{after}"
@@ -58,6 +63,7 @@ def due_trainings(rows: list[PollRow], as_of: datetime) -> list[DueTraining]:
 
 
 def poll(source: AnnotationStore | Sources, as_of: datetime) -> list[DueTraining]:
-    """What is due, with its run id: one aggregate query over our store's active-learning projects, and,
-    given every source (``Context.sources``), one request per 100 active Label Studio projects."""
-    return due_trainings(source.poll(as_of), as_of)
+    """What is due, with its run id: one aggregate query over our store's active-learning projects (only
+    the due ones come back) and, given every source (``Context.sources``), one request per 100 active
+    Label Studio projects."""
+    return due_trainings(source.poll(as_of, due_only=True), as_of)

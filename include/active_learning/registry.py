@@ -266,6 +266,15 @@ class ModelRegistry:
     def model_version(self, registered_name: str, version: int) -> ModelVersionInfo:
         return ModelVersionInfo.from_mlflow(self.client.get_model_version(registered_name, str(version)))
 
+    def download_model(self, info: ModelVersionInfo, destination: Path) -> Path:
+        """The version's spaCy pipeline folder, downloaded under ``destination``."""
+        import mlflow
+
+        folder = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{info.registered_name}/{info.version}", dst_path=str(destination)
+        )
+        return Path(folder) / "model.spacy"  # where MLflow's spaCy flavor keeps the pipeline
+
     def load_model(self, info: ModelVersionInfo) -> Any:
         import mlflow
 

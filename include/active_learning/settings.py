@@ -5,6 +5,7 @@
 | ``ACTIVE_LEARNING_HOME`` | ``<repo>/.data`` |
 | ``ACTIVE_LEARNING_DB_URL`` | ``sqlite:///$ACTIVE_LEARNING_HOME/annotations.db`` |
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///$ACTIVE_LEARNING_HOME/mlflow.db`` (artifacts in ``mlartifacts/`` beside it) |
+| ``ACTIVE_LEARNING_WARM_START`` | ``false``: train from scratch; ``true``: continue from the deployed model |
 """
 
 from __future__ import annotations
@@ -35,3 +36,10 @@ def local_artifact_root() -> str | None:
     if mlflow_tracking_uri().startswith(("http://", "https://", "databricks")):
         return None
     return (data_home() / "mlartifacts").as_uri()
+
+
+def warm_start() -> bool:
+    value = os.environ.get("ACTIVE_LEARNING_WARM_START", "false").strip().lower()
+    if value not in {"true", "false", "1", "0", "yes", "no"}:
+        raise ValueError(f"ACTIVE_LEARNING_WARM_START must be true or false, not {value!r}")
+    return value in {"true", "1", "yes"}

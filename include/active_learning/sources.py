@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 class CompletionSource(Protocol):
     kind: str
 
-    def poll(self, as_of: datetime) -> list[PollRow]: ...
+    def poll(self, as_of: datetime, *, due_only: bool = False) -> list[PollRow]: ...
 
     def training_examples(self, project: str, as_of: datetime) -> list[TrainingExample]: ...
 
@@ -64,8 +64,8 @@ class StoreSource:
     def __init__(self, store: AnnotationStore) -> None:
         self.store = store
 
-    def poll(self, as_of: datetime) -> list[PollRow]:
-        return self.store.poll(as_of)
+    def poll(self, as_of: datetime, *, due_only: bool = False) -> list[PollRow]:
+        return self.store.poll(as_of, due_only=due_only)
 
     def training_examples(self, project: str, as_of: datetime) -> list[TrainingExample]:
         return self.store.training_examples(project, as_of)
@@ -105,7 +105,7 @@ class LabelStudioSource:
             self._client = LabelStudioClient(self._lookup(self.conn_id))
         return self._client
 
-    def poll(self, as_of: datetime) -> list[PollRow]:
+    def poll(self, as_of: datetime, *, due_only: bool = False) -> list[PollRow]:
         states = self.store.source_poll_states(SOURCE_LABEL_STUDIO)
         if not states:
             return []
@@ -117,7 +117,7 @@ class LabelStudioSource:
                 continue
             new = max(counts[state.source_project_id] - state.last_training_count, 0)
             rows.append(PollRow(state.project, state.frequency, state.auto_deploy, state.last_training_as_of, new))
-        return rows
+        return [row for row in rows if row.due] if due_only else rows
 
     def training_count(self, project: str) -> int:
         """The live annotation count, recorded with the training that is about to read the export."""
@@ -135,7 +135,7 @@ class LabelStudioSource:
         )
         self.last_export_summary = summary.as_dict()
         log.info("Label Studio project %s export: %s", settings.source_project_id, self.last_export_summary)
-        examples = (training_example(task.source_id, task.text, task.completions) for task in tasks)
+        examples = (training_example(task.source_id, task.text, task.completions, test=task.test) for task in tasks)
         return [example for example in examples if example is not None]
 
     def read_config(self, project: str) -> ConfigState:
@@ -168,14 +168,14 @@ class Sources:
     def for_project(self, project: str) -> CompletionSource:
         return self.label_studio if self.store.store.project(project).source == SOURCE_LABEL_STUDIO else self.store
 
-    def poll(self, as_of: datetime) -> list[PollRow]:
-        """Every source's rows. A source that fails (Label Studio down, a refused token) is logged and left
+    def poll(self, as_of: datetime, *, due_only: bool = False) -> list[PollRow]:
+        """Every source's rows (``due_only``: only the due ones, what the sensor asks). A source that fails (Label Studio down, a refused token) is logged and left
         in ``errors``: the others' projects still train; the sensor fails visibly when nothing else is due."""
         self.errors = []
         rows = []
         for source in (self.store, self.label_studio):
             try:
-                rows.extend(source.poll(as_of))
+                rows.extend(source.poll(as_of, due_only=due_only))
             except LabelStudioError as error:
                 log.error("the poll of %s failed: %s", source.kind, error)
                 self.errors.append(error)

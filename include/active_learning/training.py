@@ -130,18 +130,23 @@ def train_ner(
     *,
     overrides: Mapping[str, object] | None = None,
     config_path: Path = NER_CONFIG_PATH,
+    warm_start_from: Path | None = None,
 ) -> TrainingOutcome:
     """Train the NER pipeline on CPU; like ``spacy train CONFIG -o OUTPUT --paths.train T --paths.dev D``.
 
     ``train_path`` / ``dev_path`` are spaCy DocBin files.  ``output_dir`` receives ``model-best``
     and ``model-last``; the returned ``model_dir`` is ``model-best``.  ``overrides`` are applied on
     top of the config (``paths.train`` / ``paths.dev`` always come from the arguments).
+    ``warm_start_from``: a trained pipeline whose components training continues from, instead of
+    random weights (labels it lacks are added as the data shows them).
     """
     train_path, dev_path = Path(train_path), Path(dev_path)
     output_dir, config_path = Path(output_dir), Path(config_path)
     for what, path in (("config", config_path), ("training data", train_path), ("dev data", dev_path)):
         if not path.is_file():
             raise FileNotFoundError(f"spaCy {what} not found: {path}")
+    if warm_start_from is not None:
+        config_path = warm_start_config(config_path, Path(warm_start_from), output_dir)
 
     from spacy.cli.train import train as spacy_train
 
@@ -167,6 +172,25 @@ def train_ner(
     nlp = load_model(model_dir)
     labels = tuple(sorted(nlp.get_pipe(_NER_PIPE).labels)) if _NER_PIPE in nlp.pipe_names else ()
     return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds)
+
+
+def warm_start_config(config_path: Path, base_model: Path, folder: Path) -> Path:
+    """The same config with every pipeline component sourced from ``base_model``.
+
+    spaCy then resumes training the sourced components ("Resuming training for: ...") instead of
+    initialising them; the tok2vec and the NER listening to it come from the same pipeline, as they must.
+    """
+    from spacy import util
+
+    if not (base_model / "meta.json").is_file():
+        raise FileNotFoundError(f"no spaCy pipeline to warm-start from at {base_model}")
+    config = util.load_config(config_path, interpolate=False)
+    for name in config["nlp"]["pipeline"]:
+        config["components"][name] = {"source": str(base_model)}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "warm_start.cfg"
+    config.to_disk(path)
+    return path
 
 
 def score_ner(nlp: Language, docs: Iterable[Doc]) -> NerScores:

@@ -86,25 +86,45 @@ def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of
     return {"run_key": run_key, "mlflow_run_id": run_id, "completions_used": len(examples), "summary": summary}
 
 
-def train(ctx: Context, *, run_key: str, mlflow_run_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train on the run's dataset, score on its dev part, log the model to the same MLflow run."""
+def train(
+    ctx: Context, *, run_key: str, mlflow_run_id: str, overrides: dict[str, Any] | None = None, warm_start: bool | None = None
+) -> dict[str, Any]:
+    """Train on the run's dataset, score on its dev part, log the model to the same MLflow run.
+
+    ``warm_start`` (default: ``ACTIVE_LEARNING_WARM_START``): continue from the project's deployed model
+    when it is one of ours; else, or with no such model, from scratch.
+    """
     from active_learning.training import load_model, load_training_overrides, score_ner, train_ner
 
     overrides = load_training_overrides() | (overrides or {})
+    warm_start = settings.warm_start() if warm_start is None else warm_start
     with workspace(run_key, "train") as folder:
         dataset = ctx.registry.download_dataset(mlflow_run_id, folder)
+        base = _deployed_model(ctx, ctx.store.training(run_key).project, folder) if warm_start else None
         with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for results
-            outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides)
+            outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides,
+                                warm_start_from=base[1] if base else None)
         nlp = load_model(outcome.model_dir)
         scores = score_ner(nlp, read_docs(nlp, dataset / "dev.spacy"))
         model_uri = ctx.registry.log_model(mlflow_run_id, nlp)
     metrics = scores.as_metrics() | {"training_seconds": outcome.seconds}
     ctx.registry.log_metrics(mlflow_run_id, metrics)
-    if overrides:
-        ctx.registry.log_params(mlflow_run_id, {f"spacy.{k}": v for k, v in overrides.items()})
+    ctx.registry.log_params(mlflow_run_id, {"warm_start_from": base[0] if base else "none"}
+                            | {f"spacy.{k}": v for k, v in overrides.items()})
     ctx.store.update_training(run_key, metrics=scores.as_dict())
     log.info("trained %s in %.1f s: %s", run_key, outcome.seconds, scores.as_dict())
     return {"model_uri": model_uri, "labels": list(outcome.labels), "metrics": scores.as_dict()}
+
+
+def _deployed_model(ctx: Context, project: str, folder: Path) -> tuple[str, Path] | None:
+    """The project's deployed model (name, spaCy folder), if it is one of ours, to warm-start from."""
+    name = ctx.store.project(project).deployed_model
+    info = ctx.registry.find_model(name) if name else None
+    if info is None:
+        log.info("warm start: %s has no deployed model of ours; training from scratch", project)
+        return None
+    log.info("warm start: continuing from %s", info.model_name)
+    return info.model_name, ctx.registry.download_model(info, folder / "warm-start")
 
 
 def register(ctx: Context, *, run_key: str, model_uri: str, labels: list[str]) -> dict[str, Any]:
@@ -187,7 +207,8 @@ def validate_and_finish(ctx: Context, run_key: str, project: str) -> None:
 
 
 def train_now(
-    ctx: Context, project: str, *, choice: str = "auto", tolerance: float = 0.0, author: str = "cli"
+    ctx: Context, project: str, *, choice: str = "auto", tolerance: float = 0.0, author: str = "cli",
+    warm_start: bool | None = None,
 ) -> dict[str, Any]:
     """All steps in this process, as the training DAG runs them (for the CLI and scripts)."""
     from active_learning.store.models import utcnow
@@ -196,7 +217,7 @@ def train_now(
     run_key = f"{SOURCE_MANUAL}__{naming.safe_name(project)}__{started:%Y%m%dT%H%M%S.%f}"
     try:
         prepared = prepare_data(ctx, project, run_key=run_key, source=SOURCE_MANUAL, as_of=started)
-        trained = train(ctx, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"])
+        trained = train(ctx, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"], warm_start=warm_start)
         registered = register(ctx, run_key=run_key, model_uri=trained["model_uri"], labels=trained["labels"])
         model_name = registered["model_name"]
         if decide_deploy(ctx, run_key, project, model_name, choice=choice, tolerance=tolerance):

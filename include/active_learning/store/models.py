@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -87,6 +88,8 @@ class Task(Base):
     source_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(String(500))
+    # Tagged "test" in the export: in the project's fixed evaluation set, never trained on.
+    test: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     project: Mapped[Project] = relationship(back_populates="tasks")
     completions: Mapped[list[Completion]] = relationship(back_populates="task", cascade="all, delete-orphan")

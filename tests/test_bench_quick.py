@@ -30,15 +30,11 @@ def run_quick(script: str, *args: str, timeout: float = 600) -> str:
 
 def test_poll_scaling_quick() -> None:
     out = run_quick("poll_scaling.py")
-    assert "sqlite: median of" in out
+    assert "sqlite: wall time, median of" in out
     # PostgreSQL is measured when it answers, and skipped - saying so - when it does not.
-    assert "postgresql: median of" in out or "SKIPPED postgresql: PostgreSQL unreachable" in out
-    assert re.search(r"statements per poll, any number of projects \|\s+1 \|", out), "the poll is one statement"
-
-
-def test_poll_variants_quick() -> None:
-    out = run_quick("poll_variants.py")
-    assert "sqlite, 1,000 projects" in out
+    assert "postgresql: wall time, median of" in out or "SKIPPED postgresql: PostgreSQL unreachable" in out
+    # One statement on SQLite; on PostgreSQL one more, SET LOCAL jit = off (target: at most 3).
+    assert re.search(r"statements per poll, any number of projects \|\s+[12] \|", out), "the poll takes more statements"
 
 
 def test_dag_parse_quick() -> None:
@@ -61,6 +57,15 @@ def test_memory_quick() -> None:
     shared_file("ncbi_disease/tasks.json")
     out = run_quick("memory.py")
     assert "wnut17" in out and "ncbi_disease" in out
+
+
+@pytest.mark.shared_data
+def test_model_quality_quick() -> None:
+    shared_file("wnut17/dev_tasks.json")
+    shared_file("ncbi_disease/dev_tasks.json")
+    out = run_quick("model_quality.py")
+    for row in ("bare `spacy train`, default CPU NER config", "loop: `active-learning train`", "loop, warm start from the half-data model"):
+        assert out.count(row) == 2, row  # one row per corpus
 
 
 @pytest.mark.scheduler

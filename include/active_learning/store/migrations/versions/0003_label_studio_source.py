@@ -3,8 +3,8 @@
 ``projects.source`` ("store" for every existing project) and ``source_project_id`` (unique per source),
 ``training_runs.source_annotations`` (Label Studio's annotation count when the training read it).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-25
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,73 @@
+"""Warm start: training continues from the project's deployed model instead of from random weights."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from active_learning import settings
+from active_learning.context import Context
+from active_learning.exports import CompletionRecord, Span, TaskRecord
+from active_learning.store.models import utcnow
+from active_learning.training_pipeline import train_now
+
+CONFIG = """<View>
+  <Labels name="label" toName="text">
+    <Label value="PROBLEM"/>
+    <Label value="DRUG"/>
+  </Labels>
+  <Text name="text" value="$text"/>
+</View>"""
+TEXT = "The patient has a fever and a cough, given aspirin."
+
+
+def task(i: int, *, with_drug: bool) -> TaskRecord:
+    spans = (Span(18, 23, "PROBLEM"), Span(30, 35, "PROBLEM")) + ((Span(43, 50, "DRUG"),) if with_drug else ())
+    completion = CompletionRecord(f"c{i}", "ana", None, utcnow() - timedelta(days=1), False, None, False, spans, 0)
+    return TaskRecord(f"t{i}", TEXT, None, (completion,))
+
+
+def test_a_warm_start_continues_from_the_deployed_model_and_learns_new_labels(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx.store.create_project("clinic", CONFIG)
+    ctx.store.import_tasks("clinic", [task(i, with_drug=False) for i in range(30)])
+    first = train_now(ctx, "clinic", choice="deploy")
+    assert first["metrics"]["f1"] > 0.9 and ctx.store.project("clinic").deployed_model == first["model_name"]
+
+    ctx.store.import_tasks("clinic", [task(i, with_drug=True) for i in range(30, 60)])
+    # Two training steps: from random weights nothing is learnt yet; from the deployed model PROBLEM is known.
+    monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": 2, "training.eval_frequency": 1}')
+    scratch = train_now(ctx, "clinic", choice="register_only", warm_start=False)
+    warm = train_now(ctx, "clinic", choice="register_only", warm_start=True)
+    assert warm["metrics"]["per_label"]["PROBLEM"]["f1"] > 0.9 > scratch["metrics"]["f1"]
+
+    params = ctx.registry.client.get_run(ctx.store.training(warm["run_key"]).mlflow_run_id).data.params
+    assert params["warm_start_from"] == first["model_name"]
+    assert ctx.registry.client.get_run(ctx.store.training(scratch["run_key"]).mlflow_run_id).data.params["warm_start_from"] == "none"
+
+    monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": 60, "training.eval_frequency": 20}')
+    learnt = train_now(ctx, "clinic", choice="register_only", warm_start=True)
+    assert set(ctx.registry.find_model(learnt["model_name"]).labels) == {"PROBLEM", "DRUG"}  # a label the deployed model never saw is added and trained
+    assert learnt["metrics"]["per_label"]["DRUG"]["f1"] > 0.5
+
+
+def test_without_a_deployed_model_of_ours_a_warm_start_trains_from_scratch(ctx: Context) -> None:
+    ctx.store.create_project("fresh", CONFIG)
+    ctx.store.import_tasks("fresh", [task(i, with_drug=True) for i in range(20)])
+    result = train_now(ctx, "fresh", choice="register_only", warm_start=True)
+    params = ctx.registry.client.get_run(ctx.store.training(result["run_key"]).mlflow_run_id).data.params
+    assert params["warm_start_from"] == "none" and result["metrics"]["f1"] > 0.5
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("1", True), ("false", False), ("", False)])
+def test_the_warm_start_setting(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    monkeypatch.setenv("ACTIVE_LEARNING_WARM_START", value or "false")
+    assert settings.warm_start() is expected
+
+
+def test_a_misspelt_warm_start_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACTIVE_LEARNING_WARM_START", "sometimes")
+    with pytest.raises(ValueError, match="must be true or false, not 'sometimes'"):
+        settings.warm_start()
