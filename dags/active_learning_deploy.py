@@ -36,14 +36,14 @@ with DAG(
 
     @task
     def update_config() -> int:
-        from active_learning.context import Context
+        from active_learning_airflow.connections import task_context
         from active_learning.deployment import deploy_model
 
         from active_learning.gate import compare_with_deployed
 
         context = get_current_context()
         params = context["params"]
-        ctx = Context()
+        ctx = task_context()
         with fail_without_retry():
             comparison = compare_with_deployed(ctx, params["project"], params["model_name"])
             print(f"comparison (a manual deploy is not gated): {comparison.describe()}")
@@ -55,11 +55,11 @@ with DAG(
 
     @task
     def validate_config() -> None:
-        from active_learning.context import Context
+        from active_learning_airflow.connections import task_context
         from active_learning.deployment import ConfigValidationError, validate_project
 
         project = get_current_context()["params"]["project"]
-        problems = validate_project(Context(), project)
+        problems = validate_project(task_context(), project)
         with fail_without_retry():
             if problems:
                 raise ConfigValidationError(project, problems)

@@ -3,7 +3,8 @@
 
 Every poll (default every 5 minutes; `ACTIVE_LEARNING_POLL_SCHEDULE` takes a cron expression) counts,
 in one query, the completions each active-learning project gained since its last training, as of the
-run's data interval end. Each project that gained at least its frequency (50, 100 or 200) gets one run
+run's data interval end; projects that live in Label Studio cost one more request per 100 of them
+(connection `label_studio_default`), and their counts are live. Each project that gained at least its frequency (50, 100 or 200) gets one run
 of `active_learning_training`, whose run id names the crossing: a second poll, or a backfill, that sees
 the same crossing is skipped by Airflow instead of training twice.
 
@@ -39,10 +40,10 @@ with DAG(
     @task
     def apply_mlflow_deploys() -> list[str]:
         """Write into the labeling config every `deployed` alias moved by hand in MLflow."""
-        from active_learning.context import Context
+        from active_learning_airflow.connections import task_context
         from active_learning.deployment import apply_alias_moves
 
-        return [f"{result.project}: {result.model_name}" for result in apply_alias_moves(Context())]
+        return [f"{result.project}: {result.model_name}" for result in apply_alias_moves(task_context())]
 
     due_projects = DueProjectsSensor(task_id="wait_for_due_projects")
 

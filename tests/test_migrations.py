@@ -107,7 +107,7 @@ def test_upgrade_builds_exactly_what_the_models_declare(engine: Engine) -> None:
         for table in ("projects", "tasks", "completions", "training_runs", "config_revisions")
     }
     assert uniques == {
-        "projects": {("name",)},
+        "projects": {("name",), ("source", "source_project_id")},
         "tasks": {("project_id", "source_id")},
         "completions": {("task_id", "source_id")},
         "training_runs": {("run_key",), ("model_name",)},
@@ -145,10 +145,14 @@ def test_a_second_upgrade_is_a_no_op(engine: Engine) -> None:
 
 
 def test_a_database_from_before_the_migrations_is_stamped_and_kept(engine: Engine) -> None:
-    Base.metadata.create_all(engine)  # how create_schema built the store before migrations existed ...
+    # What create_schema's create_all built before migrations existed: revision 0001's schema, no version table.
     with engine.begin() as connection:
-        connection.execute(text("ALTER TABLE tasks DROP COLUMN test"))  # ... before revision 0002 added this
-    AnnotationStore(engine).create_project("news", CONFIG)
+        command.upgrade(alembic_config(connection), BASELINE_REVISION)
+        connection.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+        connection.execute(text(
+            "INSERT INTO projects (name, labeling_config, config_revision, text_key, active_learning, frequency, "
+            "auto_deploy, created_at) VALUES ('news', :config, 1, 'text', false, 50, false, '2026-01-01 00:00:00')"
+        ), {"config": CONFIG})
 
     create_schema(engine)
 

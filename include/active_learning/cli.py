@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from active_learning.context import Context
-from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, utcnow
+from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_LABEL_STUDIO, SOURCE_STORE, utcnow
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +40,9 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     from active_learning.labeling_config import check_structure, list_labels, text_key
 
     store = ctx.store
+    if store.has_project(args.project) and store.project(args.project).source != SOURCE_STORE:
+        print(f"error: project {args.project!r} lives in Label Studio: its completions are read from there", file=sys.stderr)
+        return 1
     if not store.has_project(args.project):
         if args.config is None:
             print(f"error: project {args.project!r} does not exist yet: give its labeling config with --config", file=sys.stderr)
@@ -70,6 +73,36 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_connect_label_studio(ctx: Context, args: argparse.Namespace) -> int:
+    """Register a Label Studio project: its config is read from the server, its settings kept here."""
+    from sqlalchemy.exc import IntegrityError
+
+    from active_learning.labeling_config import check_structure, text_key
+
+    client = ctx.sources.label_studio.client
+    remote = client.project(args.ls_project)
+    xml = remote["label_config"]
+    problems = check_structure(xml)
+    if problems:
+        return _print_problems(problems)
+    name = args.project or remote["title"]
+    if ctx.store.has_project(name):
+        print(f"error: a project named {name!r} exists already: choose another name with --project", file=sys.stderr)
+        return 1
+    try:
+        settings = ctx.store.create_project(
+            name, xml, text_key=text_key(xml), frequency=args.frequency or DEFAULT_FREQUENCY,
+            auto_deploy=bool(args.auto_deploy), active_learning=args.enable, author="cli",
+            source=SOURCE_LABEL_STUDIO, source_project_id=args.ls_project,
+        )
+    except IntegrityError:  # uq_projects_source_project
+        print(f"error: Label Studio project {args.ls_project} is connected already (see `projects`)", file=sys.stderr)
+        return 1
+    print(f"{settings.name}: Label Studio project {args.ls_project} at {client.connection.url}, active learning "
+          f"{'on' if settings.active_learning else 'off'}, every {settings.frequency}, auto-deploy {'on' if settings.auto_deploy else 'off'}")
+    return 0
+
+
 def cmd_enable(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.store.update_settings(
         args.project, active_learning=True, frequency=args.frequency, auto_deploy=args.auto_deploy
@@ -86,12 +119,8 @@ def cmd_disable(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_projects(ctx: Context, args: argparse.Namespace) -> int:
-    from active_learning.polling import poll
-
     store = ctx.store
-    now = utcnow()
-    polled = {row.project: row for row in store.poll(now)}
-    due = {training.project for training in poll(store, now)}
+    polled = {row.project: row for row in ctx.sources.poll(utcnow())}  # Label Studio's counts are live
     totals = store.completion_totals()
     rows = []
     for name, deployed in sorted(store.deployed_models().items()):
@@ -99,13 +128,14 @@ def cmd_projects(ctx: Context, args: argparse.Namespace) -> int:
         row = polled.get(name)
         rows.append({
             "project": name,
+            "source": settings.source if settings.source_project_id is None else f"{settings.source}:{settings.source_project_id}",
             "active_learning": settings.active_learning,
             "frequency": settings.frequency,
             "auto_deploy": settings.auto_deploy,
             "completions": totals.get(name, 0),
             "since_last_training": row.new_completions if row else None,
             "to_next_training": max(settings.frequency - row.new_completions, 0) if row else None,
-            "due": name in due,
+            "due": bool(row and row.due),
             "deployed_model": deployed,
         })
     if args.json:
@@ -175,7 +205,7 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
         for revision in ctx.store.revisions(args.project):
             print(f"{revision.revision:>4}  {revision.created_at:%Y-%m-%d %H:%M:%S}  {revision.author:30}  {revision.reason}")
         return 0
-    sys.stdout.write(ctx.store.read_config(args.project).xml)
+    sys.stdout.write(ctx.source(args.project).read_config(args.project).xml)
     return 0
 
 
@@ -228,6 +258,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("path")
     sub.add_argument("--project", required=True)
     sub.add_argument("--config", help="labeling config XML (needed when the project is new)")
+    frequency_and_deploy(sub)
+    sub.add_argument("--enable", action="store_true", help="switch active learning on")
+
+    sub = command("connect-label-studio", cmd_connect_label_studio,
+                  "take part with a Label Studio project (connection label_studio_default)")
+    sub.add_argument("--ls-project", type=int, required=True, help="the project's id in Label Studio")
+    sub.add_argument("--project", help="its name here (default: its title in Label Studio)")
     frequency_and_deploy(sub)
     sub.add_argument("--enable", action="store_true", help="switch active learning on")
 

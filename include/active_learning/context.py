@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from active_learning.labeling_config import load_pretrained_models
 from active_learning.registry import ModelRegistry
 from active_learning.store import AnnotationStore, connect, create_schema
+
+if TYPE_CHECKING:
+    from active_learning.label_studio import LabelStudioConnection
+    from active_learning.sources import CompletionSource, Sources
 
 
 @dataclass
 class Context:
     db_url: str | None = None
     tracking_uri: str | None = None
+    # How Label Studio's connection is found: AIRFLOW_CONN_LABEL_STUDIO_DEFAULT by default; Airflow
+    # tasks pass Airflow's own lookup (active_learning_airflow.connections.task_context).
+    connection_lookup: Callable[[str], LabelStudioConnection] | None = None
 
     @cached_property
     def store(self) -> AnnotationStore:
@@ -28,3 +37,13 @@ class Context:
     @cached_property
     def pretrained(self) -> frozenset[str]:
         return load_pretrained_models()
+
+    @cached_property
+    def sources(self) -> Sources:
+        from active_learning.sources import Sources
+
+        return Sources(self.store, self.connection_lookup)
+
+    def source(self, project: str) -> CompletionSource:
+        """Where ``project``'s completions and live labeling config are (our store or Label Studio)."""
+        return self.sources.for_project(project)

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from active_learning.context import Context
+from active_learning.label_studio import LabelStudioValidationError
 from active_learning.labeling_config import ConfigProblem, assign_model, validate_config
 from active_learning.naming import registered_model_name
 from active_learning.registry import CANDIDATE, DEPLOYED, ModelVersionInfo
@@ -65,8 +66,9 @@ def deploy_model(ctx: Context, project: str, model_name: str, *, author: str, re
     meanwhile (else re-read and re-applied): an invalid or half-made config never goes live.
     """
     info = find_project_model(ctx, project, model_name)
+    source = ctx.source(project)
     for _ in range(WRITE_ATTEMPTS):
-        current = ctx.store.read_config(project)
+        current = source.read_config(project)
         updated = assign_model(current.xml, model_name=model_name, trained_labels=info.labels, pretrained=ctx.pretrained)
         problems = config_problems(ctx, project, updated, also_known=(model_name,))
         if problems:
@@ -75,9 +77,7 @@ def deploy_model(ctx: Context, project: str, model_name: str, *, author: str, re
             revision, changed = current.revision, False
             break
         try:
-            revision = ctx.store.write_config(
-                project, updated, expected_revision=current.revision, author=author, reason=reason
-            ).revision
+            revision = write_config(ctx, project, updated, expected_revision=current.revision, author=author, reason=reason)
             changed = True
             break
         except ConfigConflictError:
@@ -96,8 +96,19 @@ def mark_candidate(ctx: Context, project: str, model_name: str) -> ModelVersionI
     return info
 
 
+def write_config(ctx: Context, project: str, xml: str, *, expected_revision: int, author: str, reason: str) -> int:
+    """Write a validated config to the project's source; Label Studio's refusal (400) is a validation error
+    like ours, and then nothing is written anywhere."""
+    try:
+        return ctx.source(project).write_config(
+            project, xml, expected_revision=expected_revision, author=author, reason=reason
+        ).revision
+    except LabelStudioValidationError as error:
+        raise ConfigValidationError(project, [ConfigProblem(f"Label Studio refused it: {m}") for m in error.messages]) from None
+
+
 def validate_project(ctx: Context, project: str) -> list[ConfigProblem]:
-    return config_problems(ctx, project, ctx.store.read_config(project).xml)
+    return config_problems(ctx, project, ctx.source(project).read_config(project).xml)
 
 
 def rollback(ctx: Context, project: str, *, to_revision: int | None, author: str) -> int:
@@ -114,14 +125,10 @@ def rollback(ctx: Context, project: str, *, to_revision: int | None, author: str
     problems = config_problems(ctx, project, target.labeling_config)
     if problems:
         raise ConfigValidationError(project, problems)
-    state = ctx.store.write_config(
-        project,
-        target.labeling_config,
-        expected_revision=current.revision,
-        author=author,
+    return write_config(
+        ctx, project, target.labeling_config, expected_revision=current.revision, author=author,
         reason=f"rollback to revision {to_revision}",
     )
-    return state.revision
 
 
 def apply_alias_moves(ctx: Context) -> list[DeployResult]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -81,13 +81,14 @@ class ImportSummary:
 
 
 def read_export(
-    source: str | Path | bytes | list[Any] | dict[str, Any],
+    source: str | Path | bytes | list[Any] | dict[str, Any] | Iterator[Any],
     *,
     text_key: str | None = None,
     allowed_labels: Collection[str] | None = None,
     ner_from_names: Collection[str] | None = None,
 ) -> tuple[list[TaskRecord], ImportSummary]:
-    """Read an export: a path (``str`` or ``Path``), the JSON as bytes, or the already parsed JSON.
+    """Read an export: a path (``str`` or ``Path``), the JSON as bytes, the already parsed JSON, or an
+    iterator of parsed tasks (a streamed export, e.g. Label Studio's: read one task at a time).
 
     ``text_key`` names the data field holding the text (the ``$name`` of the config's ``<Text>``);
     without it the text is ``data.text``, else the only string in ``data``.  ``allowed_labels``
@@ -99,7 +100,8 @@ def read_export(
         allowed_labels=None if allowed_labels is None else frozenset(allowed_labels),
         ner_from_names=None if ner_from_names is None else frozenset(ner_from_names),
     )
-    return reader.read_tasks(_task_list(_load(source))), reader.summary
+    tasks = source if isinstance(source, Iterator) else _task_list(_load(source))
+    return reader.read_tasks(tasks), reader.summary
 
 
 class _Skipped(Exception):

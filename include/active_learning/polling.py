@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from active_learning import naming
 from active_learning.store.repository import AnnotationStore, PollRow
+
+if TYPE_CHECKING:
+    from active_learning.sources import Sources
 
 TRAINING_DAG_ID = "active_learning_training"
 SOURCE_ACTIVE_LEARNING = "active_learning"
@@ -59,6 +62,8 @@ def due_trainings(rows: list[PollRow], as_of: datetime) -> list[DueTraining]:
     ]
 
 
-def poll(store: AnnotationStore, as_of: datetime) -> list[DueTraining]:
-    """One aggregate query over every active-learning project; what is due, with its run id."""
-    return due_trainings(store.poll(as_of, due_only=True), as_of)
+def poll(source: AnnotationStore | Sources, as_of: datetime) -> list[DueTraining]:
+    """What is due, with its run id: one aggregate query over our store's active-learning projects (only
+    the due ones come back) and, given every source (``Context.sources``), one request per 100 active
+    Label Studio projects."""
+    return due_trainings(source.poll(as_of, due_only=True), as_of)

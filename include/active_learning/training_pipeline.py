@@ -51,14 +51,18 @@ def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of
     """Select one completion per task as of ``as_of``, convert to spaCy docs, split, upload to MLflow."""
     import spacy
 
-    training = ctx.store.start_training(project, run_key=run_key, source=source, as_of=as_of)
-    config_labels = {label.value for label in list_labels(ctx.store.read_config(project).xml) if not label.assertion}
-    examples, unknown = _keep_config_labels(ctx.store.training_examples(project, as_of), config_labels)
+    origin = ctx.source(project)  # our store or Label Studio
+    count = origin.training_count(project)  # read before the completions: none arriving meanwhile is lost
+    training = ctx.store.start_training(project, run_key=run_key, source=source, as_of=as_of, source_annotations=count)
+    config_labels = {label.value for label in list_labels(origin.read_config(project).xml) if not label.assertion}
+    examples, unknown = _keep_config_labels(origin.training_examples(project, as_of), config_labels)
     if len(examples) < MIN_EXAMPLES:
         raise NotEnoughDataError(f"project {project!r} has {len(examples)} trainable tasks as of {as_of:%Y-%m-%d %H:%M:%S} UTC; at least {MIN_EXAMPLES} are needed")
     train, dev = split_examples(examples)
     nlp = spacy.blank("en")
     summary: dict[str, Any] = {"as_of": as_of.isoformat(), "tasks": len(examples), "labels_not_trained": unknown}
+    if getattr(origin, "last_export_summary", None):
+        summary |= {"source": origin.kind, "source_annotations": count, "export": origin.last_export_summary}
     with workspace(run_key, "prepare") as folder:
         for part, part_examples in (("train", train), ("dev", dev)):
             docs, report = to_docs(nlp, part_examples)

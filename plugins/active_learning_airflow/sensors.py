@@ -20,7 +20,8 @@ def poll_time(context: Any) -> Any:
 class DueProjectsSensor(BaseSensorOperator):
     """Done once a project is due for training; its XCom is the list of training runs to launch.
 
-    One poke is one aggregate query over all projects. Between pokes the sensor is rescheduled and
+    One poke is one aggregate query over our store's projects, plus one request per 100 active Label
+    Studio projects (none when there are none). Between pokes the sensor is rescheduled and
     holds no worker slot; a poke that finds nothing due before ``timeout`` ends the task as skipped.
     Pokes after the first catch completions committed late with an arrival time before the poll time.
     """
@@ -39,16 +40,19 @@ class DueProjectsSensor(BaseSensorOperator):
         super().__init__(mode=mode, poke_interval=poke_interval, timeout=timeout, soft_fail=soft_fail, **kwargs)
 
     def poke(self, context: Any) -> PokeReturnValue:
-        from active_learning.context import Context
         from active_learning.polling import poll
+        from active_learning_airflow.connections import task_context
 
         as_of = poll_time(context)
-        due = poll(Context().store, as_of)
+        sources = task_context().sources
+        due = poll(sources, as_of)
         for training in due:
             self.log.info(
                 "%s is due: %d new completions as of %s -> run %s",
                 training.project, training.new_completions, as_of, training.run_id,
             )
+        if not due and sources.errors:
+            raise sources.errors[0]  # e.g. a refused Label Studio token: a failed task, not a quiet skip
         if not due:
             self.log.info("no project is due as of %s", as_of)
         return PokeReturnValue(is_done=bool(due), xcom_value=[training.trigger_kwargs() for training in due])

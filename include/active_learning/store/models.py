@@ -22,6 +22,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 FREQUENCIES = (50, 100, 200)
 DEFAULT_FREQUENCY = 50
+#: Where a project's tasks, completions and live labeling config are: our store or a Label Studio server.
+SOURCE_STORE = "store"
+SOURCE_LABEL_STUDIO = "label_studio"
+SOURCES = (SOURCE_STORE, SOURCE_LABEL_STUDIO)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -54,6 +58,7 @@ class Project(Base):
     __table_args__ = (
         CheckConstraint(f"frequency IN {FREQUENCIES}", name="ck_projects_frequency"),
         Index("ix_projects_active_learning", "active_learning"),
+        UniqueConstraint("source", "source_project_id", name="uq_projects_source_project"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -66,6 +71,10 @@ class Project(Base):
     auto_deploy: Mapped[bool] = mapped_column(default=False)
     deployed_model: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # "store": tasks, completions and the live config are ours. "label_studio": they live in Label Studio
+    # project ``source_project_id``; settings, training history and config revisions stay here.
+    source: Mapped[str] = mapped_column(String(20), default=SOURCE_STORE, server_default=SOURCE_STORE)
+    source_project_id: Mapped[int | None] = mapped_column(Integer)
 
     tasks: Mapped[list[Task]] = relationship(back_populates="project", cascade="all, delete-orphan")
 
@@ -139,6 +148,9 @@ class TrainingRun(Base):
     deploy: Mapped[str | None] = mapped_column(String(200))  # what the deploy branch did and why
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    # Label Studio projects: the server's annotation count when this training read it; the poll counts
+    # new completions as the live count minus this (Label Studio keeps no arrival times to count by).
+    source_annotations: Mapped[int | None] = mapped_column(Integer)
 
 
 class ConfigRevision(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,12 +12,14 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from active_learning.dataset import TrainingExample
-from active_learning.exports import CompletionRecord, Span, TaskRecord
-from active_learning.selection import choose_completion
+from active_learning.dataset import TrainingExample, training_example
+from active_learning.exports import CompletionRecord, TaskRecord
 from active_learning.store.models import (
     DEFAULT_FREQUENCY,
     FREQUENCIES,
+    SOURCE_LABEL_STUDIO,
+    SOURCE_STORE,
+    SOURCES,
     Completion,
     ConfigRevision,
     Project,
@@ -49,6 +51,20 @@ class ProjectSettings:
     text_key: str
     deployed_model: str | None
     config_revision: int
+    source: str = SOURCE_STORE
+    source_project_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SourcePollState:
+    """An active-learning project of an external source, with what its last training recorded."""
+
+    project: str
+    source_project_id: int
+    frequency: int
+    auto_deploy: bool
+    last_training_as_of: datetime | None
+    last_training_count: int  # the source's annotation count when the last training read it (0: none)
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,7 @@ class TrainingView:
     deploy: str | None
     metrics: dict[str, Any] | None
     error: str | None
+    source_annotations: int | None = None  # Label Studio projects: the server's count this training read
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -131,8 +148,12 @@ class AnnotationStore:
         auto_deploy: bool = False,
         text_key: str = "text",
         author: str = "cli",
+        source: str = SOURCE_STORE,
+        source_project_id: int | None = None,
     ) -> ProjectSettings:
         _check_frequency(frequency)
+        if source not in SOURCES or (source != SOURCE_STORE) != (source_project_id is not None):
+            raise ValueError(f"source {source!r} with project id {source_project_id!r}: a project id goes with a source other than {SOURCE_STORE!r}")
         with self._session() as session:
             project = Project(
                 name=name,
@@ -142,6 +163,8 @@ class AnnotationStore:
                 auto_deploy=auto_deploy,
                 text_key=text_key,
                 config_revision=1,
+                source=source,
+                source_project_id=source_project_id,
             )
             session.add(project)
             session.flush()
@@ -255,13 +278,10 @@ class AnnotationStore:
             by_task: dict[str, tuple[str, bool, list[Completion]]] = {}
             for source_id, text, test, completion in rows:
                 by_task.setdefault(source_id, (text, test, []))[2].append(completion)
-        examples = []
-        for source_id, (text, test, completions) in by_task.items():
-            chosen = choose_completion(completions)
-            if chosen is not None:
-                spans = tuple(Span(start, end, label) for start, end, label in chosen.spans)
-                examples.append(TrainingExample(task_id=source_id, text=text, spans=spans, test=test))
-        return examples
+        examples = (
+            training_example(source_id, text, completions, test=test) for source_id, (text, test, completions) in by_task.items()
+        )
+        return [example for example in examples if example is not None]
 
     # -- the poll -------------------------------------------------------------------------------
 
@@ -286,7 +306,7 @@ class AnnotationStore:
         )
         active = (
             select(Project.id, Project.name, Project.frequency, Project.auto_deploy, last_training.label("last_training"))
-            .where(Project.active_learning.is_(True))
+            .where(Project.active_learning.is_(True), Project.source == SOURCE_STORE)
             .cte("active_projects")
             .prefix_with("MATERIALIZED")
         )
@@ -319,6 +339,34 @@ class AnnotationStore:
                 for name, frequency, auto_deploy, last, count in session.execute(query)
             ]
 
+    def source_poll_states(self, source: str = SOURCE_LABEL_STUDIO) -> list[SourcePollState]:
+        """Active-learning projects of an external source and their last (not failed) training, ONE query.
+
+        The source's counts are live only, so its last training is the latest one whatever the poll's
+        time: a backfill then names the same crossing as a live poll and never trains twice.
+        """
+        last = (
+            select(TrainingRun.as_of, TrainingRun.source_annotations)
+            .where(TrainingRun.project_id == Project.id, TrainingRun.status != "failed")
+            .order_by(TrainingRun.as_of.desc(), TrainingRun.id.desc())
+            .limit(1)
+            .correlate(Project)
+        )
+        query = (
+            select(
+                Project.name, Project.source_project_id, Project.frequency, Project.auto_deploy,
+                last.with_only_columns(TrainingRun.as_of).scalar_subquery(),
+                last.with_only_columns(TrainingRun.source_annotations).scalar_subquery(),
+            )
+            .where(Project.active_learning.is_(True), Project.source == source)
+            .order_by(Project.name)
+        )
+        with self._session() as session:
+            return [
+                SourcePollState(name, source_id, frequency, auto_deploy, _aware(last_as_of), count or 0)
+                for name, source_id, frequency, auto_deploy, last_as_of, count in session.execute(query)
+            ]
+
     def completion_totals(self) -> dict[str, int]:
         """Submitted completions per project over the whole history (for people, not for the poll)."""
         query = (
@@ -331,8 +379,14 @@ class AnnotationStore:
 
     # -- training history ------------------------------------------------------------------------
 
-    def start_training(self, name: str, *, run_key: str, source: str, as_of: datetime) -> TrainingView:
-        """Record a training as running; a retry of the same run key reuses its row."""
+    def start_training(
+        self, name: str, *, run_key: str, source: str, as_of: datetime, source_annotations: int | None = None
+    ) -> TrainingView:
+        """Record a training as running; a retry of the same run key reuses its row.
+
+        ``source_annotations`` (Label Studio projects) is written with the row, never after it: a poll
+        that sees the running training must also see the count it started from.
+        """
         with self._session() as session:
             project = _project(session, name)
             run = session.scalar(select(TrainingRun).where(TrainingRun.run_key == run_key))
@@ -340,6 +394,8 @@ class AnnotationStore:
                 run = TrainingRun(project_id=project.id, run_key=run_key, source=source, as_of=as_of)
                 session.add(run)
             run.status, run.error, run.ended_at = "running", None, None
+            if source_annotations is not None:
+                run.source_annotations = source_annotations
             session.flush()
             return _training_view(run, name)
 
@@ -381,11 +437,21 @@ class AnnotationStore:
             project = _project(session, name)
             return ConfigState(project.labeling_config, project.config_revision)
 
-    def write_config(self, name: str, xml: str, *, expected_revision: int, author: str, reason: str) -> ConfigState:
+    def write_config(
+        self,
+        name: str,
+        xml: str,
+        *,
+        expected_revision: int,
+        author: str,
+        reason: str,
+        publish: Callable[[str], None] | None = None,
+    ) -> ConfigState:
         """Make ``xml`` the live config if nobody changed it since ``expected_revision`` was read.
 
         The compare-and-set on the revision serialises concurrent writers without losing an update;
-        every earlier revision stays in ``config_revisions``.
+        every earlier revision stays in ``config_revisions``. ``publish`` (a Label Studio project's
+        PATCH) runs after the compare-and-set, inside its transaction: if it raises, nothing is written.
         """
         with self._session() as session:
             project_id = _project(session, name).id
@@ -407,6 +473,9 @@ class AnnotationStore:
                     reason=reason,
                 )
             )
+            if publish is not None:
+                session.flush()
+                publish(xml)
         return ConfigState(xml, expected_revision + 1)
 
     def revisions(self, name: str) -> list[RevisionView]:
@@ -458,6 +527,8 @@ def _settings(project: Project) -> ProjectSettings:
         text_key=project.text_key,
         deployed_model=project.deployed_model,
         config_revision=project.config_revision,
+        source=project.source,
+        source_project_id=project.source_project_id,
     )
 
 
@@ -477,6 +548,7 @@ def _training_view(run: TrainingRun, project_name: str) -> TrainingView:
         deploy=run.deploy,
         metrics=run.metrics,
         error=run.error,
+        source_annotations=run.source_annotations,
     )
 
 
