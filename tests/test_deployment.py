@@ -142,3 +142,19 @@ def test_rollback_restores_an_earlier_revision_as_a_new_one(trained) -> None:  #
     assert ctx.store.revisions(PROJECT)[-1].reason == f"rollback to revision {revisions[-2].revision}"
     with pytest.raises(DeployError, match="has no config revision 999"):
         rollback(ctx, PROJECT, to_revision=999, author="test")
+
+
+def test_after_a_rollback_the_deployed_model_is_the_one_the_config_names(trained) -> None:  # type: ignore[no-untyped-def]
+    ctx, first, second = trained
+    registered = naming.registered_model_name(PROJECT)
+    deploy_model(ctx, PROJECT, first, author="test", reason="a")
+    deploy_model(ctx, PROJECT, second, author="test", reason="b")
+    rollback(ctx, PROJECT, to_revision=None, author="test")
+    assert ctx.store.project(PROJECT).deployed_model == first
+    assert ctx.registry.version_by_alias(registered, DEPLOYED).model_name == first
+    assert apply_alias_moves(ctx) == []  # the sensor does not undo the rollback
+
+    rollback(ctx, PROJECT, to_revision=1, author="test")  # the config before any model of ours
+    assert ctx.store.project(PROJECT).deployed_model is None
+    assert ctx.registry.version_by_alias(registered, DEPLOYED) is None
+    deploy_model(ctx, PROJECT, second, author="test", reason="restore for the next tests")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from active_learning.context import Context
 from active_learning.label_studio import LabelStudioValidationError
-from active_learning.labeling_config import ConfigProblem, assign_model, validate_config
+from active_learning.labeling_config import ConfigProblem, assign_model, list_labels, validate_config
 from active_learning.naming import registered_model_name
 from active_learning.registry import CANDIDATE, DEPLOYED, ModelVersionInfo
 from active_learning.store.repository import ConfigConflictError
@@ -125,10 +125,30 @@ def rollback(ctx: Context, project: str, *, to_revision: int | None, author: str
     problems = config_problems(ctx, project, target.labeling_config)
     if problems:
         raise ConfigValidationError(project, problems)
-    return write_config(
+    revision = write_config(
         ctx, project, target.labeling_config, expected_revision=current.revision, author=author,
         reason=f"rollback to revision {to_revision}",
     )
+    _deployed_follows_config(ctx, project, target.labeling_config)
+    return revision
+
+
+def _deployed_follows_config(ctx: Context, project: str, xml: str) -> None:
+    """The deployed model (store and MLflow alias) becomes the one of ours the live config names, if any.
+
+    Else a rolled-back model would stay ``deployed``: the gate would compare against it, a warm start
+    would continue from it, and the sensor would re-apply the alias and undo the rollback.
+    """
+    registered = registered_model_name(project)
+    named = {label.model for label in list_labels(xml) if label.model}
+    ours = [info for info in map(ctx.registry.find_model, sorted(named)) if info and info.registered_name == registered]
+    if ours:
+        info = max(ours, key=lambda found: found.version)
+        ctx.registry.set_alias(registered, DEPLOYED, info.version)
+        ctx.store.set_deployed_model(project, info.model_name)
+    else:
+        ctx.registry.delete_alias(registered, DEPLOYED)
+        ctx.store.set_deployed_model(project, None)
 
 
 def apply_alias_moves(ctx: Context) -> list[DeployResult]:

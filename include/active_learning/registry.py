@@ -218,6 +218,15 @@ class ModelRegistry:
     def set_alias(self, registered_name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(registered_name, alias, str(version))
 
+    def delete_alias(self, registered_name: str, alias: str) -> None:
+        """Remove the alias if the registered model has it (nothing to do otherwise)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_alias(registered_name, alias)
+        except MlflowException:
+            pass  # no such registered model or alias
+
     def version_by_alias(self, registered_name: str, alias: str) -> ModelVersionInfo | None:
         from mlflow.exceptions import MlflowException
 

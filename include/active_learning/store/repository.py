@@ -215,7 +215,7 @@ class AnnotationStore:
         with self._session() as session:
             return dict(session.execute(select(Project.name, Project.deployed_model)).all())
 
-    def set_deployed_model(self, name: str, model_name: str) -> None:
+    def set_deployed_model(self, name: str, model_name: str | None) -> None:
         with self._session() as session:
             _project(session, name).deployed_model = model_name
 
