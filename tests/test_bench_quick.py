@@ -72,3 +72,9 @@ def test_model_quality_quick() -> None:
 def test_trigger_latency_quick() -> None:
     out = run_quick("trigger_latency.py", timeout=1200)
     assert "commit -> training queued" in out
+
+
+@pytest.mark.label_studio
+def test_label_studio_poll_quick() -> None:
+    out = run_quick("label_studio_poll.py", timeout=900)
+    assert "poll at 5 Label Studio projects: 1 request(s)" in out, "a poll is one request per 100 projects"
