@@ -131,11 +131,14 @@ def test_a_project_owner_drives_the_loop_from_the_active_learning_page(airflow: 
 
 def drive(driver: Any, base: str, password: str, ctx: Any) -> None:
     """The whole walk through, as a person clicks it (also runnable against any running Airflow)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     def wait(condition: Callable[[Any], Any], timeout: float = 60, what: str = "") -> Any:
-        return WebDriverWait(driver, timeout, poll_frequency=0.5).until(condition, message=what)
+        # The page re-renders after each change: an element found just before may be replaced; look again.
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        return WebDriverWait(driver, timeout, poll_frequency=0.5, ignored_exceptions=ignored).until(condition, message=what)
 
     def shot(name: str) -> None:
         driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
