@@ -53,6 +53,12 @@ def find_project_model(ctx: Context, project: str, model_name: str) -> ModelVers
     return info
 
 
+def deployed_version(ctx: Context, project: str) -> ModelVersionInfo | None:
+    """The project's deployed model if it is one of ours (None: nothing deployed, or a pretrained model)."""
+    name = ctx.store.project(project).deployed_model
+    return ctx.registry.find_model(name) if name else None
+
+
 def config_problems(ctx: Context, project: str, xml: str, *, also_known: tuple[str, ...] = ()) -> list[ConfigProblem]:
     project_models = {v.model_name for v in ctx.registry.project_models(project)} | set(also_known)
     registered = ctx.registry.model_names() | project_models

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from active_learning.context import Context
-from active_learning.dataset import TrainingExample, to_docs
+from active_learning.dataset import to_docs, training_example
 from active_learning.deployment import DeployError
 from active_learning.exports import read_export
-from active_learning.selection import choose_completion
 
 
 def evaluate_export(ctx: Context, model_name: str, tasks_path: Path) -> dict[str, Any]:
@@ -24,11 +23,7 @@ def score_export(nlp: Any, tasks_path: Path, *, labels: tuple[str, ...]) -> dict
     from active_learning.training import score_ner
 
     tasks, summary = read_export(tasks_path, allowed_labels=labels)
-    examples = []
-    for task in tasks:
-        chosen = choose_completion(task.completions)
-        if chosen is not None:
-            examples.append(TrainingExample(task_id=task.source_id, text=task.text, spans=chosen.spans))
-    docs, report = to_docs(nlp, examples)
+    chosen = (training_example(task.source_id, task.text, task.completions) for task in tasks)
+    docs, report = to_docs(nlp, [example for example in chosen if example is not None])
     scores = score_ner(nlp, docs)
     return scores.as_dict() | {"tasks": len(docs), "export": summary.as_dict(), "conversion": report.as_dict()}

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from active_learning.context import Context
-from active_learning.deployment import find_project_model
-from active_learning.registry import ModelVersionInfo
+from active_learning.deployment import deployed_version, find_project_model
 
 AUTO, DEPLOY, REGISTER_ONLY = "auto", "deploy", "register_only"
 
@@ -55,7 +54,9 @@ def compare_with_deployed(ctx: Context, project: str, model_name: str) -> Compar
     from active_learning.training_pipeline import read_docs, workspace
 
     candidate = find_project_model(ctx, project, model_name)
-    deployed = _deployed_version(ctx, project, exclude=candidate)
+    deployed = deployed_version(ctx, project)
+    if deployed is not None and deployed.model_name == candidate.model_name:
+        deployed = None  # a model is not compared with itself
     with workspace(f"gate-{model_name}", "evaluate") as folder:
         dev_path = ctx.registry.download_dataset(candidate.run_id or "", folder) / "dev.spacy"
         candidate_nlp = ctx.registry.load_model(candidate)
@@ -85,8 +86,3 @@ def decide(ctx: Context, project: str, model_name: str, *, choice: str = AUTO, t
     return DeployDecision(passed, reason, comparison)
 
 
-def _deployed_version(ctx: Context, project: str, *, exclude: ModelVersionInfo) -> ModelVersionInfo | None:
-    name = ctx.store.project(project).deployed_model
-    if name is None or name == exclude.model_name:
-        return None
-    return ctx.registry.find_model(name)  # None for a pretrained model: nothing of ours to compare with

@@ -118,8 +118,9 @@ def train(
 
 def _deployed_model(ctx: Context, project: str, folder: Path) -> tuple[str, Path] | None:
     """The project's deployed model (name, spaCy folder), if it is one of ours, to warm-start from."""
-    name = ctx.store.project(project).deployed_model
-    info = ctx.registry.find_model(name) if name else None
+    from active_learning.deployment import deployed_version
+
+    info = deployed_version(ctx, project)
     if info is None:
         log.info("warm start: %s has no deployed model of ours; training from scratch", project)
         return None
