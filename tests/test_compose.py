@@ -125,6 +125,15 @@ def test_mlflow_serves_artifacts_from_postgresql_and_accepts_its_service_name(co
     assert option(command, "--port") == "5000"
 
 
+def test_the_page_links_to_the_mlflow_ui_where_a_browser_reaches_it(config: dict[str, Any]) -> None:
+    published = config["services"]["mlflow"]["ports"][0]
+    host_port = str(published["published"]) if isinstance(published, dict) else published.split(":")[0]
+    for name, service in config["services"].items():
+        if name.startswith("airflow-"):
+            link = urlsplit(service["environment"]["ACTIVE_LEARNING_MLFLOW_UI_URL"])
+            assert (link.hostname, str(link.port)) == ("localhost", host_port), name
+
+
 def test_the_postgres_init_script_creates_the_store_and_mlflow_databases(config: dict[str, Any]) -> None:
     postgres = config["services"]["postgres"]
     scripts = [v.split(":")[0] for v in postgres["volumes"] if ":/docker-entrypoint-initdb.d/" in v]

@@ -158,3 +158,22 @@ def test_after_a_rollback_the_deployed_model_is_the_one_the_config_names(trained
     assert ctx.store.project(PROJECT).deployed_model is None
     assert ctx.registry.version_by_alias(registered, DEPLOYED) is None
     deploy_model(ctx, PROJECT, second, author="test", reason="restore for the next tests")
+
+
+def test_a_deploy_or_rollback_decided_on_an_older_revision_changes_nothing(trained) -> None:  # type: ignore[no-untyped-def]
+    from active_learning.store.repository import ConfigConflictError
+
+    ctx, first, second = trained
+    shown = ctx.store.read_config(PROJECT).revision  # what a person looked at
+    deploy_model(ctx, PROJECT, first if ctx.store.project(PROJECT).deployed_model != first else second,
+                 author="someone else", reason="meanwhile")
+    live = ctx.store.read_config(PROJECT)
+    deployed = ctx.store.project(PROJECT).deployed_model
+    other = second if deployed == first else first
+
+    with pytest.raises(ConfigConflictError, match=f"changed after revision {shown} was read"):
+        deploy_model(ctx, PROJECT, other, author="test", reason="manual deploy", expected_revision=shown)
+    with pytest.raises(ConfigConflictError):
+        rollback(ctx, PROJECT, to_revision=None, author="test", expected_revision=shown)
+    assert ctx.store.read_config(PROJECT) == live and ctx.store.project(PROJECT).deployed_model == deployed
+    assert deploy_model(ctx, PROJECT, other, author="test", reason="manual deploy", expected_revision=live.revision).changed

@@ -96,3 +96,26 @@ def test_connect_reads_the_config_from_label_studio_and_refuses_a_second_connect
     assert "connected already" in capsys.readouterr().err
     assert cli.main(["config", "--project", "News desk"]) == 0  # read live from Label Studio
     assert capsys.readouterr().out == sample_config
+
+
+def test_training_on_label_studio_reads_its_export_once_and_reports_what_it_skipped(
+    both: Context, fake: FakeLabelStudio, sample_config: str  # noqa: F811
+) -> None:
+    import json
+
+    from active_learning.training_pipeline import prepare_data
+    from conftest import SAMPLE
+
+    export = json.loads((SAMPLE / "completions_batch1.json").read_text())
+    export[0]["completions"][0]["result"][0]["value"]["labels"] = ["DRUG"]  # not in the config
+    fake.replies[("GET", "/api/projects/41/")].extend([(200, {"id": 41, "label_config": sample_config,
+                                                                "total_annotations_number": 60})] * 2)
+    fake.replies[("GET", "/api/projects/41/export")].append((200, json.dumps(export).encode()))
+
+    prepared = prepare_data(both, "theirs", run_key="ls-1", source="manual", as_of=T0)
+
+    summary = prepared["summary"]
+    assert (summary["source"], summary["source_annotations"]) == (SOURCE_LABEL_STUDIO, 60)
+    assert summary["export"]["tasks"] == len(export) and summary["export"]["unknown_labels"] == {"DRUG": 1}
+    assert prepared["completions_used"] == len(export)
+    assert fake.paths() == ["GET /api/projects/41/", "GET /api/projects/41/", "GET /api/projects/41/export"]

@@ -218,3 +218,20 @@ def test_test_tags_reach_the_training_examples_and_follow_a_newer_export(store: 
     result = store.import_tasks("news", retagged, arrived_at=T0)
     assert (result.new_tasks, result.new_completions) == (0, 0)
     assert {e.task_id for e in store.training_examples("news", T0) if e.test} == {"t3"}
+
+
+def test_a_settings_change_from_a_stale_revision_changes_nothing_and_a_fresh_one_is_recorded(store: AnnotationStore) -> None:
+    from active_learning.store.repository import ConfigConflictError
+
+    active_project(store)
+    state = store.read_config("news")
+    store.write_config("news", state.xml, expected_revision=state.revision, author="someone", reason="edit")
+    with pytest.raises(ConfigConflictError):
+        store.update_settings("news", frequency=200, expected_revision=state.revision, author="ana", reason="settings")
+    assert store.project("news").frequency == 50 and store.read_config("news").revision == state.revision + 1
+
+    settings = store.update_settings("news", frequency=200, expected_revision=state.revision + 1, author="ana",
+                                     reason="settings: retrain every 200")
+    assert (settings.frequency, settings.config_revision) == (200, state.revision + 2)
+    last = store.revisions("news")[-1]
+    assert (last.author, last.reason, last.labeling_config) == ("ana", "settings: retrain every 200", state.xml)

@@ -65,16 +65,21 @@ def config_problems(ctx: Context, project: str, xml: str, *, also_known: tuple[s
     return validate_config(xml, pretrained=ctx.pretrained, registered=registered, project_models=project_models)
 
 
-def deploy_model(ctx: Context, project: str, model_name: str, *, author: str, reason: str) -> DeployResult:
+def deploy_model(
+    ctx: Context, project: str, model_name: str, *, author: str, reason: str, expected_revision: int | None = None
+) -> DeployResult:
     """Name ``model_name`` in every untied label it was trained on, then move the ``deployed`` alias.
 
     The new config is validated before it is written, and written only if nobody changed the config
-    meanwhile (else re-read and re-applied): an invalid or half-made config never goes live.
+    meanwhile (else re-read and re-applied): an invalid or half-made config never goes live. With
+    ``expected_revision`` (a person's decision, taken on that revision) a change meanwhile is not
+    re-applied but refused: :class:`ConfigConflictError`.
     """
     info = find_project_model(ctx, project, model_name)
     source = ctx.source(project)
     for _ in range(WRITE_ATTEMPTS):
         current = source.read_config(project)
+        _check_revision(project, current.revision, expected_revision)
         updated = assign_model(current.xml, model_name=model_name, trained_labels=info.labels, pretrained=ctx.pretrained)
         problems = config_problems(ctx, project, updated, also_known=(model_name,))
         if problems:
@@ -87,6 +92,8 @@ def deploy_model(ctx: Context, project: str, model_name: str, *, author: str, re
             changed = True
             break
         except ConfigConflictError:
+            if expected_revision is not None:
+                raise
             log.info("labeling config of %s changed meanwhile; applying the deploy again", project)
     else:
         raise DeployError(f"the labeling config of {project!r} kept changing; {WRITE_ATTEMPTS} attempts failed")
@@ -117,10 +124,12 @@ def validate_project(ctx: Context, project: str) -> list[ConfigProblem]:
     return config_problems(ctx, project, ctx.source(project).read_config(project).xml)
 
 
-def rollback(ctx: Context, project: str, *, to_revision: int | None, author: str) -> int:
-    """Make an earlier revision live again, as a new revision (history is never rewritten)."""
+def rollback(ctx: Context, project: str, *, to_revision: int | None, author: str, expected_revision: int | None = None) -> int:
+    """Make an earlier revision live again, as a new revision (history is never rewritten); with
+    ``expected_revision``, only if the config is still at that revision."""
     revisions = ctx.store.revisions(project)
     current = revisions[-1]
+    _check_revision(project, current.revision, expected_revision)
     if to_revision is None:
         if len(revisions) < 2:
             raise DeployError(f"project {project!r} has only one config revision: nothing to roll back to")
@@ -137,6 +146,11 @@ def rollback(ctx: Context, project: str, *, to_revision: int | None, author: str
     )
     _deployed_follows_config(ctx, project, target.labeling_config)
     return revision
+
+
+def _check_revision(project: str, live: int, expected: int | None) -> None:
+    if expected is not None and live != expected:
+        raise ConfigConflictError(project, expected)
 
 
 def _deployed_follows_config(ctx: Context, project: str, xml: str) -> None:

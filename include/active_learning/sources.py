@@ -3,7 +3,7 @@
 Each project has a *source* (``projects.source``). Both sources answer the same four questions:
 
 - ``poll(as_of)``: the source's active-learning projects with their new completions (:class:`PollRow`);
-- ``training_examples(project, as_of)``: one example per task, by the completion-selection policy;
+- ``training_set(project, as_of, labels)``: one example per task, by the completion-selection policy;
 - ``read_config(project)`` / ``write_config(...)``: the live labeling config, compare-and-set by revision.
 
 Settings (active learning on/off, frequency, auto-deploy), training history and config revisions stay in
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -42,12 +43,18 @@ from active_learning.store.repository import AnnotationStore, ConfigState, PollR
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class TrainingSet:
+    examples: list[TrainingExample]
+    export: dict[str, Any] | None = None  # what reading the source's export counted, skipped and repaired
+
+
 class CompletionSource(Protocol):
     kind: str
 
     def poll(self, as_of: datetime, *, due_only: bool = False) -> list[PollRow]: ...
 
-    def training_examples(self, project: str, as_of: datetime) -> list[TrainingExample]: ...
+    def training_set(self, project: str, as_of: datetime, labels: set[str]) -> TrainingSet: ...
 
     def read_config(self, project: str) -> ConfigState: ...
 
@@ -67,8 +74,9 @@ class StoreSource:
     def poll(self, as_of: datetime, *, due_only: bool = False) -> list[PollRow]:
         return self.store.poll(as_of, due_only=due_only)
 
-    def training_examples(self, project: str, as_of: datetime) -> list[TrainingExample]:
-        return self.store.training_examples(project, as_of)
+    def training_set(self, project: str, as_of: datetime, labels: set[str]) -> TrainingSet:
+        """The completions as of ``as_of``; ``labels`` are the caller's to apply: the import already read them."""
+        return TrainingSet(self.store.training_examples(project, as_of))
 
     def read_config(self, project: str) -> ConfigState:
         return self.store.read_config(project)
@@ -96,7 +104,6 @@ class LabelStudioSource:
         self._lookup = connection_lookup
         self.conn_id = conn_id
         self._client: LabelStudioClient | None = None
-        self.last_export_summary: dict[str, Any] | None = None
 
     @property
     def client(self) -> LabelStudioClient:
@@ -123,20 +130,18 @@ class LabelStudioSource:
         """The live annotation count, recorded with the training that is about to read the export."""
         return int(self.client.project(self._id(project)).get("total_annotations_number") or 0)
 
-    def training_examples(self, project: str, as_of: datetime) -> list[TrainingExample]:
-        """Stream the export, read it as an import would, choose one completion per task (no ``as_of`` cut)."""
+    def training_set(self, project: str, as_of: datetime, labels: set[str]) -> TrainingSet:
+        """Stream the export and read it as an import would (spans of labels outside ``labels``, the live
+        config's, skipped and counted), then choose one completion per task (no ``as_of`` cut)."""
         from active_learning.exports import read_export
-        from active_learning.labeling_config import list_labels
 
         settings = self.store.project(project)
-        labels = {label.value for label in list_labels(self.read_config(project).xml)}
         tasks, summary = read_export(
             self.client.export_tasks(self._id(project)), text_key=settings.text_key, allowed_labels=labels
         )
-        self.last_export_summary = summary.as_dict()
-        log.info("Label Studio project %s export: %s", settings.source_project_id, self.last_export_summary)
+        log.info("Label Studio project %s export: %s", settings.source_project_id, summary.as_dict())
         examples = (training_example(task.source_id, task.text, task.completions, test=task.test) for task in tasks)
-        return [example for example in examples if example is not None]
+        return TrainingSet([example for example in examples if example is not None], export=summary.as_dict())
 
     def read_config(self, project: str) -> ConfigState:
         """Label Studio's live config, with our revision number (the compare-and-set runs in our store)."""

@@ -54,15 +54,16 @@ def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of
     origin = ctx.source(project)  # our store or Label Studio
     count = origin.training_count(project)  # read before the completions: none arriving meanwhile is lost
     training = ctx.store.start_training(project, run_key=run_key, source=source, as_of=as_of, source_annotations=count)
-    config_labels = {label.value for label in list_labels(origin.read_config(project).xml) if not label.assertion}
-    examples, unknown = _keep_config_labels(origin.training_examples(project, as_of), config_labels)
+    labels = list_labels(origin.read_config(project).xml)
+    training_set = origin.training_set(project, as_of, {label.value for label in labels})
+    examples, unknown = _keep_config_labels(training_set.examples, {label.value for label in labels if not label.assertion})
     if len(examples) < MIN_EXAMPLES:
         raise NotEnoughDataError(f"project {project!r} has {len(examples)} trainable tasks as of {as_of:%Y-%m-%d %H:%M:%S} UTC; at least {MIN_EXAMPLES} are needed")
     train, dev = split_examples(examples)
     nlp = spacy.blank("en")
     summary: dict[str, Any] = {"as_of": as_of.isoformat(), "tasks": len(examples), "labels_not_trained": unknown}
-    if getattr(origin, "last_export_summary", None):
-        summary |= {"source": origin.kind, "source_annotations": count, "export": origin.last_export_summary}
+    if training_set.export is not None:
+        summary |= {"source": origin.kind, "source_annotations": count, "export": training_set.export}
     with workspace(run_key, "prepare") as folder:
         for part, part_examples in (("train", train), ("dev", dev)):
             docs, report = to_docs(nlp, part_examples)

@@ -40,6 +40,9 @@ class UnknownProjectError(LookupError):
 class ConfigConflictError(RuntimeError):
     """The labeling config changed since it was read: re-read and apply the change again."""
 
+    def __init__(self, project: str, read_revision: int) -> None:
+        super().__init__(f"the labeling config of {project!r} changed after revision {read_revision} was read")
+
 
 @dataclass(frozen=True)
 class ProjectSettings:
@@ -198,9 +201,17 @@ class AnnotationStore:
         active_learning: bool | None = None,
         frequency: int | None = None,
         auto_deploy: bool | None = None,
+        expected_revision: int | None = None,
+        author: str = "",
+        reason: str = "settings",
     ) -> ProjectSettings:
+        """Change the active-learning settings. With ``expected_revision`` (a form shown at that config
+        revision), only if the config is still at it, and the change is recorded as a revision (same
+        labeling config; ``author``, ``reason``) in the same transaction: a stale form changes nothing."""
         with self._session() as session:
             project = _project(session, name)
+            if expected_revision is not None:
+                _next_revision(session, project, project.labeling_config, expected_revision, author, reason)
             if frequency is not None:
                 _check_frequency(frequency)
                 project.frequency = frequency
@@ -454,25 +465,7 @@ class AnnotationStore:
         PATCH) runs after the compare-and-set, inside its transaction: if it raises, nothing is written.
         """
         with self._session() as session:
-            project_id = _project(session, name).id
-            changed = session.execute(
-                update(Project)
-                .where(Project.id == project_id, Project.config_revision == expected_revision)
-                .values(labeling_config=xml, config_revision=expected_revision + 1)
-            ).rowcount
-            if changed != 1:
-                raise ConfigConflictError(
-                    f"the labeling config of {name!r} changed after revision {expected_revision} was read"
-                )
-            session.add(
-                ConfigRevision(
-                    project_id=project_id,
-                    revision=expected_revision + 1,
-                    labeling_config=xml,
-                    author=author,
-                    reason=reason,
-                )
-            )
+            _next_revision(session, _project(session, name), xml, expected_revision, author, reason)
             if publish is not None:
                 session.flush()
                 publish(xml)
@@ -508,6 +501,18 @@ def _completion_row(project_id: int, task_id: int, completion: CompletionRecord,
         "cancelled": completion.cancelled,
         "spans": [[s.start, s.end, s.label] for s in completion.spans],
     }
+
+
+def _next_revision(session: Session, project: Project, xml: str, expected_revision: int, author: str, reason: str) -> None:
+    """The compare-and-set: ``xml`` becomes revision ``expected_revision + 1`` unless another writer got there first."""
+    changed = session.execute(
+        update(Project)
+        .where(Project.id == project.id, Project.config_revision == expected_revision)
+        .values(labeling_config=xml, config_revision=expected_revision + 1)
+    ).rowcount
+    if changed != 1:
+        raise ConfigConflictError(project.name, expected_revision)
+    session.add(ConfigRevision(project_id=project.id, revision=expected_revision + 1, labeling_config=xml, author=author, reason=reason))
 
 
 def _project(session: Session, name: str) -> Project:

@@ -14,7 +14,8 @@ No credentials: 401; a bad token or too few rights: 403. Changes go through the 
 DAGs use (``AnnotationStore.update_settings``, ``deployment.deploy_model``, ``deployment.rollback``,
 and Airflow's own ``trigger_dag`` for "train now"), with the Airflow user's name as the author. Every
 change names the config revision its form was rendered from; a change against an older revision is
-refused with 409 (the compare-and-set of ``AnnotationStore.write_config``).
+refused with 409: the domain call compares and sets the revision inside its own write, so a change
+made in between by anyone (another tab, the CLI, a training) is never overwritten.
 
 Domain code (SQLAlchemy store, MLflow, spaCy, lxml) is imported inside the handlers.
 """
@@ -22,7 +23,6 @@ Domain code (SQLAlchemy store, MLflow, spaCy, lxml) is imported inside the handl
 from __future__ import annotations
 
 import html
-import inspect
 import threading
 import time
 from pathlib import Path
@@ -156,13 +156,6 @@ def known_project(ctx: Context, name: str) -> Any:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
 
-def require_fresh(ctx: Context, name: str, form_revision: int) -> None:
-    """409 unless the live config revision is the one the form was rendered from."""
-    live = ctx.store.read_config(name).revision
-    if live != form_revision:
-        raise stale(name, form_revision, live)
-
-
 def stale(name: str, form_revision: int, live: int | None = None) -> HTTPException:
     now = f" (revision {live} is live now)" if live is not None else ""
     return HTTPException(
@@ -170,12 +163,6 @@ def stale(name: str, form_revision: int, live: int | None = None) -> HTTPExcepti
         {"message": f"project {name!r} changed after revision {form_revision} was shown{now}: "
                     "reload and apply your change again", "live_revision": live},
     )
-
-
-def _accepts(function: Any, parameter: str) -> bool:
-    """Whether the domain function takes ``parameter`` (``expected_revision``: a compare-and-set against the
-    revision the form was shown with, inside the same write; without it the page checks just before)."""
-    return parameter in inspect.signature(function).parameters
 
 
 # -- Airflow's side: training runs ----------------------------------------------------------------------
@@ -333,19 +320,10 @@ def create_app() -> FastAPI:
         after = {k: changes.get(k, getattr(current, k)) for k in wanted}
         summary = describe_settings(after)
         author = user.get_name()
-        update = ctx.store.update_settings
-        try:
-            if _accepts(update, "expected_revision"):  # the store records the change itself, atomically
-                settings = update(project, **changes, author=author, expected_revision=body.config_revision)
-                revision = settings.config_revision
-            else:
-                # The compare-and-set on the revision refuses a stale form and records who changed
-                # what (the labeling config itself stays as it is), then the settings are written.
-                revision = ctx.store.write_config(
-                    project, config.xml, expected_revision=body.config_revision, author=author,
-                    reason=f"settings: {summary} ({UI})",
-                ).revision
-                update(project, **changes)
+        try:  # compare-and-set on the form's revision, the change recorded as a revision, one transaction
+            revision = ctx.store.update_settings(
+                project, **changes, expected_revision=body.config_revision, author=author, reason=f"settings: {summary} ({UI})"
+            ).config_revision
         except ConfigConflictError:
             raise stale(project, body.config_revision) from None
         return {"changed": True, "config_revision": revision, "message": f"{project}: {summary}"}
@@ -417,11 +395,9 @@ def create_app() -> FastAPI:
 
         ctx = domain()
         known_project(ctx, project)
-        require_fresh(ctx, project, body.config_revision)
-        extra = {"expected_revision": body.config_revision} if _accepts(deploy_model, "expected_revision") else {}
         try:
             result = deploy_model(ctx, project, body.model_name, author=user.get_name(),
-                                  reason=f"manual deploy ({UI})", **extra)
+                                  reason=f"manual deploy ({UI})", expected_revision=body.config_revision)
         except ConfigValidationError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 {"message": str(error), "problems": [str(p) for p in error.problems]}) from None
@@ -458,10 +434,9 @@ def create_app() -> FastAPI:
 
         ctx = domain()
         known_project(ctx, project)
-        require_fresh(ctx, project, body.config_revision)
-        extra = {"expected_revision": body.config_revision} if _accepts(deployment.rollback, "expected_revision") else {}
         try:
-            revision = deployment.rollback(ctx, project, to_revision=body.to_revision, author=user.get_name(), **extra)
+            revision = deployment.rollback(ctx, project, to_revision=body.to_revision, author=user.get_name(),
+                                           expected_revision=body.config_revision)
         except deployment.ConfigValidationError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 {"message": str(error), "problems": [str(p) for p in error.problems]}) from None
