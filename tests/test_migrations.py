@@ -232,3 +232,38 @@ def test_store_times_round_trip_after_migration(engine: Engine) -> None:
     as_of = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     store.start_training("news", run_key="k", source="manual", as_of=as_of)
     assert store.training("k").as_of == as_of
+
+
+def test_the_poll_counters_are_filled_from_the_history_on_upgrade(engine: Engine) -> None:
+    """A store from before the counters (0003) gets them from its completions and trainings: the same
+    values the store keeps as it goes, so the live poll answers the same."""
+    from active_learning.exports import CompletionRecord, TaskRecord
+
+    create_schema(engine)
+    store = AnnotationStore(engine)
+    t0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    for name, trained in (("news", True), ("quiet", False)):
+        store.create_project(name, CONFIG, active_learning=True)
+        for hour, n in ((0, 30), (2, 25)):
+            store.import_tasks(name, [
+                TaskRecord(f"t{hour}-{i}", "Ada wrote.", None, (CompletionRecord(f"c{i}", "ana", t0, t0, False, None, False, (), 0),))
+                for i in range(n)
+            ], arrived_at=t0.replace(hour=12 + hour))
+        if trained:
+            store.start_training(name, run_key=f"{name}-1", source="manual", as_of=t0.replace(hour=13))
+    counters = "SELECT name, arrived_count, last_arrived_at, last_training_as_of, arrived_by_last_training FROM projects ORDER BY name"
+    with engine.connect() as connection:
+        kept = connection.execute(text(counters)).all()
+    assert [(row[0], row[1], row[4]) for row in kept] == [("news", 55, 30), ("quiet", 55, 0)]
+
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # the downgrade rebuilds `projects`: with foreign keys on, that would cascade-delete the rest
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        command.downgrade(alembic_config(connection), "0003")
+        connection.commit()
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+    create_schema(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text(counters)).all() == kept

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import itertools
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event, text
 
 from active_learning.exports import CompletionRecord, Span, TaskRecord
 from active_learning.polling import poll, training_run_id, training_source
 from active_learning.store import AnnotationStore, connect, create_schema
 from active_learning.store.repository import ConfigConflictError, UnknownProjectError
+from test_migrations import postgres_url  # noqa: F401  (a fixture: a fresh PostgreSQL database, or a skip)
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 CONFIG = '<View><Labels name="label" toName="text"><Label value="PER"/></Labels><Text name="text" value="$text"/></View>'
@@ -221,8 +225,6 @@ def test_test_tags_reach_the_training_examples_and_follow_a_newer_export(store: 
 
 
 def test_a_settings_change_from_a_stale_revision_changes_nothing_and_a_fresh_one_is_recorded(store: AnnotationStore) -> None:
-    from active_learning.store.repository import ConfigConflictError
-
     active_project(store)
     state = store.read_config("news")
     store.write_config("news", state.xml, expected_revision=state.revision, author="someone", reason="edit")
@@ -235,3 +237,103 @@ def test_a_settings_change_from_a_stale_revision_changes_nothing_and_a_fresh_one
     assert (settings.frequency, settings.config_revision) == (200, state.revision + 2)
     last = store.revisions("news")[-1]
     assert (last.author, last.reason, last.labeling_config) == ("ana", "settings: retrain every 200", state.xml)
+
+
+# -- the poll's counters against the history they summarise ------------------------------------------
+
+HOURS = st.integers(0, 6)
+STATUSES = st.sampled_from(["running", "success", "failed"])
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("import"), HOURS, st.integers(1, 3), st.booleans(), st.integers(-5, 5)),  # arrived at, tasks, submitted, zone
+        st.tuples(st.just("train"), HOURS, STATUSES),  # a training as of that hour
+        st.tuples(st.just("status"), st.integers(0, 9), STATUSES),  # an earlier training's status changes
+    ),
+    max_size=20,
+)
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def counted_store(tmp_path_factory) -> AnnotationStore:  # type: ignore[no-untyped-def]
+    engine = connect(f"sqlite:///{tmp_path_factory.mktemp('counters') / 'store.db'}")
+    create_schema(engine)
+    return AnnotationStore(engine)
+
+
+@settings(max_examples=80, deadline=None)
+@given(OPERATIONS)
+def test_the_poll_counters_agree_with_the_history_at_every_time(counted_store: AnnotationStore, operations) -> None:  # type: ignore[no-untyped-def]
+    """Imports (also stamped before a training), trainings and status changes in any order: at any poll
+    time, live (the counters) or earlier (a backfill: the index), the poll says what the history says."""
+    project = f"p{next(_names)}"
+    active_project(counted_store, project)
+    arrivals: list[tuple[datetime, int]] = []
+    trainings: list[tuple[str, datetime]] = []
+    statuses: dict[str, str] = {}
+    for operation in operations:
+        if operation[0] == "import":
+            _, hour, n, submitted, zone = operation
+            arrived_at = (T0 + timedelta(hours=hour)).astimezone(timezone(timedelta(hours=zone)))  # any zone: same instant
+            counted_store.import_tasks(project, tasks(n, start=len(statuses) * 100 + len(arrivals) * 10,
+                                                      submitted=submitted, prefix=f"{project}-"), arrived_at=arrived_at)
+            arrivals.append((T0 + timedelta(hours=hour), n if submitted else 0))
+        elif operation[0] == "train":
+            _, hour, status = operation
+            key = f"{project}-run{len(trainings)}"
+            counted_store.start_training(project, run_key=key, source="manual", as_of=T0 + timedelta(hours=hour))
+            counted_store.update_training(key, status=status)
+            trainings.append((key, T0 + timedelta(hours=hour)))
+            statuses[key] = status
+        elif trainings:
+            _, index, status = operation
+            key = trainings[index % len(trainings)][0]
+            counted_store.update_training(key, status=status)
+            statuses[key] = status
+    for hour in range(-1, 8):
+        as_of = T0 + timedelta(hours=hour)
+        last = max((at for key, at in trainings if statuses[key] != "failed" and at <= as_of), default=None)
+        expected = sum(n for at, n in arrivals if (last is None or at > last) and at <= as_of)
+        [row] = [r for r in counted_store.poll(as_of) if r.project == project]
+        assert (row.new_completions, row.last_training_as_of) == (expected, last), f"poll as of hour {hour}"
+    counters = "SELECT arrived_count, last_arrived_at, last_training_as_of, arrived_by_last_training FROM projects WHERE name = :name"
+    with counted_store.engine.connect() as connection:
+        kept = connection.execute(text(counters), {"name": project}).one()
+    counted_store.recount()
+    with counted_store.engine.connect() as connection:
+        assert connection.execute(text(counters), {"name": project}).one() == kept
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_trainings_and_imports_at_once_keep_the_counters_exact_and_never_deadlock(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    """12 trainings and 12 imports of one project in parallel threads. On PostgreSQL each training
+    inserts its row (a key-share lock on the project) and then locks the project to recount: with FOR
+    UPDATE two trainings deadlock on each other's key-share lock; FOR NO KEY UPDATE does not."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'store.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = connect(url)
+    create_schema(engine)
+    store = AnnotationStore(engine)
+    active_project(store)
+    jobs = [job for i in range(12) for job in (
+        lambda i=i: store.start_training("news", run_key=f"k{i}", source="manual", as_of=T0 + timedelta(hours=i % 4)),
+        lambda i=i: store.import_tasks("news", tasks(20, start=i * 100), arrived_at=T0 + timedelta(hours=i % 5)),
+    )]
+    errors: list[BaseException] = []
+
+    def run(job) -> None:  # type: ignore[no-untyped-def]
+        try:
+            job()
+        except BaseException as error:  # noqa: BLE001 - collected, asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    [row] = store.poll(T0 + timedelta(hours=5))
+    assert (row.last_training_as_of, row.new_completions) == (T0 + timedelta(hours=3), 40)  # imports at hour 4
+    engine.dispose()

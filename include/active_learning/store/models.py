@@ -75,6 +75,13 @@ class Project(Base):
     # project ``source_project_id``; settings, training history and config revisions stay here.
     source: Mapped[str] = mapped_column(String(20), default=SOURCE_STORE, server_default=SOURCE_STORE)
     source_project_id: Mapped[int | None] = mapped_column(Integer)
+    # The poll's counters, kept in the same transaction as every import and every training change:
+    # submitted completions so far and the latest arrival; the latest training that did not fail and how
+    # many completions had arrived by its as_of. New completions are a subtraction, not an index walk.
+    arrived_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_training_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    arrived_by_last_training: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     tasks: Mapped[list[Task]] = relationship(back_populates="project", cascade="all, delete-orphan")
 

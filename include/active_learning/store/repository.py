@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, literal, select, text, update
+from sqlalchemy import Engine, and_, case, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from active_learning.dataset import TrainingExample, training_example
@@ -240,7 +240,7 @@ class AnnotationStore:
         One transaction (all or nothing), bulk inserts in chunks: 150,000 tasks take seconds, not minutes.
         """
         arrived_at = arrived_at or utcnow()
-        new_tasks = new_completions = known = 0
+        new_tasks = new_completions = known = arrived = 0
         with self._session() as session:
             project_id = _project(session, name).id
             stored = session.execute(select(Task.source_id, Task.id, Task.test).where(Task.project_id == project_id)).all()
@@ -274,6 +274,9 @@ class AnnotationStore:
                 if rows:
                     session.execute(insert(Completion), rows)
                     new_completions += len(rows)
+                    arrived += sum(row["arrived_at"] is not None for row in rows)
+            if arrived:
+                _count_arrivals(session, project_id, arrived, arrived_at)
         return ImportResult(new_tasks, new_completions, known)
 
     def training_examples(self, name: str, as_of: datetime) -> list[TrainingExample]:
@@ -299,11 +302,13 @@ class AnnotationStore:
     def poll(self, as_of: datetime, *, due_only: bool = False) -> list[PollRow]:
         """Every active-learning project with its completions since its last training, in ONE query.
 
-        The last training is the latest one as of ``as_of`` that did not fail; counting only the
-        completions that arrived after it (a range of ``ix_completions_project_arrived``) keeps the
-        poll's cost independent of the history's length. The last training is looked up once per
-        project (a materialised CTE, not inlined twice). ``due_only`` (what the sensor asks): the
-        database keeps only the due projects, so neither the driver nor Python handle a row per project.
+        The last training is the latest one as of ``as_of`` that did not fail. When ``as_of`` is past the
+        project's latest arrival and latest training (every live poll), the project's counters answer:
+        new completions = arrivals so far - arrivals by the last training, one row read per project
+        whatever the history. An earlier ``as_of`` (a backfill) looks the last training up and counts the
+        completions after it in a range of ``ix_completions_project_arrived``. ``due_only`` (what the
+        sensor asks): the database keeps only the due projects, so neither the driver nor Python handle a
+        row per project.
         """
         last_training = (
             select(func.max(TrainingRun.as_of))
@@ -315,8 +320,16 @@ class AnnotationStore:
             .correlate(Project)
             .scalar_subquery()
         )
+        counters_hold = and_(
+            or_(Project.last_arrived_at.is_(None), Project.last_arrived_at <= as_of),
+            or_(Project.last_training_as_of.is_(None), Project.last_training_as_of <= as_of),
+        )
         active = (
-            select(Project.id, Project.name, Project.frequency, Project.auto_deploy, last_training.label("last_training"))
+            select(
+                Project.id, Project.name, Project.frequency, Project.auto_deploy,
+                case((counters_hold, Project.last_training_as_of), else_=last_training).label("last_training"),
+                case((counters_hold, Project.arrived_count - Project.arrived_by_last_training)).label("counted"),
+            )
             .where(Project.active_learning.is_(True), Project.source == SOURCE_STORE)
             .cte("active_projects")
             .prefix_with("MATERIALIZED")
@@ -333,7 +346,7 @@ class AnnotationStore:
         )
         polled = (
             select(active.c.name, active.c.frequency, active.c.auto_deploy, active.c.last_training,
-                   new_completions.label("new_completions"))
+                   func.coalesce(active.c.counted, new_completions).label("new_completions"))
             .cte("polled")
             .prefix_with("MATERIALIZED")
         )
@@ -349,6 +362,23 @@ class AnnotationStore:
                 PollRow(name, frequency, auto_deploy, _aware(last), count)
                 for name, frequency, auto_deploy, last, count in session.execute(query)
             ]
+
+    def recount(self) -> None:
+        """Every project's poll counters recomputed from its completions and trainings, as the migration
+        that added them does: for rows written around the store (a bulk load, a restore from backup)."""
+        of_project = Completion.project_id == Project.id
+        with self._session() as session:
+            session.execute(update(Project).values(
+                arrived_count=select(func.count(Completion.id)).where(of_project, Completion.arrived_at.is_not(None))
+                .scalar_subquery(),
+                last_arrived_at=select(func.max(Completion.arrived_at)).where(of_project).scalar_subquery(),
+                last_training_as_of=select(func.max(TrainingRun.as_of))
+                .where(TrainingRun.project_id == Project.id, TrainingRun.status != "failed").scalar_subquery(),
+            ))
+            session.execute(update(Project).values(
+                arrived_by_last_training=select(func.count(Completion.id))
+                .where(of_project, Completion.arrived_at <= Project.last_training_as_of).scalar_subquery(),
+            ))
 
     def source_poll_states(self, source: str = SOURCE_LABEL_STUDIO) -> list[SourcePollState]:
         """Active-learning projects of an external source and their last (not failed) training, ONE query.
@@ -408,6 +438,7 @@ class AnnotationStore:
             if source_annotations is not None:
                 run.source_annotations = source_annotations
             session.flush()
+            _count_last_training(session, project.id)
             return _training_view(run, name)
 
     def update_training(self, run_key: str, **fields: Any) -> TrainingView:
@@ -417,6 +448,9 @@ class AnnotationStore:
                 setattr(run, key, value)
             if fields.get("status") in {"success", "failed"}:
                 run.ended_at = utcnow()
+            if "status" in fields or "as_of" in fields:
+                session.flush()
+                _count_last_training(session, run.project_id)
             project_name = session.scalar(select(Project.name).where(Project.id == run.project_id))
             return _training_view(run, project_name)
 
@@ -501,6 +535,48 @@ def _completion_row(project_id: int, task_id: int, completion: CompletionRecord,
         "cancelled": completion.cancelled,
         "spans": [[s.start, s.end, s.label] for s in completion.spans],
     }
+
+
+def _count_arrivals(session: Session, project_id: int, arrived: int, arrived_at: datetime) -> None:
+    """The poll's counters after an import: ``arrived`` more completions, all arrived at ``arrived_at``
+    (one statement: the row lock orders it with a training recount, see ``_count_last_training``)."""
+    stamp = literal(arrived_at, Project.last_arrived_at.type)  # stored as the column stores it: naive UTC
+    session.execute(
+        update(Project)
+        .where(Project.id == project_id)
+        .values(
+            arrived_count=Project.arrived_count + arrived,
+            last_arrived_at=case(
+                (or_(Project.last_arrived_at.is_(None), Project.last_arrived_at < stamp), stamp),
+                else_=Project.last_arrived_at,
+            ),
+            # An import stamped at or before the last training's as_of (only an explicit arrived_at can be)
+            # counts as arrived by it.
+            arrived_by_last_training=Project.arrived_by_last_training
+            + case((Project.last_training_as_of >= stamp, arrived), else_=0),
+        )
+    )
+
+
+def _count_last_training(session: Session, project_id: int) -> None:
+    """The poll's counters after a training starts or changes status: the latest training that did not
+    fail, and the completions arrived by its as_of, counted afresh.
+
+    The project's row is locked first, as an import's counter update locks it: one in flight commits
+    before the count (PostgreSQL reads each statement afresh; SQLite has one writer), so none is missed
+    or counted twice. FOR NO KEY UPDATE, not FOR UPDATE: the training row just inserted holds a key-share
+    lock on the project, and two trainings would deadlock on each other's.
+    """
+    session.execute(select(Project.id).where(Project.id == project_id).with_for_update(key_share=True))
+    last = session.scalar(
+        select(func.max(TrainingRun.as_of)).where(TrainingRun.project_id == project_id, TrainingRun.status != "failed")
+    )
+    arrived = 0 if last is None else session.scalar(
+        select(func.count(Completion.id)).where(Completion.project_id == project_id, Completion.arrived_at <= last)
+    )
+    session.execute(
+        update(Project).where(Project.id == project_id).values(last_training_as_of=last, arrived_by_last_training=arrived)
+    )
 
 
 def _next_revision(session: Session, project: Project, xml: str, expected_revision: int, author: str, reason: str) -> None:
