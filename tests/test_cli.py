@@ -45,6 +45,23 @@ def test_import_creates_the_project_and_counts_toward_the_next_training(home: Pa
     assert row["due"] is True and row["auto_deploy"] is True
 
 
+def test_recount_brings_in_completions_written_around_the_store(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from active_learning.context import Context
+
+    run(capsys, "import", BATCH1, "--project", "news", "--config", CONFIG, "--enable", "--frequency", "100")
+    with Context().store.engine.begin() as connection:  # e.g. restored from another database's dump
+        connection.execute(text(
+            "INSERT INTO completions (task_id, project_id, source_id, annotator, arrived_at, ground_truth, cancelled, spans) "
+            "SELECT task_id, project_id, source_id || '-restored', annotator, arrived_at, ground_truth, cancelled, spans "
+            "FROM completions"
+        ))
+    assert projects(capsys)["news"]["to_next_training"] == 60  # the poll's counters have not seen them
+    assert run(capsys, "recount")[0] == 0
+    assert projects(capsys)["news"]["to_next_training"] == 20
+
+
 def test_each_import_is_an_mlflow_run_with_its_skip_counts(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from active_learning.context import Context
 

@@ -440,6 +440,7 @@ def seed_projects(store, count: int, completions: int) -> None:  # type: ignore[
              "model_version": 1 if k == 0 else None}
             for pid in ids for k in range(2)
         ])
+    store.recount()  # rows written around the store
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

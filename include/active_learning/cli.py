@@ -35,6 +35,12 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recount(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.store.recount()
+    print("poll counters recomputed from the completions and trainings of every project")
+    return 0
+
+
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     from active_learning.exports import read_export
     from active_learning.labeling_config import check_structure, list_labels, text_key
@@ -253,6 +259,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="deploy each new model into the labeling config right after training")
 
     command("init", cmd_init, "create the annotation store and the MLflow store")
+    command("recount", cmd_recount, "recompute the poll's counters after rows were written around the store "
+                                    "(a restore, a bulk SQL load)")
 
     sub = command("import", cmd_import, "import an Annotation Lab or Label Studio JSON export into a project")
     sub.add_argument("path")
