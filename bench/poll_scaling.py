@@ -9,6 +9,8 @@ same data in the same run (median of several repetitions, methods interleaved):
 * **(a) per-project loop** - one query listing the projects, then one COUNT of new completions per project;
 * **(b) whole-history count** - one GROUP BY count of every project's completions up to ``as_of``.
 
+The rows are bulk-loaded around the store, so after each load ``AnnotationStore.recount()`` fills the
+poll's per-project counters (as the migration that added them does; timed apart, not part of the poll).
 SQL statements are counted with SQLAlchemy's ``before_cursor_execute`` event. The history is realistic:
 per project a last successful training (plus older trainings, some failed, and for a few projects a
 failed training after the last success), most completions older than it (2% of them drafts), a few
