@@ -112,11 +112,11 @@ def test_hostile_configs_fail_clearly_without_reading_or_expanding(home: Path, t
     secret.write_text("TOP-SECRET-CONTENT")
     path = tmp_path / "hostile.xml"
     path.write_text(xml.replace("{secret}", str(secret)))
-    started = time.perf_counter()
+    started = time.process_time()  # CPU, not wall time: expanding would burn it; a loaded machine does not
     code, out, err = run(capsys, "validate-config", str(path))
     assert code == 1 and message in err
     assert "TOP-SECRET-CONTENT" not in out + err
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
 
 
 def test_train_prints_the_model_name_and_evaluate_scores_it(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -341,12 +341,12 @@ BILLION_LAUGHS = (
     ids=["file-entity", "network-entity", "external-dtd", "billion-laughs"],
 )
 def test_dtds_and_entities_are_rejected_fast(hostile):
-    started = time.perf_counter()
+    started = time.process_time()  # CPU, not wall time: expanding would burn it; a loaded machine does not
 
     with pytest.raises(LabelingConfigError, match="DTDs and entity declarations are not allowed") as caught:
         list_labels(hostile)
 
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1
     assert "root:" not in str(caught.value)
     problems = validate_config(hostile, pretrained=PRETRAINED, registered=REGISTERED)
     assert len(problems) == 1 and "root:" not in str(problems[0])
