@@ -346,6 +346,7 @@ def test_deploy_then_roll_back(client, ctx, admin) -> None:  # type: ignore[no-u
     stale = client.post(f"{UI}/api/project/deploy", params={"project": PROJECT}, headers=admin,
                         json={"config_revision": live, "model_name": second})
     assert stale.status_code == 409 and ctx.store.read_config(PROJECT) == state
+    assert stale.json()["detail"]["live_revision"] == state.revision
 
     detail = client.get(f"{UI}/api/project", params={"project": PROJECT}, headers=admin).json()
     assert detail["project"]["deployed_model"] == first and detail["project"]["deployed_trained_at"]
@@ -356,7 +357,7 @@ def test_deploy_then_roll_back(client, ctx, admin) -> None:  # type: ignore[no-u
 
     stale_rollback = client.post(f"{UI}/api/project/rollback", params={"project": PROJECT}, headers=admin,
                                  json={"config_revision": live, "to_revision": live})
-    assert stale_rollback.status_code == 409
+    assert stale_rollback.status_code == 409 and stale_rollback.json()["detail"]["live_revision"] == state.revision
     nowhere = client.post(f"{UI}/api/project/rollback", params={"project": PROJECT}, headers=admin,
                           json={"config_revision": state.revision, "to_revision": 999})
     assert nowhere.status_code == 400 and "no config revision 999" in nowhere.json()["detail"]

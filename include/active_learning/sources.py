@@ -139,9 +139,10 @@ class LabelStudioSource:
         tasks, summary = read_export(
             self.client.export_tasks(self._id(project)), text_key=settings.text_key, allowed_labels=labels
         )
-        log.info("Label Studio project %s export: %s", settings.source_project_id, summary.as_dict())
+        export = summary.as_dict()
+        log.info("Label Studio project %s export: %s", settings.source_project_id, export)
         examples = (training_example(task.source_id, task.text, task.completions, test=task.test) for task in tasks)
-        return TrainingSet([example for example in examples if example is not None], export=summary.as_dict())
+        return TrainingSet([example for example in examples if example is not None], export=export)
 
     def read_config(self, project: str) -> ConfigState:
         """Label Studio's live config, with our revision number (the compare-and-set runs in our store)."""

@@ -156,13 +156,17 @@ def known_project(ctx: Context, name: str) -> Any:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
 
-def stale(name: str, form_revision: int, live: int | None = None) -> HTTPException:
-    now = f" (revision {live} is live now)" if live is not None else ""
+def stale(name: str, form_revision: int, live: int) -> HTTPException:
     return HTTPException(
         status.HTTP_409_CONFLICT,
-        {"message": f"project {name!r} changed after revision {form_revision} was shown{now}: "
-                    "reload and apply your change again", "live_revision": live},
+        {"message": f"project {name!r} changed after revision {form_revision} was shown (revision {live} is live "
+                    "now): reload and apply your change again", "live_revision": live},
     )
+
+
+def refused_as_stale(ctx: Context, name: str, form_revision: int) -> HTTPException:
+    """The domain's compare-and-set refused the form: 409, naming the revision that is live instead."""
+    return stale(name, form_revision, ctx.store.read_config(name).revision)
 
 
 # -- Airflow's side: training runs ----------------------------------------------------------------------
@@ -325,7 +329,7 @@ def create_app() -> FastAPI:
                 project, **changes, expected_revision=body.config_revision, author=author, reason=f"settings: {summary} ({UI})"
             ).config_revision
         except ConfigConflictError:
-            raise stale(project, body.config_revision) from None
+            raise refused_as_stale(ctx, project, body.config_revision) from None
         return {"changed": True, "config_revision": revision, "message": f"{project}: {summary}"}
 
     @app.post("/api/project/train", dependencies=[Depends(may_train)])
@@ -404,7 +408,7 @@ def create_app() -> FastAPI:
         except DeployError as error:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
         except ConfigConflictError:
-            raise stale(project, body.config_revision) from None
+            raise refused_as_stale(ctx, project, body.config_revision) from None
         return {"model_name": result.model_name, "version": result.version, "config_revision": result.revision,
                 "changed": result.changed,
                 "message": f"{project}: {result.model_name} (version {result.version}) deployed, "
@@ -443,7 +447,7 @@ def create_app() -> FastAPI:
         except deployment.DeployError as error:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
         except ConfigConflictError:
-            raise stale(project, body.config_revision) from None
+            raise refused_as_stale(ctx, project, body.config_revision) from None
         return {"config_revision": revision,
                 "message": f"{project}: revision {body.to_revision} is live again, as revision {revision}"}
 
