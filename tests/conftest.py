@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,11 +46,16 @@ def shared_file(relative: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_leaked_mlflow_uris(monkeypatch: pytest.MonkeyPatch) -> None:
-    """mlflow.set_tracking_uri/set_registry_uri also write os.environ: undo that after every test, so one
-    test's MLflow store never becomes the next one's."""
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        monkeypatch.delenv(key, raising=False)
+def _no_leaked_mlflow_uris() -> Iterator[None]:
+    """mlflow.set_tracking_uri/set_registry_uri also write os.environ: clear them before and after every
+    test, so one test's MLflow store never becomes the next one's (nor the next module's fixtures').
+    (monkeypatch.delenv of a key that is absent records nothing, so it would not undo MLflow's write.)"""
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    for key in keys:
+        os.environ.pop(key, None)
+    yield
+    for key in keys:
+        os.environ.pop(key, None)
 
 
 @pytest.fixture
