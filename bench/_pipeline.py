@@ -58,7 +58,8 @@ def timer(name: str, fn: Any) -> Any:
 
 def instrument() -> None:
     """Wrap the pipeline's parts with timers (names are the phases of the report)."""
-    from active_learning import registry, training, training_pipeline
+    from active_learning import registry
+    from active_learning.training import spacy_ner as training, steps as training_pipeline
     from active_learning.store import repository
 
     store = repository.AnnotationStore
@@ -85,9 +86,9 @@ def instrument() -> None:
 
 
 def context(home: Path) -> Any:
-    from active_learning.context import Context
+    from active_learning.backends import Backends
 
-    return Context()
+    return Backends()
 
 
 def main() -> int:
@@ -106,21 +107,21 @@ def main() -> int:
     if args.step == "setup":
         from active_learning.exports import read_export
 
-        ctx = context(args.home)
+        backends = context(args.home)
         corpus = SHARED / args.corpus
-        ctx.registry  # noqa: B018 - creates the MLflow store
-        ctx.store.create_project(PROJECT, (corpus / "labeling_config.xml").read_text())
+        backends.registry  # noqa: B018 - creates the MLflow store
+        backends.store.create_project(PROJECT, (corpus / "labeling_config.xml").read_text())
         tasks = read_export(corpus / "tasks.json")[0]
         if args.limit:
             tasks = tasks[: args.limit]
-        result = ctx.store.import_tasks(PROJECT, tasks)
+        result = backends.store.import_tasks(PROJECT, tasks)
         print(json.dumps({"tasks": result.new_tasks, "completions": result.new_completions}))
         return 0
 
     if args.step == "docbins":
-        ctx = context(args.home)
+        backends = context(args.home)
         saved = json.loads(state.read_text())
-        folder = ctx.registry.download_dataset(saved["prepared"]["mlflow_run_id"], args.dest)
+        folder = backends.registry.download_dataset(saved["prepared"]["mlflow_run_id"], args.dest)
         print(json.dumps({"folder": str(folder)}))
         return 0
 
@@ -131,25 +132,25 @@ def main() -> int:
         __import__(module)
         PHASES[f"import {module}"] = time.perf_counter() - start
     import_start = time.perf_counter()
-    from active_learning import training_pipeline
+    from active_learning.training import steps as training_pipeline
     from active_learning.store.models import utcnow
 
     instrument()
-    ctx = context(args.home)
+    backends = context(args.home)
     PHASES["imports (before the step)"] = time.perf_counter() - import_start
     step_start = time.perf_counter()
     if args.step == "prepare":
-        result = training_pipeline.prepare_data(ctx, PROJECT, run_key=args.run_key, source="manual", as_of=utcnow())
+        result = training_pipeline.prepare_data(backends, PROJECT, run_key=args.run_key, source="manual", as_of=utcnow())
         state.write_text(json.dumps({"prepared": result}))
     elif args.step == "train":
         saved = json.loads(state.read_text())
-        result = training_pipeline.train(ctx, run_key=args.run_key, mlflow_run_id=saved["prepared"]["mlflow_run_id"])
+        result = training_pipeline.train(backends, run_key=args.run_key, mlflow_run_id=saved["prepared"]["mlflow_run_id"])
         state.write_text(json.dumps(saved | {"trained": result}))
     else:
         saved = json.loads(state.read_text())
-        result = training_pipeline.register(ctx, run_key=args.run_key, model_uri=saved["trained"]["model_uri"],
+        result = training_pipeline.register(backends, run_key=args.run_key, model_uri=saved["trained"]["model_uri"],
                                             labels=saved["trained"]["labels"])
-        training_pipeline.finish(ctx, args.run_key)
+        training_pipeline.finish(backends, args.run_key)
     step_seconds = time.perf_counter() - step_start
     phases = dict(PHASES)
     accounted = sum(v for k, v in phases.items() if k != "imports (before the step)" and not k.startswith("import "))

@@ -1,6 +1,6 @@
 """The poll against a real Label Studio server: requests and wall time per poll as projects grow.
 
-Starts Label Studio (``active_learning.label_studio_server``: its own virtual environment, loopback, a
+Starts Label Studio (``devstack.label_studio``: its own virtual environment, loopback, a
 personal access token), creates N projects with the sample labeling config and a few annotated tasks each
 (one project in ten past its threshold of 50), connects them all to a fresh store with active learning
 on, then times, median of ``--repeat`` polls each, interleaved:
@@ -46,9 +46,9 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="bench-ls-poll-"))
     os.environ["ACTIVE_LEARNING_HOME"] = str(home / "data")
     os.environ.pop("ACTIVE_LEARNING_DB_URL", None)
-    from active_learning.context import Context
-    from active_learning.label_studio import LabelStudioClient, LabelStudioConnection
-    from active_learning.label_studio_server import LocalLabelStudio, sample_tasks
+    from active_learning.backends import Backends
+    from active_learning.sources.label_studio_client import LabelStudioClient, LabelStudioConnection
+    from devstack.label_studio import LocalLabelStudio, sample_tasks
     from active_learning.store.models import SOURCE_LABEL_STUDIO, utcnow
 
     print(f"load average: {load_average()}", flush=True)
@@ -60,18 +60,18 @@ def main() -> int:
         print(f"Label Studio up at {server.url} in {time.perf_counter() - started:.0f} s", flush=True)
         os.environ["AIRFLOW_CONN_LABEL_STUDIO_DEFAULT"] = server.connection_uri()
         setup = LabelStudioClient(LabelStudioConnection(server.url, server.token))
-        ctx = Context()
+        backends = Backends()
         created = 0
         for target in sorted(args.projects):
             while created < target:
                 project_id = int(setup.create_project(f"bench-{created:04d}", config)["id"])
                 # One project in ten past its threshold (90 annotations), the others at 10.
                 setup.import_tasks(project_id, tasks if created % 10 == 0 else tasks[:10])
-                ctx.store.create_project(f"bench-{created:04d}", config, active_learning=True, frequency=50,
+                backends.store.create_project(f"bench-{created:04d}", config, active_learning=True, frequency=50,
                                          source=SOURCE_LABEL_STUDIO, source_project_id=project_id)
                 created += 1
-            ids = [ctx.store.project(name).source_project_id for name in ctx.store.project_names()]
-            source = Context().sources  # a fresh process's view: its first poll refreshes the token
+            ids = [backends.store.project(name).source_project_id for name in backends.store.project_names()]
+            source = Backends().sources  # a fresh process's view: its first poll refreshes the token
             client = source.label_studio.client
             before = client.requests_sent
             first = time.perf_counter()

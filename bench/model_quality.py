@@ -88,7 +88,7 @@ def bare_spacy(dataset: Path, folder: Path, overrides: dict[str, Any] | None, de
     start = time.perf_counter()
     subprocess.run(command, capture_output=True, check=True)
     seconds = time.perf_counter() - start
-    code = ("import json, sys, spacy; from pathlib import Path; from active_learning.evaluation import score_export; "
+    code = ("import json, sys, spacy; from pathlib import Path; from active_learning.training.evaluation import score_export; "
             "nlp = spacy.load(sys.argv[1]); "
             "print(json.dumps(score_export(nlp, Path(sys.argv[2]), labels=tuple(nlp.get_pipe('ner').labels))))")
     done = subprocess.run([PYTHON, "-c", code, str(folder / "bare" / "model-best"), str(dev_tasks)],

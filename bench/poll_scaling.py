@@ -5,7 +5,7 @@ in the store's real schema (``active_learning.store.create_schema``) and grows i
 (default 100,000 -> 1,000,000 -> 3,000,000). At each size it runs ANALYZE and times, side by side on the
 same data in the same run (median of several repetitions, methods interleaved):
 
-* **poll** - ``active_learning.polling.poll(store, as_of)``, what the sensor runs (the due projects);
+* **poll** - ``active_learning.status.poll(store, as_of)``, what the sensor runs (the due projects);
 * **(a) per-project loop** - one query listing the projects, then one COUNT of new completions per project;
 * **(b) whole-history count** - one GROUP BY count of every project's completions up to ``as_of``.
 
@@ -49,7 +49,7 @@ from _common import DOCS, PG_ADMIN_URL, CpuMeter, RESULTS, load_average, median,
 
 from sqlalchemy import bindparam, create_engine, event, func, literal, select, text  # noqa: E402
 
-from active_learning import polling  # noqa: E402
+from active_learning import status as polling  # noqa: E402
 from active_learning.store import AnnotationStore, connect, create_schema  # noqa: E402
 from active_learning.store.models import Completion, Project, TrainingRun  # noqa: E402
 from active_learning.store.repository import EPOCH  # noqa: E402

@@ -1,7 +1,7 @@
 """Trigger latency: from the commit that crosses a project's threshold to the training run queued, and to
 the labeling config updated, through Airflow's real scheduler.
 
-Starts Airflow for real (``active_learning.embedded.EmbeddedAirflow``: ``airflow standalone``, LocalExecutor
+Starts Airflow for real (``devstack.embedded.EmbeddedAirflow``: ``airflow standalone``, LocalExecutor
 on SQLite) in a fresh home under /tmp on a free port, with a poll every minute and a short training
 (``ACTIVE_LEARNING_SPACY_OVERRIDES``). Each of N projects (the sample project's first 40 completions;
 active learning on, every 50, auto-deploy on) then crosses its threshold at its own time: 50 more
@@ -98,12 +98,12 @@ def main() -> int:
         os.environ.pop(key)  # our own Airflow and stores, not the caller's
     home = Path(tempfile.mkdtemp(prefix="al-bench-trigger-"))
     port = free_port()
-    from active_learning.embedded import EmbeddedAirflow, airflow_environment
+    from devstack.embedded import EmbeddedAirflow, airflow_environment
 
     os.environ["ACTIVE_LEARNING_SPACY_OVERRIDES"] = json.dumps(OVERRIDES)
     os.environ.update(airflow_environment(home, port=port, poll_schedule="* * * * *"))
     from active_learning import cli
-    from active_learning.context import Context
+    from active_learning.backends import Backends
 
     projects = [f"bench-trigger-{i + 1}" for i in range(crossings)]
     print(f"trigger latency: {crossings} crossings, poll every {POLL_SECONDS} s, home {home}, port {port}; "
@@ -112,7 +112,7 @@ def main() -> int:
     for project in projects:
         _cli(cli, "import", str(SAMPLE / "completions_batch1.json"), "--project", project, "--config",
              str(SAMPLE / "labeling_config.xml"), "--enable", "--frequency", "50", "--auto-deploy")
-    store = Context().store
+    store = Backends().store
 
     airflow = EmbeddedAirflow(home, port=port, poll_schedule="* * * * *")
     started = time.monotonic()

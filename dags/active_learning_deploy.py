@@ -36,30 +36,30 @@ with DAG(
 
     @task
     def update_config() -> int:
-        from active_learning_airflow.connections import task_context
-        from active_learning.deployment import deploy_model
+        from active_learning_airflow.connections import task_backends
+        from active_learning.deploy.deployment import deploy_model
 
-        from active_learning.gate import compare_with_deployed
+        from active_learning.deploy.gate import compare_with_deployed
 
         context = get_current_context()
         params = context["params"]
-        ctx = task_context()
+        backends = task_backends()
         with fail_without_retry():
-            comparison = compare_with_deployed(ctx, params["project"], params["model_name"])
+            comparison = compare_with_deployed(backends, params["project"], params["model_name"])
             print(f"comparison (a manual deploy is not gated): {comparison.describe()}")
             result = deploy_model(
-                ctx, params["project"], params["model_name"],
+                backends, params["project"], params["model_name"],
                 author=f"airflow:{context['dag_run'].run_id}", reason="manual deploy",
             )
         return result.revision
 
     @task
     def validate_config() -> None:
-        from active_learning_airflow.connections import task_context
-        from active_learning.deployment import ConfigValidationError, validate_project
+        from active_learning_airflow.connections import task_backends
+        from active_learning.deploy.deployment import ConfigValidationError, validate_project
 
         project = get_current_context()["params"]["project"]
-        problems = validate_project(task_context(), project)
+        problems = validate_project(task_backends(), project)
         with fail_without_retry():
             if problems:
                 raise ConfigValidationError(project, problems)

@@ -40,10 +40,10 @@ with DAG(
     @task
     def apply_mlflow_deploys() -> list[str]:
         """Write into the labeling config every `deployed` alias moved by hand in MLflow."""
-        from active_learning_airflow.connections import task_context
-        from active_learning.deployment import apply_alias_moves
+        from active_learning_airflow.connections import task_backends
+        from active_learning.deploy.deployment import apply_alias_moves
 
-        return [f"{result.project}: {result.model_name}" for result in apply_alias_moves(task_context())]
+        return [f"{result.project}: {result.model_name}" for result in apply_alias_moves(task_backends())]
 
     due_projects = DueProjectsSensor(task_id="wait_for_due_projects")
 

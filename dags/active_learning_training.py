@@ -63,9 +63,9 @@ with DAG(
 
     @task
     def prepare_data() -> dict[str, Any]:
-        from active_learning import training_pipeline
-        from active_learning.polling import training_source
-        from active_learning_airflow.connections import task_context
+        from active_learning.training import steps as training_pipeline
+        from active_learning.status import training_source
+        from active_learning_airflow.connections import task_backends
 
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
@@ -74,67 +74,67 @@ with DAG(
         source = training_source(dag_run.conf or {})
         with fail_without_retry():
             return training_pipeline.prepare_data(
-                task_context(), params["project"], run_key=context["run_id"], source=source, as_of=as_of
+                task_backends(), params["project"], run_key=context["run_id"], source=source, as_of=as_of
             )
 
     @task(retries=1)
     def train(prepared: dict[str, Any]) -> dict[str, Any]:
-        from active_learning import training_pipeline
-        from active_learning_airflow.connections import task_context
+        from active_learning.training import steps as training_pipeline
+        from active_learning_airflow.connections import task_backends
 
-        return training_pipeline.train(task_context(), run_key=prepared["run_key"], mlflow_run_id=prepared["mlflow_run_id"])
+        return training_pipeline.train(task_backends(), run_key=prepared["run_key"], mlflow_run_id=prepared["mlflow_run_id"])
 
     @task
     def register(prepared: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-        from active_learning import training_pipeline
-        from active_learning_airflow.connections import task_context
+        from active_learning.training import steps as training_pipeline
+        from active_learning_airflow.connections import task_backends
 
         return training_pipeline.register(
-            task_context(), run_key=prepared["run_key"], model_uri=trained["model_uri"], labels=trained["labels"]
+            task_backends(), run_key=prepared["run_key"], model_uri=trained["model_uri"], labels=trained["labels"]
         )
 
     @task.branch
     def choose_deploy_path(registered: dict[str, Any]) -> str:
         """auto: the project's auto-deploy flag and the deploy gate; deploy / register_only: as asked."""
-        from active_learning import training_pipeline
-        from active_learning_airflow.connections import task_context
+        from active_learning.training import steps as training_pipeline
+        from active_learning_airflow.connections import task_backends
 
         context = get_current_context()
         with fail_without_retry():
             deploy = training_pipeline.decide_deploy(
-                task_context(), context["run_id"], registered["project"], registered["model_name"],
+                task_backends(), context["run_id"], registered["project"], registered["model_name"],
                 choice=context["params"]["deploy"], tolerance=float(context["params"]["gate_tolerance"]),
             )
         return "update_config" if deploy else "register_only"
 
     @task
     def update_config(registered: dict[str, Any]) -> None:
-        from active_learning import training_pipeline
-        from active_learning_airflow.connections import task_context
+        from active_learning.training import steps as training_pipeline
+        from active_learning_airflow.connections import task_backends
 
         with fail_without_retry():
             training_pipeline.deploy_trained(
-                task_context(), get_current_context()["run_id"], registered["project"], registered["model_name"],
+                task_backends(), get_current_context()["run_id"], registered["project"], registered["model_name"],
                 author="airflow:active_learning_training",
             )
 
     @task
     def register_only(registered: dict[str, Any]) -> None:
-        from active_learning import training_pipeline
-        from active_learning_airflow.connections import task_context
+        from active_learning.training import steps as training_pipeline
+        from active_learning_airflow.connections import task_backends
 
         with fail_without_retry():
             training_pipeline.keep_as_candidate(
-                task_context(), get_current_context()["run_id"], registered["project"], registered["model_name"]
+                task_backends(), get_current_context()["run_id"], registered["project"], registered["model_name"]
             )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def validate_config(registered: dict[str, Any]) -> None:
-        from active_learning import training_pipeline
-        from active_learning_airflow.connections import task_context
+        from active_learning.training import steps as training_pipeline
+        from active_learning_airflow.connections import task_backends
 
         with fail_without_retry():
-            training_pipeline.validate_and_finish(task_context(), get_current_context()["run_id"], registered["project"])
+            training_pipeline.validate_and_finish(task_backends(), get_current_context()["run_id"], registered["project"])
 
     prepared = prepare_data()
     registered = register(prepared, train(prepared))

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 exec "${PYTHON:-.venv/bin/python}" - "$@" <<'PY'
 import os, sys
 from pathlib import Path
-from active_learning.embedded import airflow_environment
+from devstack.embedded import airflow_environment
 home = Path(os.environ.get("ACTIVE_LEARNING_HOME", ".data/demo")).resolve()
 env = airflow_environment(home, port=int(os.environ.get("AIRFLOW_PORT", "8080")),
                           poll_schedule=os.environ.get("ACTIVE_LEARNING_POLL_SCHEDULE", "*/5 * * * *"))

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from active_learning.embedded import EmbeddedAirflow, airflow_environment
+from devstack.embedded import EmbeddedAirflow, airflow_environment
 from active_learning.settings import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "include" / "sample"
@@ -106,9 +106,9 @@ def _wait_for_dags(airflow: EmbeddedAirflow, timeout: float = 180) -> None:
 
 
 def _wait_for_training(timeout: float) -> dict:
-    from active_learning.context import Context
+    from active_learning.backends import Backends
 
-    store = Context().store
+    store = Backends().store
     deadline = time.monotonic() + timeout
     last_status = None
     while time.monotonic() < deadline:
@@ -125,14 +125,14 @@ def _wait_for_training(timeout: float) -> dict:
 
 
 def _report(airflow: EmbeddedAirflow, training: dict, seconds: float) -> bool:
-    from active_learning.context import Context
+    from active_learning.backends import Backends
 
-    ctx = Context()
+    backends = Backends()
     step("result")
     print(json.dumps({k: training[k] for k in ("run_key", "status", "completions_used", "model_name", "model_version", "deploy", "error")}, indent=2))
     if training["metrics"]:
         print(f"dev scores: precision {training['metrics']['precision']:.3f}, recall {training['metrics']['recall']:.3f}, f1 {training['metrics']['f1']:.3f}")
-    revisions = ctx.store.revisions(PROJECT)
+    revisions = backends.store.revisions(PROJECT)
     print(f"\nlabeling config, revision {revisions[0].revision} -> {revisions[-1].revision} ({revisions[-1].reason}):")
     sys.stdout.writelines(difflib.unified_diff(
         revisions[0].labeling_config.splitlines(keepends=True), revisions[-1].labeling_config.splitlines(keepends=True),
@@ -144,18 +144,18 @@ def _report(airflow: EmbeddedAirflow, training: dict, seconds: float) -> bool:
     for dag, dag_runs in runs.items():
         for run in dag_runs:
             print(f"  {dag:26} {run['run_id']:70} {run['state']}")
-    deployed = ctx.store.project(PROJECT).deployed_model
+    deployed = backends.store.project(PROJECT).deployed_model
     ok = (
         training["status"] == "success"
         and deployed == training["model_name"]
-        and f'model="{deployed}"' in ctx.store.read_config(PROJECT).xml
+        and f'model="{deployed}"' in backends.store.read_config(PROJECT).xml
         and any(run["state"] == "success" for run in runs["active_learning_training"])
     )
     print(f"\n{'OK' if ok else 'FAILED'}: sensor -> training -> MLflow -> deploy in {seconds:.0f} s (from Airflow start)")
     print(f"""
 Airflow UI:  {airflow.url}  (user admin, password in {airflow.home / 'airflow' / 'simple_auth_manager_passwords.json.generated'})
              start it again with: scripts/airflow.sh standalone
-MLflow UI:   {sys.executable.rsplit('/', 1)[0]}/mlflow ui --backend-store-uri {ctx.registry.tracking_uri} --port 5000
+MLflow UI:   {sys.executable.rsplit('/', 1)[0]}/mlflow ui --backend-store-uri {backends.registry.tracking_uri} --port 5000
              then open http://localhost:5000/#/models and search for "{PROJECT}"
 CLI:         ACTIVE_LEARNING_HOME={airflow.home} active-learning projects""")
     return ok

@@ -66,10 +66,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def ctx(home: Path):  # type: ignore[no-untyped-def]
-    from active_learning.context import Context
+def backends(home: Path):  # type: ignore[no-untyped-def]
+    from active_learning.backends import Backends
 
-    return Context()
+    return Backends()
 
 
 @pytest.fixture

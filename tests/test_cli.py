@@ -48,10 +48,10 @@ def test_import_creates_the_project_and_counts_toward_the_next_training(home: Pa
 def test_recount_brings_in_completions_written_around_the_store(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import text
 
-    from active_learning.context import Context
+    from active_learning.backends import Backends
 
     run(capsys, "import", BATCH1, "--project", "news", "--config", CONFIG, "--enable", "--frequency", "100")
-    with Context().store.engine.begin() as connection:  # e.g. restored from another database's dump
+    with Backends().store.engine.begin() as connection:  # e.g. restored from another database's dump
         connection.execute(text(
             "INSERT INTO completions (task_id, project_id, source_id, annotator, arrived_at, ground_truth, cancelled, spans) "
             "SELECT task_id, project_id, source_id || '-restored', annotator, arrived_at, ground_truth, cancelled, spans "
@@ -63,7 +63,7 @@ def test_recount_brings_in_completions_written_around_the_store(home: Path, caps
 
 
 def test_each_import_is_an_mlflow_run_with_its_skip_counts(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from active_learning.context import Context
+    from active_learning.backends import Backends
 
     export = json.loads(Path(BATCH1).read_text())[:3]
     export[0]["completions"][0]["result"].append({"type": "labels", "value": {"start": 5, "end": 999, "labels": ["PER"]}})
@@ -71,8 +71,8 @@ def test_each_import_is_an_mlflow_run_with_its_skip_counts(home: Path, tmp_path:
     path = tmp_path / "export.json"
     path.write_text(json.dumps(export))
     assert run(capsys, "import", str(path), "--project", "news", "--config", CONFIG)[0] == 0
-    [imported] = Context().registry.client.search_runs(
-        [Context().registry.experiment_id("news")], filter_string="tags.type = 'import'"
+    [imported] = Backends().registry.client.search_runs(
+        [Backends().registry.experiment_id("news")], filter_string="tags.type = 'import'"
     )
     assert imported.data.metrics["new_completions"] == 3
     assert imported.data.metrics["skipped.span out of range"] == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from active_learning.context import Context
+from active_learning.backends import Backends
 from active_learning.registry import CANDIDATE
 from conftest import SAMPLE
 
@@ -26,11 +26,11 @@ def dagbag():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def project(ctx: Context, sample_tasks, sample_config: str, request):  # type: ignore[no-untyped-def]
+def project(backends: Backends, sample_tasks, sample_config: str, request):  # type: ignore[no-untyped-def]
     """An active-learning project past its threshold (90 completions, every 50), named after the test."""
     name = request.node.name.replace("test_", "")[:40]
-    ctx.store.create_project(name, sample_config, active_learning=True, frequency=50, auto_deploy=True)
-    ctx.store.import_tasks(name, sample_tasks)
+    backends.store.create_project(name, sample_config, active_learning=True, frequency=50, auto_deploy=True)
+    backends.store.import_tasks(name, sample_tasks)
     return name
 
 
@@ -47,8 +47,8 @@ def task_states(dag_run) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
 
-def test_the_sensor_launches_one_training_per_crossing(dagbag, ctx: Context, project: str) -> None:  # type: ignore[no-untyped-def]
-    from active_learning.polling import training_run_id
+def test_the_sensor_launches_one_training_per_crossing(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
+    from active_learning.status import training_run_id
 
     sensor_dag = dagbag.dags["active_learning_sensor"]
     first = sensor_dag.test()
@@ -61,47 +61,47 @@ def test_the_sensor_launches_one_training_per_crossing(dagbag, ctx: Context, pro
     assert training_runs(expected) == [(expected, project)]
 
 
-def test_training_with_auto_deploy_updates_the_config_and_validates(dagbag, ctx: Context, project: str) -> None:  # type: ignore[no-untyped-def]
+def test_training_with_auto_deploy_updates_the_config_and_validates(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
     run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "deploy": "auto"})
     states = task_states(run)
     assert run.state == "success", states
     assert states["update_config"] == "success" and states["register_only"] == "skipped"
     assert states["validate_config"] == "success"
-    [training] = ctx.store.history(project)
+    [training] = backends.store.history(project)
     assert training.status == "success" and training.run_key == run.run_id
-    assert f'model="{training.model_name}"' in ctx.store.read_config(project).xml
-    assert ctx.store.project(project).deployed_model == training.model_name
+    assert f'model="{training.model_name}"' in backends.store.read_config(project).xml
+    assert backends.store.project(project).deployed_model == training.model_name
 
 
-def test_training_with_register_only_leaves_the_config_alone(dagbag, ctx: Context, project: str) -> None:  # type: ignore[no-untyped-def]
-    config = ctx.store.read_config(project)
+def test_training_with_register_only_leaves_the_config_alone(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
+    config = backends.store.read_config(project)
     run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "deploy": "register_only"})
     states = task_states(run)
     assert run.state == "success", states
     assert states["update_config"] == "skipped" and states["register_only"] == "success"
-    assert ctx.store.read_config(project) == config
-    [model] = ctx.registry.project_models(project)
+    assert backends.store.read_config(project) == config
+    [model] = backends.registry.project_models(project)
     assert CANDIDATE in model.aliases
 
 
-def test_an_invalid_config_fails_the_deploy_without_writing_and_the_history_says_why(dagbag, ctx: Context, project: str) -> None:  # type: ignore[no-untyped-def]
-    state = ctx.store.read_config(project)
-    ctx.store.write_config(project, state.xml.replace('"ner_dl"', '"ner_dl_v9"'), expected_revision=state.revision,
+def test_an_invalid_config_fails_the_deploy_without_writing_and_the_history_says_why(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
+    state = backends.store.read_config(project)
+    backends.store.write_config(project, state.xml.replace('"ner_dl"', '"ner_dl_v9"'), expected_revision=state.revision,
                            author="test", reason="a typo")
-    broken = ctx.store.read_config(project)
+    broken = backends.store.read_config(project)
     run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "deploy": "auto"})
     states = task_states(run)
     assert run.state == "failed"
     assert states["update_config"] == "failed" and states["validate_config"] == "upstream_failed", states
-    assert ctx.store.read_config(project) == broken
-    [training] = ctx.store.history(project)
+    assert backends.store.read_config(project) == broken
+    [training] = backends.store.history(project)
     assert training.status == "failed" and "ner_dl_v9" in training.error and "MISC" in training.error
 
 
-def test_the_deploy_dag_deploys_a_chosen_model(dagbag, ctx: Context, project: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_deploy_dag_deploys_a_chosen_model(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
     dagbag.dags["active_learning_training"].test(run_conf={"project": project, "deploy": "register_only"})
-    [model] = ctx.registry.project_models(project)
+    [model] = backends.registry.project_models(project)
     run = dagbag.dags["active_learning_deploy"].test(run_conf={"project": project, "model_name": model.model_name})
     assert run.state == "success", task_states(run)
-    assert f'model="{model.model_name}"' in ctx.store.read_config(project).xml
-    assert ctx.store.revisions(project)[-1].reason == "manual deploy"
+    assert f'model="{model.model_name}"' in backends.store.read_config(project).xml
+    assert backends.store.revisions(project)[-1].reason == "manual deploy"

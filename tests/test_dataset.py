@@ -7,9 +7,8 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from active_learning.dataset import (
+from active_learning.training.dataset import (
     ConversionReport,
-    TrainingExample,
     dataset_digest,
     is_dev,
     split_examples,
@@ -17,6 +16,7 @@ from active_learning.dataset import (
     write_docbin,
 )
 from active_learning.exports import Span
+from active_learning.selection import TrainingExample
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_docbin_round_trip(nlp, tmp_path):
 
 
 def test_importing_the_module_does_not_import_spacy():
-    code = "import sys, active_learning.dataset; print('spacy' in sys.modules)"
+    code = "import sys, active_learning.training.dataset; print('spacy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from active_learning import naming
-from active_learning.context import Context
-from active_learning.deployment import (
+from active_learning.backends import Backends
+from active_learning.deploy.deployment import (
     ConfigValidationError,
     DeployError,
     apply_alias_moves,
@@ -19,7 +19,7 @@ from active_learning.deployment import (
     validate_project,
 )
 from active_learning.registry import CANDIDATE, DEPLOYED
-from active_learning.training_pipeline import train_now
+from active_learning.training.steps import train_now
 
 PROJECT = "news desk"  # not a safe name: exercises the mapping to MLflow names
 
@@ -30,13 +30,13 @@ def trained(tmp_path_factory, sample_tasks_module, sample_config_module):  # typ
     home = tmp_path_factory.mktemp("deploy")
     previous = os.environ.get("ACTIVE_LEARNING_HOME")
     os.environ["ACTIVE_LEARNING_HOME"] = str(home)
-    ctx = Context()
-    ctx.store.create_project(PROJECT, sample_config_module, active_learning=True)
-    ctx.store.import_tasks(PROJECT, sample_tasks_module)
-    first = train_now(ctx, PROJECT)
+    backends = Backends()
+    backends.store.create_project(PROJECT, sample_config_module, active_learning=True)
+    backends.store.import_tasks(PROJECT, sample_tasks_module)
+    first = train_now(backends, PROJECT)
     time.sleep(1.1)  # model names carry the training second
-    second = train_now(ctx, PROJECT)
-    yield ctx, first["model_name"], second["model_name"]
+    second = train_now(backends, PROJECT)
+    yield backends, first["model_name"], second["model_name"]
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # set by MLflow for the module's store
         os.environ.pop(key, None)
     if previous is None:
@@ -59,121 +59,121 @@ def sample_tasks_module():  # type: ignore[no-untyped-def]
 
 
 def test_each_training_is_a_version_of_the_projects_registered_model(trained) -> None:  # type: ignore[no-untyped-def]
-    ctx, first, second = trained
-    versions = ctx.registry.project_models(PROJECT)
+    backends, first, second = trained
+    versions = backends.registry.project_models(PROJECT)
     assert [v.model_name for v in versions] == [first, second]
     assert {v.registered_name for v in versions} == {naming.registered_model_name(PROJECT)}
     assert naming.parse_model_name(first) is not None and first.startswith(naming.safe_name(PROJECT) + "_ner_")
     assert set(versions[0].labels) == {"PER", "ORG", "LOC"}
     assert CANDIDATE in versions[1].aliases  # register-only: waits for a person
-    history = ctx.store.history(PROJECT)
+    history = backends.store.history(PROJECT)
     assert [h.status for h in history] == ["success", "success"]
     assert history[0].metrics["f1"] > 0.5 and history[0].completions_used == 90
 
 
 def test_deploy_names_the_model_in_untied_labels_only_and_keeps_the_previous_revision(trained) -> None:  # type: ignore[no-untyped-def]
-    ctx, first, _ = trained
-    before = ctx.store.read_config(PROJECT)
-    result = deploy_model(ctx, PROJECT, first, author="test", reason="manual deploy")
-    after = ctx.store.read_config(PROJECT).xml
+    backends, first, _ = trained
+    before = backends.store.read_config(PROJECT)
+    result = deploy_model(backends, PROJECT, first, author="test", reason="manual deploy")
+    after = backends.store.read_config(PROJECT).xml
     assert result.changed and result.revision == before.revision + 1
     for label in ("PER", "ORG", "LOC"):
         assert f'value="{label}" model="{first}"' in after
     assert 'value="MISC" model="ner_dl"' in after
-    assert ctx.store.revisions(PROJECT)[-2].labeling_config == before.xml
-    assert ctx.registry.version_by_alias(naming.registered_model_name(PROJECT), DEPLOYED).model_name == first
-    assert validate_project(ctx, PROJECT) == []
+    assert backends.store.revisions(PROJECT)[-2].labeling_config == before.xml
+    assert backends.registry.version_by_alias(naming.registered_model_name(PROJECT), DEPLOYED).model_name == first
+    assert validate_project(backends, PROJECT) == []
 
 
 def test_deploying_the_same_model_again_writes_no_revision(trained) -> None:  # type: ignore[no-untyped-def]
-    ctx, first, _ = trained
-    deploy_model(ctx, PROJECT, first, author="test", reason="once")
-    revisions = len(ctx.store.revisions(PROJECT))
-    assert deploy_model(ctx, PROJECT, first, author="test", reason="twice").changed is False
-    assert len(ctx.store.revisions(PROJECT)) == revisions
+    backends, first, _ = trained
+    deploy_model(backends, PROJECT, first, author="test", reason="once")
+    revisions = len(backends.store.revisions(PROJECT))
+    assert deploy_model(backends, PROJECT, first, author="test", reason="twice").changed is False
+    assert len(backends.store.revisions(PROJECT)) == revisions
 
 
 def test_moving_the_alias_in_mlflow_is_applied_to_the_config(trained) -> None:  # type: ignore[no-untyped-def]
-    ctx, first, second = trained
-    deploy_model(ctx, PROJECT, first, author="test", reason="start")
-    version = ctx.registry.find_model(second).version
-    ctx.registry.set_alias(naming.registered_model_name(PROJECT), DEPLOYED, version)  # what a person does in the UI
-    [applied] = apply_alias_moves(ctx)
+    backends, first, second = trained
+    deploy_model(backends, PROJECT, first, author="test", reason="start")
+    version = backends.registry.find_model(second).version
+    backends.registry.set_alias(naming.registered_model_name(PROJECT), DEPLOYED, version)  # what a person does in the UI
+    [applied] = apply_alias_moves(backends)
     assert applied.model_name == second
-    assert f'model="{second}"' in ctx.store.read_config(PROJECT).xml
-    assert apply_alias_moves(ctx) == []  # applied once
+    assert f'model="{second}"' in backends.store.read_config(PROJECT).xml
+    assert apply_alias_moves(backends) == []  # applied once
 
 
 def test_unknown_and_foreign_models_are_refused_with_a_hint(trained) -> None:  # type: ignore[no-untyped-def]
-    ctx, first, _ = trained
-    revisions = len(ctx.store.revisions(PROJECT))
+    backends, first, _ = trained
+    revisions = len(backends.store.revisions(PROJECT))
     typo = first[:-1] + ("0" if first[-1] != "0" else "1")
     with pytest.raises(DeployError, match=f"no registered model named '{typo}' \\(closest: .*{first}"):
-        deploy_model(ctx, PROJECT, typo, author="test", reason="typo")
-    ctx.store.create_project("other", ctx.store.read_config(PROJECT).xml)
+        deploy_model(backends, PROJECT, typo, author="test", reason="typo")
+    backends.store.create_project("other", backends.store.read_config(PROJECT).xml)
     with pytest.raises(DeployError, match="belongs to project 'news desk', not to 'other'"):
-        deploy_model(ctx, "other", first, author="test", reason="foreign")
-    assert len(ctx.store.revisions(PROJECT)) == revisions
+        deploy_model(backends, "other", first, author="test", reason="foreign")
+    assert len(backends.store.revisions(PROJECT)) == revisions
 
 
 def test_a_deploy_that_would_leave_an_invalid_config_writes_nothing(trained) -> None:  # type: ignore[no-untyped-def]
-    ctx, first, _ = trained
-    state = ctx.store.read_config(PROJECT)
+    backends, first, _ = trained
+    state = backends.store.read_config(PROJECT)
     broken = state.xml.replace('model="ner_dl"', 'model="ner_dll"')
-    ctx.store.write_config(PROJECT, broken, expected_revision=state.revision, author="test", reason="typo in MISC")
-    live = ctx.store.read_config(PROJECT)
+    backends.store.write_config(PROJECT, broken, expected_revision=state.revision, author="test", reason="typo in MISC")
+    live = backends.store.read_config(PROJECT)
     with pytest.raises(ConfigValidationError, match="label 'MISC': model 'ner_dll' .* closest existing names: 'ner_dl'"):
-        deploy_model(ctx, PROJECT, first, author="test", reason="deploy onto a broken config")
-    assert ctx.store.read_config(PROJECT) == live
-    [problem] = validate_project(ctx, PROJECT)
+        deploy_model(backends, PROJECT, first, author="test", reason="deploy onto a broken config")
+    assert backends.store.read_config(PROJECT) == live
+    [problem] = validate_project(backends, PROJECT)
     assert problem.label == "MISC" and problem.model == "ner_dll"
-    rollback(ctx, PROJECT, to_revision=live.revision - 1, author="test")
-    assert validate_project(ctx, PROJECT) == []
+    rollback(backends, PROJECT, to_revision=live.revision - 1, author="test")
+    assert validate_project(backends, PROJECT) == []
 
 
 def test_rollback_restores_an_earlier_revision_as_a_new_one(trained) -> None:  # type: ignore[no-untyped-def]
-    ctx, first, second = trained
-    deploy_model(ctx, PROJECT, first, author="test", reason="a")
-    deploy_model(ctx, PROJECT, second, author="test", reason="b")
-    revisions = ctx.store.revisions(PROJECT)
-    new = rollback(ctx, PROJECT, to_revision=None, author="test")
+    backends, first, second = trained
+    deploy_model(backends, PROJECT, first, author="test", reason="a")
+    deploy_model(backends, PROJECT, second, author="test", reason="b")
+    revisions = backends.store.revisions(PROJECT)
+    new = rollback(backends, PROJECT, to_revision=None, author="test")
     assert new == revisions[-1].revision + 1
-    assert ctx.store.read_config(PROJECT).xml == revisions[-2].labeling_config
-    assert ctx.store.revisions(PROJECT)[-1].reason == f"rollback to revision {revisions[-2].revision}"
+    assert backends.store.read_config(PROJECT).xml == revisions[-2].labeling_config
+    assert backends.store.revisions(PROJECT)[-1].reason == f"rollback to revision {revisions[-2].revision}"
     with pytest.raises(DeployError, match="has no config revision 999"):
-        rollback(ctx, PROJECT, to_revision=999, author="test")
+        rollback(backends, PROJECT, to_revision=999, author="test")
 
 
 def test_after_a_rollback_the_deployed_model_is_the_one_the_config_names(trained) -> None:  # type: ignore[no-untyped-def]
-    ctx, first, second = trained
+    backends, first, second = trained
     registered = naming.registered_model_name(PROJECT)
-    deploy_model(ctx, PROJECT, first, author="test", reason="a")
-    deploy_model(ctx, PROJECT, second, author="test", reason="b")
-    rollback(ctx, PROJECT, to_revision=None, author="test")
-    assert ctx.store.project(PROJECT).deployed_model == first
-    assert ctx.registry.version_by_alias(registered, DEPLOYED).model_name == first
-    assert apply_alias_moves(ctx) == []  # the sensor does not undo the rollback
+    deploy_model(backends, PROJECT, first, author="test", reason="a")
+    deploy_model(backends, PROJECT, second, author="test", reason="b")
+    rollback(backends, PROJECT, to_revision=None, author="test")
+    assert backends.store.project(PROJECT).deployed_model == first
+    assert backends.registry.version_by_alias(registered, DEPLOYED).model_name == first
+    assert apply_alias_moves(backends) == []  # the sensor does not undo the rollback
 
-    rollback(ctx, PROJECT, to_revision=1, author="test")  # the config before any model of ours
-    assert ctx.store.project(PROJECT).deployed_model is None
-    assert ctx.registry.version_by_alias(registered, DEPLOYED) is None
-    deploy_model(ctx, PROJECT, second, author="test", reason="restore for the next tests")
+    rollback(backends, PROJECT, to_revision=1, author="test")  # the config before any model of ours
+    assert backends.store.project(PROJECT).deployed_model is None
+    assert backends.registry.version_by_alias(registered, DEPLOYED) is None
+    deploy_model(backends, PROJECT, second, author="test", reason="restore for the next tests")
 
 
 def test_a_deploy_or_rollback_decided_on_an_older_revision_changes_nothing(trained) -> None:  # type: ignore[no-untyped-def]
     from active_learning.store.repository import ConfigConflictError
 
-    ctx, first, second = trained
-    shown = ctx.store.read_config(PROJECT).revision  # what a person looked at
-    deploy_model(ctx, PROJECT, first if ctx.store.project(PROJECT).deployed_model != first else second,
+    backends, first, second = trained
+    shown = backends.store.read_config(PROJECT).revision  # what a person looked at
+    deploy_model(backends, PROJECT, first if backends.store.project(PROJECT).deployed_model != first else second,
                  author="someone else", reason="meanwhile")
-    live = ctx.store.read_config(PROJECT)
-    deployed = ctx.store.project(PROJECT).deployed_model
+    live = backends.store.read_config(PROJECT)
+    deployed = backends.store.project(PROJECT).deployed_model
     other = second if deployed == first else first
 
     with pytest.raises(ConfigConflictError, match=f"changed after revision {shown} was read"):
-        deploy_model(ctx, PROJECT, other, author="test", reason="manual deploy", expected_revision=shown)
+        deploy_model(backends, PROJECT, other, author="test", reason="manual deploy", expected_revision=shown)
     with pytest.raises(ConfigConflictError):
-        rollback(ctx, PROJECT, to_revision=None, author="test", expected_revision=shown)
-    assert ctx.store.read_config(PROJECT) == live and ctx.store.project(PROJECT).deployed_model == deployed
-    assert deploy_model(ctx, PROJECT, other, author="test", reason="manual deploy", expected_revision=live.revision).changed
+        rollback(backends, PROJECT, to_revision=None, author="test", expected_revision=shown)
+    assert backends.store.read_config(PROJECT) == live and backends.store.project(PROJECT).deployed_model == deployed
+    assert deploy_model(backends, PROJECT, other, author="test", reason="manual deploy", expected_revision=live.revision).changed

@@ -16,19 +16,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from active_learning import settings, training_pipeline
-from active_learning.cluster import mlflow_server
-from active_learning.context import Context
-from active_learning.deployment import deploy_model, rollback
-from active_learning.polling import poll
-from active_learning.services import answers, wait_until
+from active_learning import settings
+from active_learning.training import steps as training_pipeline
+from devstack.cluster import mlflow_server
+from active_learning.backends import Backends
+from active_learning.deploy.deployment import deploy_model, rollback
+from active_learning.status import poll
+from devstack.services import answers, wait_until
 from active_learning.store.models import utcnow
 from test_scheduler_loop import free_port
 
 
-def sample_project(ctx: Context, sample_tasks, sample_config: str, *, auto_deploy: bool = True) -> str:  # type: ignore[no-untyped-def]
-    ctx.store.create_project("news", sample_config, active_learning=True, auto_deploy=auto_deploy)
-    ctx.store.import_tasks("news", sample_tasks)
+def sample_project(backends: Backends, sample_tasks, sample_config: str, *, auto_deploy: bool = True) -> str:  # type: ignore[no-untyped-def]
+    backends.store.create_project("news", sample_config, active_learning=True, auto_deploy=auto_deploy)
+    backends.store.import_tasks("news", sample_tasks)
     return "news"
 
 
@@ -57,30 +58,30 @@ def test_a_dead_mlflow_server_fails_the_training_visibly_and_a_rerun_recovers(  
 ) -> None:
     port, start_server = mlflow_server_at
     server = start_server()
-    ctx = Context()
-    project = sample_project(ctx, sample_tasks, sample_config)
-    config = ctx.store.read_config(project)
-    [due] = poll(ctx.store, utcnow())
-    prepared = training_pipeline.prepare_data(ctx, project, run_key=due.run_id, source="active_learning", as_of=due.as_of)
+    backends = Backends()
+    project = sample_project(backends, sample_tasks, sample_config)
+    config = backends.store.read_config(project)
+    [due] = poll(backends.store, utcnow())
+    prepared = training_pipeline.prepare_data(backends, project, run_key=due.run_id, source="active_learning", as_of=due.as_of)
     server.stop()
 
     with pytest.raises(Exception) as failure:
-        training_pipeline.train(ctx, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
-    training_pipeline.fail(ctx, due.run_id, failure.value)  # what the task's failure callback does
-    [failed] = ctx.store.history(project)
+        training_pipeline.train(backends, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+    training_pipeline.fail(backends, due.run_id, failure.value)  # what the task's failure callback does
+    [failed] = backends.store.history(project)
     assert failed.status == "failed" and f"127.0.0.1:{port}" in failed.error
-    assert ctx.store.read_config(project) == config
+    assert backends.store.read_config(project) == config
     assert not list((settings.data_home() / "work").glob("*/*")), "a failed attempt left scratch files"
     # The crossing is not lost: the next poll names the same run, so clearing it in Airflow retries it.
-    assert [d.run_id for d in poll(ctx.store, utcnow())] == [due.run_id]
+    assert [d.run_id for d in poll(backends.store, utcnow())] == [due.run_id]
 
     start_server()
-    trained = training_pipeline.train(ctx, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
-    registered = training_pipeline.register(ctx, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"])
-    deploy_model(ctx, project, registered["model_name"], author="test", reason="rerun")
-    training_pipeline.finish(ctx, due.run_id)
-    assert [v.model_name for v in ctx.registry.project_models(project)] == [registered["model_name"]]
-    assert [h.status for h in ctx.store.history(project)] == ["success"]
+    trained = training_pipeline.train(backends, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+    registered = training_pipeline.register(backends, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"])
+    deploy_model(backends, project, registered["model_name"], author="test", reason="rerun")
+    training_pipeline.finish(backends, due.run_id)
+    assert [v.model_name for v in backends.registry.project_models(project)] == [registered["model_name"]]
+    assert [h.status for h in backends.store.history(project)] == ["success"]
 
 
 def poke(as_of):  # type: ignore[no-untyped-def]
@@ -93,7 +94,7 @@ def poke(as_of):  # type: ignore[no-untyped-def]
 def test_a_dead_database_fails_the_poll_and_the_next_poll_picks_the_crossing_up(  # type: ignore[no-untyped-def]
     home: Path, monkeypatch: pytest.MonkeyPatch, sample_tasks, sample_config: str
 ) -> None:
-    sample_project(Context(), sample_tasks, sample_config)
+    sample_project(Backends(), sample_tasks, sample_config)
     monkeypatch.setenv("ACTIVE_LEARNING_DB_URL", f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone")
     with pytest.raises(Exception, match="127.0.0.1"):
         poke(utcnow())  # the task fails (and Airflow retries it): no XCom, so nothing is launched
@@ -105,9 +106,9 @@ def test_a_dead_database_fails_the_poll_and_the_next_poll_picks_the_crossing_up(
 def test_a_locked_database_fails_the_poll_instead_of_guessing(  # type: ignore[no-untyped-def]
     home: Path, monkeypatch: pytest.MonkeyPatch, sample_tasks, sample_config: str
 ) -> None:
-    ctx = Context()
-    sample_project(ctx, sample_tasks, sample_config)
-    ctx.store.engine.dispose()
+    backends = Backends()
+    sample_project(backends, sample_tasks, sample_config)
+    backends.store.engine.dispose()
     db = home / "annotations.db"
     monkeypatch.setenv("ACTIVE_LEARNING_DB_URL", f"sqlite:///{db}?timeout=1")
     holder = sqlite3.connect(db, isolation_level=None)
@@ -129,14 +130,14 @@ def test_a_locked_database_fails_the_poll_instead_of_guessing(  # type: ignore[n
 
 
 def test_a_training_killed_mid_way_is_retried_to_completion_without_duplicates_or_leftovers(  # type: ignore[no-untyped-def]
-    ctx: Context, home: Path, sample_tasks, sample_config: str
+    backends: Backends, home: Path, sample_tasks, sample_config: str
 ) -> None:
-    project = sample_project(ctx, sample_tasks, sample_config, auto_deploy=False)
-    [due] = poll(ctx.store, utcnow())
-    prepared = training_pipeline.prepare_data(ctx, project, run_key=due.run_id, source="active_learning", as_of=due.as_of)
+    project = sample_project(backends, sample_tasks, sample_config, auto_deploy=False)
+    [due] = poll(backends.store, utcnow())
+    prepared = training_pipeline.prepare_data(backends, project, run_key=due.run_id, source="active_learning", as_of=due.as_of)
     code = (
-        "from active_learning.context import Context; from active_learning import training_pipeline; "
-        f"training_pipeline.train(Context(), run_key={due.run_id!r}, mlflow_run_id={prepared['mlflow_run_id']!r}, "
+        "from active_learning.backends import Backends; from active_learning.training import steps as training_pipeline; "
+        f"training_pipeline.train(Backends(), run_key={due.run_id!r}, mlflow_run_id={prepared['mlflow_run_id']!r}, "
         "overrides={'training.max_steps': 100000, 'training.patience': 100000})"
     )
     attempt = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stderr=subprocess.DEVNULL)
@@ -147,61 +148,61 @@ def test_a_training_killed_mid_way_is_retried_to_completion_without_duplicates_o
     attempt.wait()
     assert output.exists()  # killed mid-way: nothing could clean up
 
-    trained = training_pipeline.train(ctx, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+    trained = training_pipeline.train(backends, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
     for _ in range(2):  # a register retried after it succeeded
-        training_pipeline.register(ctx, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"])
-    assert len(ctx.registry.project_models(project)) == 1
+        training_pipeline.register(backends, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"])
+    assert len(backends.registry.project_models(project)) == 1
     assert not (settings.data_home() / "work").exists() or not any((settings.data_home() / "work").iterdir())
 
 
-def test_concurrent_polls_name_the_same_run(ctx: Context, sample_tasks, sample_config: str) -> None:  # type: ignore[no-untyped-def]
-    sample_project(ctx, sample_tasks, sample_config)
+def test_concurrent_polls_name_the_same_run(backends: Backends, sample_tasks, sample_config: str) -> None:  # type: ignore[no-untyped-def]
+    sample_project(backends, sample_tasks, sample_config)
     as_of = utcnow()
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: [d.run_id for d in poll(Context().store, as_of)], range(8)))
+        results = list(pool.map(lambda _: [d.run_id for d in poll(Backends().store, as_of)], range(8)))
     assert len({tuple(r) for r in results}) == 1 and len(results[0]) == 1
 
 
 def _deploy_in_another_process(home: str, model: str, start: float) -> int:
     os.environ["ACTIVE_LEARNING_HOME"] = home
     time.sleep(max(0.0, start - time.time()))  # both processes write at the same moment
-    return deploy_model(Context(), "news", model, author=f"proc-{model[-6:]}", reason=f"deploy {model}").revision
+    return deploy_model(Backends(), "news", model, author=f"proc-{model[-6:]}", reason=f"deploy {model}").revision
 
 
 def test_two_deploys_at_once_are_serialised_with_no_lost_update(  # type: ignore[no-untyped-def]
-    ctx: Context, home: Path, sample_tasks, sample_config: str
+    backends: Backends, home: Path, sample_tasks, sample_config: str
 ) -> None:
-    project = sample_project(ctx, sample_tasks, sample_config, auto_deploy=False)
-    first = training_pipeline.train_now(ctx, project)["model_name"]
+    project = sample_project(backends, sample_tasks, sample_config, auto_deploy=False)
+    first = training_pipeline.train_now(backends, project)["model_name"]
     time.sleep(1.1)
-    second = training_pipeline.train_now(ctx, project)["model_name"]
+    second = training_pipeline.train_now(backends, project)["model_name"]
     start = time.time() + 3
     with multiprocessing.get_context("spawn").Pool(2) as processes:
         revisions = processes.starmap(_deploy_in_another_process, [(str(home), first, start), (str(home), second, start)])
     assert sorted(revisions) == [2, 3]
-    history = ctx.store.revisions(project)
+    history = backends.store.revisions(project)
     reasons = [r.reason for r in history]
     assert reasons.count(f"deploy {first}") == 1 and reasons.count(f"deploy {second}") == 1
     last = history[-1].reason.removeprefix("deploy ")
-    assert f'model="{last}"' in ctx.store.read_config(project).xml
+    assert f'model="{last}"' in backends.store.read_config(project).xml
 
 
 def test_a_config_write_that_fails_half_way_leaves_the_previous_config_live(  # type: ignore[no-untyped-def]
-    ctx: Context, home: Path, sample_tasks, sample_config: str
+    backends: Backends, home: Path, sample_tasks, sample_config: str
 ) -> None:
-    project = sample_project(ctx, sample_tasks, sample_config, auto_deploy=False)
-    model = training_pipeline.train_now(ctx, project)["model_name"]
-    before = ctx.store.read_config(project)
+    project = sample_project(backends, sample_tasks, sample_config, auto_deploy=False)
+    model = training_pipeline.train_now(backends, project)["model_name"]
+    before = backends.store.read_config(project)
     db = sqlite3.connect(home / "annotations.db")
     # The project row is updated first; the revision insert then fails, as a full disk would fail it.
     db.execute("CREATE TRIGGER disk_full BEFORE INSERT ON config_revisions BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     db.commit()
     with pytest.raises(Exception, match="disk full"):
-        deploy_model(ctx, project, model, author="test", reason="doomed")
-    assert ctx.store.read_config(project) == before
+        deploy_model(backends, project, model, author="test", reason="doomed")
+    assert backends.store.read_config(project) == before
     db.execute("DROP TRIGGER disk_full")
     db.commit()
     db.close()
-    deploy_model(ctx, project, model, author="test", reason="deploy")
-    assert rollback(ctx, project, to_revision=1, author="test") == 3
-    assert ctx.store.read_config(project).xml == sample_config
+    deploy_model(backends, project, model, author="test", reason="deploy")
+    assert rollback(backends, project, to_revision=1, author="test") == 3
+    assert backends.store.read_config(project).xml == sample_config

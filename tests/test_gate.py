@@ -7,67 +7,67 @@ import time
 import pytest
 
 from active_learning import naming
-from active_learning.context import Context
-from active_learning.gate import compare_with_deployed
+from active_learning.backends import Backends
+from active_learning.deploy.gate import compare_with_deployed
 from active_learning.registry import CANDIDATE
-from active_learning.training_pipeline import train_now
+from active_learning.training.steps import train_now
 
 BAD_TRAINING = '{"training.max_steps": 1, "training.eval_frequency": 1}'
 
 
 @pytest.fixture
-def deployed(ctx: Context, sample_tasks, sample_config: str) -> str:  # type: ignore[no-untyped-def]
-    ctx.store.create_project("news", sample_config, active_learning=True, auto_deploy=True)
-    ctx.store.import_tasks("news", sample_tasks)
-    first = train_now(ctx, "news")
+def deployed(backends: Backends, sample_tasks, sample_config: str) -> str:  # type: ignore[no-untyped-def]
+    backends.store.create_project("news", sample_config, active_learning=True, auto_deploy=True)
+    backends.store.import_tasks("news", sample_tasks)
+    first = train_now(backends, "news")
     assert first["deploy"].startswith("gate passed: new") and "no model of ours deployed" in first["deploy"]
-    assert ctx.store.project("news").deployed_model == first["model_name"]
+    assert backends.store.project("news").deployed_model == first["model_name"]
     time.sleep(1.1)  # model names carry the training second
     return first["model_name"]
 
 
-def test_a_worse_model_is_registered_but_not_deployed(ctx: Context, deployed: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_worse_model_is_registered_but_not_deployed(backends: Backends, deployed: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", BAD_TRAINING)
-    worse = train_now(ctx, "news")
+    worse = train_now(backends, "news")
     assert worse["deploy"].startswith("gate refused: new")
     assert f"deployed {deployed} F1" in worse["deploy"]
-    assert ctx.store.project("news").deployed_model == deployed
-    assert f'model="{worse["model_name"]}"' not in ctx.store.read_config("news").xml
-    version = ctx.registry.find_model(worse["model_name"])
-    tags = ctx.registry.client.get_model_version(version.registered_name, str(version.version)).tags
+    assert backends.store.project("news").deployed_model == deployed
+    assert f'model="{worse["model_name"]}"' not in backends.store.read_config("news").xml
+    version = backends.registry.find_model(worse["model_name"])
+    tags = backends.registry.client.get_model_version(version.registered_name, str(version.version)).tags
     assert tags["deploy_gate"] == "gate refused" and deployed in tags["deploy_gate_reason"]
-    [latest] = [v for v in ctx.registry.project_models("news") if v.model_name == worse["model_name"]]
+    [latest] = [v for v in backends.registry.project_models("news") if v.model_name == worse["model_name"]]
     assert CANDIDATE in latest.aliases
 
 
-def test_both_models_are_rescored_on_the_same_evaluation_set(ctx: Context, deployed: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_both_models_are_rescored_on_the_same_evaluation_set(backends: Backends, deployed: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", BAD_TRAINING)
-    worse = train_now(ctx, "news", choice="register_only")
-    comparison = compare_with_deployed(ctx, "news", worse["model_name"])
+    worse = train_now(backends, "news", choice="register_only")
+    comparison = compare_with_deployed(backends, "news", worse["model_name"])
     assert comparison.deployed == deployed
     assert comparison.eval_tasks > 0
     assert comparison.deployed_f1 > comparison.candidate_f1
     assert comparison.candidate_f1 == pytest.approx(worse["metrics"]["f1"])
 
 
-def test_a_tolerance_or_an_explicit_deploy_lets_it_through(ctx: Context, deployed: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_tolerance_or_an_explicit_deploy_lets_it_through(backends: Backends, deployed: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", BAD_TRAINING)
-    tolerated = train_now(ctx, "news", tolerance=1.0)
+    tolerated = train_now(backends, "news", tolerance=1.0)
     assert tolerated["deploy"].startswith("gate passed") and "tolerance 1.000" in tolerated["deploy"]
-    assert ctx.store.project("news").deployed_model == tolerated["model_name"]
+    assert backends.store.project("news").deployed_model == tolerated["model_name"]
     time.sleep(1.1)
-    forced = train_now(ctx, "news", choice="deploy")
+    forced = train_now(backends, "news", choice="deploy")
     assert forced["deploy"].startswith("deploy requested (gate overridden)")
-    assert ctx.store.project("news").deployed_model == forced["model_name"]
+    assert backends.store.project("news").deployed_model == forced["model_name"]
     assert naming.parse_model_name(forced["model_name"]) is not None
 
 
-def test_each_training_logs_the_learning_curve_over_the_projects_models(ctx: Context, deployed: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_each_training_logs_the_learning_curve_over_the_projects_models(backends: Backends, deployed: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import csv
 
-    second = train_now(ctx, "news", choice="register_only")
-    run_id = ctx.store.training(second["run_key"]).mlflow_run_id
-    folder = ctx.registry.client.download_artifacts(run_id, "learning_curve", str(tmp_path))
+    second = train_now(backends, "news", choice="register_only")
+    run_id = backends.store.training(second["run_key"]).mlflow_run_id
+    folder = backends.registry.client.download_artifacts(run_id, "learning_curve", str(tmp_path))
     rows = list(csv.DictReader(open(f"{folder}/learning_curve.csv")))
     assert [row["model_name"] for row in rows] == [deployed, second["model_name"]]
     assert {"completions", "f1", "f1_PER", "f1_ORG", "f1_LOC"} <= rows[0].keys()

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from active_learning.label_studio import (
+from active_learning.sources.label_studio_client import (
     LabelStudioAuthError,
     LabelStudioClient,
     LabelStudioConnection,
@@ -22,7 +22,7 @@ from active_learning.label_studio import (
     connection_from_env,
     iter_json_array,
 )
-from active_learning.label_studio_server import free_port
+from devstack.label_studio import free_port
 
 LEGACY = "0123456789abcdef0123456789abcdef01234567"
 PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"

@@ -7,7 +7,7 @@ import resource
 import time
 from pathlib import Path
 
-from active_learning.context import Context
+from active_learning.backends import Backends
 from active_learning.exports import read_export
 from conftest import SAMPLE
 
@@ -34,9 +34,9 @@ def test_a_100_mb_export_imports_with_bad_items_counted(home: Path, tmp_path: Pa
     tasks_written = write_export(export, 100_000_000)
     started = time.perf_counter()
     tasks, summary = read_export(export)
-    ctx = Context()
-    ctx.store.create_project("big", (SAMPLE / "labeling_config.xml").read_text())
-    result = ctx.store.import_tasks("big", tasks)
+    backends = Backends()
+    backends.store.create_project("big", (SAMPLE / "labeling_config.xml").read_text())
+    result = backends.store.import_tasks("big", tasks)
     seconds = time.perf_counter() - started
     assert result.new_tasks == result.new_completions == tasks_written
     assert summary.spans == tasks_written and summary.skipped["span out of range"] == (tasks_written + 99) // 100

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from active_learning.cluster import ClusterSettings, LocalCluster
+from devstack.cluster import ClusterSettings, LocalCluster
 from conftest import SAMPLE
 from test_scheduler_loop import free_port
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from active_learning.context import Context
-from active_learning.label_studio import LabelStudioClient, LabelStudioConnection, LabelStudioError
-from active_learning.polling import poll, training_run_id
+from active_learning.backends import Backends
+from active_learning.sources.label_studio_client import LabelStudioClient, LabelStudioConnection, LabelStudioError
+from active_learning.status import poll, training_run_id
 from active_learning.store.models import SOURCE_LABEL_STUDIO
 from test_label_studio_client import LEGACY, FakeLabelStudio, fake  # noqa: F401  (fake is a fixture)
 
@@ -16,18 +16,18 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def both(ctx: Context, fake: FakeLabelStudio, sample_config: str, sample_tasks):  # type: ignore[no-untyped-def]  # noqa: F811
+def both(backends: Backends, fake: FakeLabelStudio, sample_config: str, sample_tasks):  # type: ignore[no-untyped-def]  # noqa: F811
     """A store project with 90 completions and a Label Studio project (id 41) with 60 annotations."""
-    ctx.store.create_project("ours", sample_config, active_learning=True, frequency=50)
-    ctx.store.import_tasks("ours", sample_tasks, arrived_at=T0)
-    ctx.store.create_project("theirs", sample_config, active_learning=True, frequency=50,
+    backends.store.create_project("ours", sample_config, active_learning=True, frequency=50)
+    backends.store.import_tasks("ours", sample_tasks, arrived_at=T0)
+    backends.store.create_project("theirs", sample_config, active_learning=True, frequency=50,
                              source=SOURCE_LABEL_STUDIO, source_project_id=41)
     fake.projects = {41: 60}
-    ctx.connection_lookup = lambda conn_id: LabelStudioConnection(fake.url, LEGACY, conn_id)
-    return ctx
+    backends.connection_lookup = lambda conn_id: LabelStudioConnection(fake.url, LEGACY, conn_id)
+    return backends
 
 
-def test_one_poll_sees_both_sources_with_one_request_for_label_studio(both: Context, fake: FakeLabelStudio) -> None:  # noqa: F811
+def test_one_poll_sees_both_sources_with_one_request_for_label_studio(both: Backends, fake: FakeLabelStudio) -> None:  # noqa: F811
     due = {d.project: d for d in poll(both.sources, T0 + timedelta(minutes=1))}
 
     assert {p: d.new_completions for p, d in due.items()} == {"ours": 90, "theirs": 60}
@@ -36,7 +36,7 @@ def test_one_poll_sees_both_sources_with_one_request_for_label_studio(both: Cont
     assert fake.requests[0]["query"]["ids"] == ["41"]
 
 
-def test_label_studio_new_completions_count_from_the_last_training_s_recorded_count(both: Context, fake: FakeLabelStudio) -> None:  # noqa: F811
+def test_label_studio_new_completions_count_from_the_last_training_s_recorded_count(both: Backends, fake: FakeLabelStudio) -> None:  # noqa: F811
     both.store.start_training("theirs", run_key="first", source="active_learning", as_of=T0, source_annotations=60)
     both.store.update_training("first", status="success")
     fake.projects = {41: 109}
@@ -54,7 +54,7 @@ def test_label_studio_new_completions_count_from_the_last_training_s_recorded_co
     assert [d.new_completions for d in poll(both.sources, T0 + timedelta(hours=2)) if d.project == "theirs"] == [50]
 
 
-def test_no_request_while_no_label_studio_project_is_active(both: Context, fake: FakeLabelStudio) -> None:  # noqa: F811
+def test_no_request_while_no_label_studio_project_is_active(both: Backends, fake: FakeLabelStudio) -> None:  # noqa: F811
     both.store.update_settings("theirs", active_learning=False)
     both.connection_lookup = None  # not even a connection is needed
 
@@ -62,7 +62,7 @@ def test_no_request_while_no_label_studio_project_is_active(both: Context, fake:
     assert fake.requests == []
 
 
-def test_label_studio_down_leaves_store_projects_training_and_says_why(both: Context, fake: FakeLabelStudio) -> None:  # noqa: F811
+def test_label_studio_down_leaves_store_projects_training_and_says_why(both: Backends, fake: FakeLabelStudio) -> None:  # noqa: F811
     fake.replies[("GET", "/api/projects/")].extend([(503, {"detail": "maintenance"})] * 5)
     sources = both.sources
     sources.label_studio._client = LabelStudioClient(LabelStudioConnection(fake.url, LEGACY), retries=1, sleep=lambda _: None)
@@ -72,7 +72,7 @@ def test_label_studio_down_leaves_store_projects_training_and_says_why(both: Con
     assert isinstance(error, LabelStudioError) and "HTTP 503: maintenance" in str(error)
 
 
-def test_import_refuses_a_label_studio_project(both: Context, capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_refuses_a_label_studio_project(both: Backends, capsys: pytest.CaptureFixture[str]) -> None:
     from active_learning import cli
     from conftest import SAMPLE
 
@@ -81,7 +81,7 @@ def test_import_refuses_a_label_studio_project(both: Context, capsys: pytest.Cap
 
 
 def test_connect_reads_the_config_from_label_studio_and_refuses_a_second_connection(
-    ctx: Context, fake: FakeLabelStudio, sample_config: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    backends: Backends, fake: FakeLabelStudio, sample_config: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
     from active_learning import cli
 
@@ -89,9 +89,9 @@ def test_connect_reads_the_config_from_label_studio_and_refuses_a_second_connect
     fake.replies[("GET", "/api/projects/8/")].extend([(200, {"id": 8, "title": "News desk", "label_config": sample_config})] * 3)
 
     assert cli.main(["connect-label-studio", "--ls-project", "8", "--enable"]) == 0
-    settings = ctx.store.project("News desk")
+    settings = backends.store.project("News desk")
     assert (settings.source, settings.source_project_id, settings.active_learning) == (SOURCE_LABEL_STUDIO, 8, True)
-    assert ctx.store.revisions("News desk")[0].labeling_config == sample_config
+    assert backends.store.revisions("News desk")[0].labeling_config == sample_config
     assert cli.main(["connect-label-studio", "--ls-project", "8", "--project", "again"]) == 1
     assert "connected already" in capsys.readouterr().err
     assert cli.main(["config", "--project", "News desk"]) == 0  # read live from Label Studio
@@ -99,11 +99,11 @@ def test_connect_reads_the_config_from_label_studio_and_refuses_a_second_connect
 
 
 def test_training_on_label_studio_reads_its_export_once_and_reports_what_it_skipped(
-    both: Context, fake: FakeLabelStudio, sample_config: str  # noqa: F811
+    both: Backends, fake: FakeLabelStudio, sample_config: str  # noqa: F811
 ) -> None:
     import json
 
-    from active_learning.training_pipeline import prepare_data
+    from active_learning.training.steps import prepare_data
     from conftest import SAMPLE
 
     export = json.loads((SAMPLE / "completions_batch1.json").read_text())

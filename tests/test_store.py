@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import event, text
 
 from active_learning.exports import CompletionRecord, Span, TaskRecord
-from active_learning.polling import poll, training_run_id, training_source
+from active_learning.status import poll, training_run_id, training_source
 from active_learning.store import AnnotationStore, connect, create_schema
 from active_learning.store.repository import ConfigConflictError, UnknownProjectError
 from test_migrations import postgres_url  # noqa: F401  (a fixture: a fresh PostgreSQL database, or a skip)

@@ -1,4 +1,4 @@
-"""Tests for active_learning.training: train a tiny NER model on hand-built Docs and score it."""
+"""Tests for active_learning.training.spacy_ner: train a tiny NER model on hand-built Docs and score it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin, Span
 
-from active_learning.training import (
+from active_learning.training.spacy_ner import (
     NER_CONFIG_PATH,
     LabelScores,
     NerScores,
@@ -226,6 +226,6 @@ def test_train_ner_bad_override_raises_instead_of_exiting(tmp_path, gold_docs):
 
 
 def test_import_does_not_load_spacy():
-    code = "import sys, active_learning.training; print('spacy' in sys.modules)"
+    code = "import sys, active_learning.training.spacy_ner; print('spacy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

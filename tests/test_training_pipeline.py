@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from active_learning.context import Context
+from active_learning.backends import Backends
 from active_learning.exports import CompletionRecord, Span, TaskRecord
 from active_learning.store.models import utcnow
-from active_learning.training_pipeline import NotEnoughDataError, prepare_data, register, train
+from active_learning.training.steps import NotEnoughDataError, prepare_data, register, train
 
 CONFIG = """<View>
   <Labels name="label" toName="text">
@@ -29,29 +29,29 @@ def task(i: int) -> TaskRecord:
     return TaskRecord(f"t{i}", text, None, (completion,))
 
 
-def test_assertion_labels_do_not_train_and_a_retry_reuses_the_run_and_version(ctx: Context, tmp_path: Path) -> None:
-    ctx.store.create_project("clinic", CONFIG)
-    ctx.store.import_tasks("clinic", [task(i) for i in range(12)])
+def test_assertion_labels_do_not_train_and_a_retry_reuses_the_run_and_version(backends: Backends, tmp_path: Path) -> None:
+    backends.store.create_project("clinic", CONFIG)
+    backends.store.import_tasks("clinic", [task(i) for i in range(12)])
     as_of = utcnow()
-    prepared = prepare_data(ctx, "clinic", run_key="k1", source="manual", as_of=as_of)
+    prepared = prepare_data(backends, "clinic", run_key="k1", source="manual", as_of=as_of)
     assert prepared["summary"]["labels_not_trained"] == {"Absent": 12}
     assert prepared["completions_used"] == 12
     assert prepared["summary"]["train"]["skipped"] == {} and prepared["summary"]["dev"]["skipped"] == {}
-    summary = json.loads(Path(ctx.registry.client.download_artifacts(prepared["mlflow_run_id"], "dataset/summary.json", str(tmp_path))).read_text())
+    summary = json.loads(Path(backends.registry.client.download_artifacts(prepared["mlflow_run_id"], "dataset/summary.json", str(tmp_path))).read_text())
     assert summary["tasks"] == 12
 
-    again = prepare_data(ctx, "clinic", run_key="k1", source="manual", as_of=as_of)  # a retried task
+    again = prepare_data(backends, "clinic", run_key="k1", source="manual", as_of=as_of)  # a retried task
     assert again["mlflow_run_id"] == prepared["mlflow_run_id"]
-    trained = train(ctx, run_key="k1", mlflow_run_id=prepared["mlflow_run_id"])
+    trained = train(backends, run_key="k1", mlflow_run_id=prepared["mlflow_run_id"])
     assert trained["labels"] == ["PROBLEM"]
-    first = register(ctx, run_key="k1", model_uri=trained["model_uri"], labels=trained["labels"])
-    second = register(ctx, run_key="k1", model_uri=trained["model_uri"], labels=trained["labels"])
-    assert first == second and len(ctx.registry.project_models("clinic")) == 1
-    assert len(ctx.store.history("clinic")) == 1
+    first = register(backends, run_key="k1", model_uri=trained["model_uri"], labels=trained["labels"])
+    second = register(backends, run_key="k1", model_uri=trained["model_uri"], labels=trained["labels"])
+    assert first == second and len(backends.registry.project_models("clinic")) == 1
+    assert len(backends.store.history("clinic")) == 1
 
 
-def test_too_little_data_is_a_clear_error(ctx: Context) -> None:
-    ctx.store.create_project("tiny", CONFIG)
-    ctx.store.import_tasks("tiny", [task(0)])
+def test_too_little_data_is_a_clear_error(backends: Backends) -> None:
+    backends.store.create_project("tiny", CONFIG)
+    backends.store.import_tasks("tiny", [task(0)])
     with pytest.raises(NotEnoughDataError, match="'tiny' has 1 trainable tasks .* at least 2 are needed"):
-        prepare_data(ctx, "tiny", run_key="k2", source="manual", as_of=utcnow())
+        prepare_data(backends, "tiny", run_key="k2", source="manual", as_of=utcnow())

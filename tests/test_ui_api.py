@@ -43,34 +43,34 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def store_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One store and MLflow store for the module: PROJECT with 90 completions and two trained models
     (registered only), OTHER with the same config and no model, BROKEN naming a model that does not exist."""
-    from active_learning.context import Context
+    from active_learning.backends import Backends
     from active_learning.exports import read_export
-    from active_learning.training_pipeline import train_now
+    from active_learning.training.steps import train_now
 
     home = tmp_path_factory.mktemp("ui-store")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ACTIVE_LEARNING_HOME", str(home))
         for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # MLflow writes them; never another test's
             patch.delenv(key, raising=False)
-        ctx = Context()
+        backends = Backends()
         config = (SAMPLE / "labeling_config.xml").read_text()
         tasks = [t for batch in ("completions_batch1.json", "completions_batch2.json") for t in read_export(SAMPLE / batch)[0]]
-        ctx.store.create_project(PROJECT, config, active_learning=True, frequency=50)
-        ctx.store.import_tasks(PROJECT, tasks)
-        train_now(ctx, PROJECT, choice="register_only")
+        backends.store.create_project(PROJECT, config, active_learning=True, frequency=50)
+        backends.store.import_tasks(PROJECT, tasks)
+        train_now(backends, PROJECT, choice="register_only")
         time.sleep(1.1)  # model names carry the training second
-        train_now(ctx, PROJECT, choice="register_only")
-        ctx.store.create_project(OTHER, config)
-        ctx.store.create_project(BROKEN, config.replace('"ner_dl"', '"ner_dll"'))
+        train_now(backends, PROJECT, choice="register_only")
+        backends.store.create_project(OTHER, config)
+        backends.store.create_project(BROKEN, config.replace('"ner_dl"', '"ner_dll"'))
         yield home
 
 
 @pytest.fixture
-def ctx(store_home: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from active_learning.context import Context
+def backends(store_home: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from active_learning.backends import Backends
 
     monkeypatch.setenv("ACTIVE_LEARNING_HOME", str(store_home))
-    return Context()
+    return Backends()
 
 
 def token(username: str, role: str) -> dict[str, str]:
@@ -97,12 +97,12 @@ def user(client) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return token("alice", "user")
 
 
-def models_of(ctx, project: str = PROJECT) -> list[str]:  # type: ignore[no-untyped-def]
-    return [t.model_name for t in ctx.store.history(project) if t.model_name]
+def models_of(backends, project: str = PROJECT) -> list[str]:  # type: ignore[no-untyped-def]
+    return [t.model_name for t in backends.store.history(project) if t.model_name]
 
 
-def new_project(ctx, name: str, **settings: Any) -> str:  # type: ignore[no-untyped-def]
-    ctx.store.create_project(name, (SAMPLE / "labeling_config.xml").read_text(), **settings)
+def new_project(backends, name: str, **settings: Any) -> str:  # type: ignore[no-untyped-def]
+    backends.store.create_project(name, (SAMPLE / "labeling_config.xml").read_text(), **settings)
     return name
 
 
@@ -147,7 +147,7 @@ CHANGES = [
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), READS + CHANGES)
-def test_anonymous_and_bad_tokens_are_refused(client, ctx, method: str, path: str, kwargs: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+def test_anonymous_and_bad_tokens_are_refused(client, backends, method: str, path: str, kwargs: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     anonymous = getattr(client, method)(path, **kwargs)
     assert anonymous.status_code == 401
     if "/api/" in path:
@@ -162,7 +162,7 @@ def test_the_page_without_login_says_why_and_links_to_the_login(client) -> None:
     assert "/auth/login?next=" in response.text
 
 
-def test_a_user_who_may_not_trigger_dags_can_look_but_not_change(client, ctx, viewer) -> None:  # type: ignore[no-untyped-def]
+def test_a_user_who_may_not_trigger_dags_can_look_but_not_change(client, backends, viewer) -> None:  # type: ignore[no-untyped-def]
     page = client.get(f"{UI}/", headers=viewer)
     assert page.status_code == 200 and 'src="static/app.js"' in page.text
     assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
@@ -170,24 +170,24 @@ def test_a_user_who_may_not_trigger_dags_can_look_but_not_change(client, ctx, vi
     assert listing["permissions"] == {"can_change_settings": False, "can_train": False, "can_deploy": False}
     detail = client.get(f"{UI}/api/project", params={"project": PROJECT}, headers=viewer).json()
     assert detail["permissions"]["can_deploy"] is False
-    before = (ctx.store.project(PROJECT), ctx.store.read_config(PROJECT))
+    before = (backends.store.project(PROJECT), backends.store.read_config(PROJECT))
     revision = before[1].revision
     changes = [
         ("settings", {"config_revision": revision, "frequency": 200}),
         ("train", {}),
-        ("deploy", {"config_revision": revision, "model_name": models_of(ctx)[0]}),
+        ("deploy", {"config_revision": revision, "model_name": models_of(backends)[0]}),
         ("rollback", {"config_revision": revision, "to_revision": 1}),
     ]
     for action, body in changes:
         response = client.post(f"{UI}/api/project/{action}", params={"project": PROJECT}, json=body, headers=viewer)
         assert response.status_code == 403, action
-    assert (ctx.store.project(PROJECT), ctx.store.read_config(PROJECT)) == before
+    assert (backends.store.project(PROJECT), backends.store.read_config(PROJECT)) == before
 
 
 # -- reading ---------------------------------------------------------------------------------------------
 
 
-def test_the_projects_list(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+def test_the_projects_list(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
     from active_learning.store.models import utcnow
 
     data = client.get(f"{UI}/api/projects", headers=admin).json()
@@ -197,19 +197,19 @@ def test_the_projects_list(client, ctx, admin) -> None:  # type: ignore[no-untyp
     assert news["since_last_training"] == 0 and news["to_next_training"] == 50 and news["valid"] is True
     last = news["last_training"]
     assert last["status"] == "success" and last["source"] == "manual" and last["mlflow_run_id"]
-    assert last["model_name"] == models_of(ctx)[-1]
+    assert last["model_name"] == models_of(backends)[-1]
     assert last["airflow_run"] is False  # trained by the CLI's code path, not by an Airflow run
     [problem] = rows[BROKEN]["problems"]
     assert problem["label"] == "MISC" and problem["model"] == "ner_dll" and "'ner_dl'" in problem["message"]
     assert data["permissions"]["can_deploy"] is True and data["links"]["airflow"] == "/"
     # "since the last training" is what the poll counts
-    polled = {row.project: row.new_completions for row in ctx.store.poll(utcnow())}
+    polled = {row.project: row.new_completions for row in backends.store.poll(utcnow())}
     assert all(rows[name]["since_last_training"] == count for name, count in polled.items())
 
 
-def test_the_project_page(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+def test_the_project_page(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
     detail = client.get(f"{UI}/api/project", params={"project": PROJECT}, headers=admin).json()
-    first, second = models_of(ctx)
+    first, second = models_of(backends)
     assert [t["model_name"] for t in detail["history"]] == [second, first]  # newest first
     training = detail["history"][0]
     assert training["source"] == "manual" and training["completions_used"] == 90 and training["status"] == "success"
@@ -224,7 +224,7 @@ def test_the_project_page(client, ctx, admin) -> None:  # type: ignore[no-untype
     assert detail["training_dag"]["loaded"] is True
 
 
-def test_reading_an_unknown_project_is_404(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
+def test_reading_an_unknown_project_is_404(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
     for path, params in [
         ("project", {}),
         ("project/diff", {"revision": 1}),
@@ -238,24 +238,24 @@ def test_reading_an_unknown_project_is_404(client, ctx, admin) -> None:  # type:
 # -- settings ----------------------------------------------------------------------------------------------
 
 
-def test_settings_change_through_the_store_and_are_recorded_with_the_user(client, ctx, user) -> None:  # type: ignore[no-untyped-def]
-    name = new_project(ctx, "settings-project")
+def test_settings_change_through_the_store_and_are_recorded_with_the_user(client, backends, user) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(backends, "settings-project")
     response = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=user,
                            json={"config_revision": 1, "active_learning": True, "frequency": 100, "auto_deploy": True})
     assert response.status_code == 200, response.text
-    settings = ctx.store.project(name)
+    settings = backends.store.project(name)
     assert (settings.active_learning, settings.frequency, settings.auto_deploy) == (True, 100, True)
-    revision = ctx.store.revisions(name)[-1]
+    revision = backends.store.revisions(name)[-1]
     assert response.json()["config_revision"] == revision.revision == 2
     assert revision.author == "alice" and "every 100 new completions" in revision.reason
-    assert revision.labeling_config == ctx.store.revisions(name)[0].labeling_config  # the XML did not change
+    assert revision.labeling_config == backends.store.revisions(name)[0].labeling_config  # the XML did not change
     off = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=user,
                       json={"config_revision": 2, "active_learning": False})
-    assert off.status_code == 200 and ctx.store.project(name).active_learning is False
+    assert off.status_code == 200 and backends.store.project(name).active_learning is False
 
 
-def test_settings_refuse_bad_input(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
-    name = new_project(ctx, "bad-input-project")
+def test_settings_refuse_bad_input(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(backends, "bad-input-project")
     url = f"{UI}/api/project/settings"
     unknown = client.post(url, params={"project": "nowhere"}, headers=admin, json={"config_revision": 1, "frequency": 100})
     assert unknown.status_code == 404
@@ -266,17 +266,17 @@ def test_settings_refuse_bad_input(client, ctx, admin) -> None:  # type: ignore[
     # no JSON content type (what a cross-site form would send): refused
     form_post = client.post(url, params={"project": name}, headers=admin, content='{"config_revision": 1}')
     assert form_post.status_code == 422
-    assert ctx.store.project(name).frequency == 50 and ctx.store.read_config(name).revision == 1
+    assert backends.store.project(name).frequency == 50 and backends.store.read_config(name).revision == 1
 
 
-def test_a_settings_change_from_a_stale_form_is_refused(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
-    name = new_project(ctx, "stale-settings-project")
-    state = ctx.store.read_config(name)
-    ctx.store.write_config(name, state.xml.replace("PER", "PERSON"), expected_revision=1, author="someone", reason="edit")
+def test_a_settings_change_from_a_stale_form_is_refused(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(backends, "stale-settings-project")
+    state = backends.store.read_config(name)
+    backends.store.write_config(name, state.xml.replace("PER", "PERSON"), expected_revision=1, author="someone", reason="edit")
     response = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=admin,
                            json={"config_revision": 1, "active_learning": True})
     assert response.status_code == 409 and response.json()["detail"]["live_revision"] == 2
-    assert ctx.store.project(name).active_learning is False
+    assert backends.store.project(name).active_learning is False
 
 
 # -- train now -----------------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def dag_run(run_id: str):  # type: ignore[no-untyped-def]
         return run
 
 
-def test_train_now_triggers_the_training_dag_through_airflow_as_the_user(client, ctx, user, admin) -> None:  # type: ignore[no-untyped-def]
+def test_train_now_triggers_the_training_dag_through_airflow_as_the_user(client, backends, user, admin) -> None:  # type: ignore[no-untyped-def]
     response = client.post(f"{UI}/api/project/train", params={"project": OTHER}, headers=user, json={})
     assert response.status_code == 200, response.text
     run_id = response.json()["dag_run_id"]
@@ -311,8 +311,8 @@ def test_train_now_triggers_the_training_dag_through_airflow_as_the_user(client,
 # -- models, deploy, rollback ----------------------------------------------------------------------------------
 
 
-def test_the_comparison_with_the_deployed_model(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
-    first, second = models_of(ctx)
+def test_the_comparison_with_the_deployed_model(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
+    first, second = models_of(backends)
     url = f"{UI}/api/project/comparison"
     stored = client.get(url, params={"project": PROJECT, "model_name": second}, headers=admin).json()
     assert stored["candidate"]["model_name"] == second and stored["candidate"]["completions_used"] == 90
@@ -323,29 +323,29 @@ def test_the_comparison_with_the_deployed_model(client, ctx, admin) -> None:  # 
     assert missing.status_code == 400 and "no registered model" in missing.json()["detail"]
 
 
-def test_rescoring_needs_the_deploy_permission_and_scores_like_the_gate(client, ctx, admin, viewer) -> None:  # type: ignore[no-untyped-def]
-    _, second = models_of(ctx)
+def test_rescoring_needs_the_deploy_permission_and_scores_like_the_gate(client, backends, admin, viewer) -> None:  # type: ignore[no-untyped-def]
+    _, second = models_of(backends)
     params = {"project": PROJECT, "model_name": second, "rescore": "true"}
     assert client.get(f"{UI}/api/project/comparison", params=params, headers=viewer).status_code == 403
     scored = client.get(f"{UI}/api/project/comparison", params=params, headers=admin).json()["rescored"]
     assert scored["candidate"] == second and scored["eval_tasks"] > 0 and "evaluation tasks" in scored["description"]
 
 
-def test_deploy_then_roll_back(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
-    first, second = models_of(ctx)
-    live = ctx.store.read_config(PROJECT).revision
+def test_deploy_then_roll_back(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
+    first, second = models_of(backends)
+    live = backends.store.read_config(PROJECT).revision
     deploy = client.post(f"{UI}/api/project/deploy", params={"project": PROJECT}, headers=admin,
                          json={"config_revision": live, "model_name": first})
     assert deploy.status_code == 200, deploy.text
-    state = ctx.store.read_config(PROJECT)
+    state = backends.store.read_config(PROJECT)
     assert deploy.json()["config_revision"] == state.revision == live + 1
-    assert f'model="{first}"' in state.xml and ctx.store.project(PROJECT).deployed_model == first
-    revision = ctx.store.revisions(PROJECT)[-1]
+    assert f'model="{first}"' in state.xml and backends.store.project(PROJECT).deployed_model == first
+    revision = backends.store.revisions(PROJECT)[-1]
     assert revision.author == "admin" and revision.reason.startswith("manual deploy")
 
     stale = client.post(f"{UI}/api/project/deploy", params={"project": PROJECT}, headers=admin,
                         json={"config_revision": live, "model_name": second})
-    assert stale.status_code == 409 and ctx.store.read_config(PROJECT) == state
+    assert stale.status_code == 409 and backends.store.read_config(PROJECT) == state
     assert stale.json()["detail"]["live_revision"] == state.revision
 
     detail = client.get(f"{UI}/api/project", params={"project": PROJECT}, headers=admin).json()
@@ -364,13 +364,13 @@ def test_deploy_then_roll_back(client, ctx, admin) -> None:  # type: ignore[no-u
     rollback = client.post(f"{UI}/api/project/rollback", params={"project": PROJECT}, headers=admin,
                            json={"config_revision": state.revision, "to_revision": live})
     assert rollback.status_code == 200, rollback.text
-    assert ctx.store.read_config(PROJECT).xml == ctx.store.revisions(PROJECT)[live - 1].labeling_config
-    assert ctx.store.revisions(PROJECT)[-1].author == "admin"
+    assert backends.store.read_config(PROJECT).xml == backends.store.revisions(PROJECT)[live - 1].labeling_config
+    assert backends.store.revisions(PROJECT)[-1].author == "admin"
 
 
-def test_deploy_refuses_a_model_of_another_project_and_unknown_input(client, ctx, admin) -> None:  # type: ignore[no-untyped-def]
-    first, _ = models_of(ctx)
-    name = new_project(ctx, "deploy-target")
+def test_deploy_refuses_a_model_of_another_project_and_unknown_input(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
+    first, _ = models_of(backends)
+    name = new_project(backends, "deploy-target")
     url = f"{UI}/api/project/deploy"
     foreign = client.post(url, params={"project": name}, headers=admin, json={"config_revision": 1, "model_name": first})
     assert foreign.status_code == 400 and f"belongs to project {PROJECT!r}" in foreign.json()["detail"]
@@ -380,10 +380,10 @@ def test_deploy_refuses_a_model_of_another_project_and_unknown_input(client, ctx
     unknown_project = client.post(url, params={"project": "nowhere"}, headers=admin,
                                   json={"config_revision": 1, "model_name": first})
     assert unknown_project.status_code == 404
-    assert ctx.store.read_config(name).revision == 1 and ctx.store.project(name).deployed_model is None
+    assert backends.store.read_config(name).revision == 1 and backends.store.project(name).deployed_model is None
 
 
-def test_the_project_page_still_answers_when_mlflow_is_down(client, ctx, admin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_project_page_still_answers_when_mlflow_is_down(client, backends, admin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import mlflow
 
     from active_learning.store.models import utcnow
@@ -448,7 +448,7 @@ def seed_projects(store, count: int, completions: int) -> None:  # type: ignore[
 def test_the_overview_statements_on_the_embedded_and_the_scale_out_database(backend: str, request, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
-    from active_learning.overview import project_rows
+    from active_learning.project_page import project_rows
     from active_learning.store import AnnotationStore, connect, create_schema
     from active_learning.store.models import utcnow
 
@@ -476,10 +476,10 @@ def test_the_projects_list_answers_fast_with_1000_projects_in_two_statements(
 ) -> None:
     from sqlalchemy import event
 
-    from active_learning.context import Context
+    from active_learning.backends import Backends
 
     monkeypatch.setenv("ACTIVE_LEARNING_HOME", str(tmp_path))
-    seed_projects(Context().store, 1000, 100)
+    seed_projects(Backends().store, 1000, 100)
     url = f"{UI}/api/projects"
     assert len(client.get(url, headers=admin).json()["projects"]) == 1000  # warm: schema check, config parses
 

@@ -52,18 +52,18 @@ class Airflow:
 
 def seed_projects(home: Path) -> None:
     """demo-news (90 completions, active learning off), and two others for a fuller projects list."""
-    from active_learning.context import Context
+    from active_learning.backends import Backends
     from active_learning.exports import read_export
 
-    ctx = Context()
+    backends = Backends()
     config = (SAMPLE / "labeling_config.xml").read_text()
     tasks = [t for batch in ("completions_batch1.json", "completions_batch2.json") for t in read_export(SAMPLE / batch)[0]]
-    ctx.store.create_project(PROJECT, config)
-    ctx.store.import_tasks(PROJECT, tasks)
-    ctx.store.create_project("clinical-notes", config, active_learning=True, frequency=200, auto_deploy=True)
-    ctx.store.import_tasks("clinical-notes", tasks[:64])
-    ctx.store.create_project("support-tickets", config.replace('"ner_dl"', '"ner_dll"'), active_learning=True, frequency=50)
-    ctx.store.import_tasks("support-tickets", tasks[:12])
+    backends.store.create_project(PROJECT, config)
+    backends.store.import_tasks(PROJECT, tasks)
+    backends.store.create_project("clinical-notes", config, active_learning=True, frequency=200, auto_deploy=True)
+    backends.store.import_tasks("clinical-notes", tasks[:64])
+    backends.store.create_project("support-tickets", config.replace('"ner_dl"', '"ner_dll"'), active_learning=True, frequency=50)
+    backends.store.import_tasks("support-tickets", tasks[:12])
 
 
 @pytest.fixture
@@ -72,8 +72,8 @@ def airflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Airflow
         pytest.skip("needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver "
                     "(.ci/run installs them)")
     pytest.importorskip("selenium", reason="needs selenium (requirements-dev.txt)")
-    from active_learning.embedded import EmbeddedAirflow
-    from active_learning.services import http_json, wait_until
+    from devstack.embedded import EmbeddedAirflow
+    from devstack.services import http_json, wait_until
 
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         monkeypatch.delenv(key)  # this test's own Airflow, not the test session's
@@ -118,18 +118,18 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_a_project_owner_drives_the_loop_from_the_active_learning_page(airflow: Airflow, browser: Any) -> None:
-    from active_learning.context import Context
+    from active_learning.backends import Backends
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
-        drive(browser, airflow.url, airflow.password, Context())
+        drive(browser, airflow.url, airflow.password, Backends())
     except BaseException:
         browser.save_screenshot(str(ARTIFACTS / "failure.png"))
         (ARTIFACTS / "failure.html").write_text(browser.page_source)
         raise
 
 
-def drive(driver: Any, base: str, password: str, ctx: Any) -> None:
+def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     """The whole walk through, as a person clicks it (also runnable against any running Airflow)."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
@@ -186,9 +186,9 @@ def drive(driver: Any, base: str, password: str, ctx: Any) -> None:
     element("#enable-deploy-no").click()
     wait(notice_says("active learning on, every 100 new completions, register only"), what="the settings to be saved")
     wait(lambda d: element("#al-switch").is_selected() and element("#auto-deploy-line").is_displayed())
-    settings = ctx.store.project(PROJECT)
+    settings = backends.store.project(PROJECT)
     assert (settings.active_learning, settings.frequency, settings.auto_deploy) == (True, 100, False)
-    assert ctx.store.revisions(PROJECT)[-1].author == "admin"
+    assert backends.store.revisions(PROJECT)[-1].author == "admin"
 
     # Train now: a run of the training DAG, then a row in the history that ends in success.
     element("#train-now").click()
@@ -199,13 +199,13 @@ def drive(driver: Any, base: str, password: str, ctx: Any) -> None:
          timeout=TRAINING_TIMEOUT, what="the training to succeed")
     row = element("#history tbody tr[data-run]")
     assert "manual" in row.text and row.find_elements(By.LINK_TEXT, "Airflow run")
-    [training] = ctx.store.history(PROJECT)
+    [training] = backends.store.history(PROJECT)
     assert training.status == "success" and training.source == "manual" and training.completions_used == 90
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#learning-curve circle"), what="the learning curve")
     shot("05-trained")
 
     # Deploy the new model: the dialog shows the comparison with the deployed model; confirm.
-    revision = ctx.store.read_config(PROJECT).revision
+    revision = backends.store.read_config(PROJECT).revision
     element(f"button[data-deploy='{training.model_name}']").click()
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "dialog[open] #comparison"), what="the comparison")
     assert training.model_name in element("#comparison").text
@@ -213,9 +213,9 @@ def drive(driver: Any, base: str, password: str, ctx: Any) -> None:
     element("#dialog-ok").click()
     wait(notice_says(f"{training.model_name} (version 1) deployed"), what="the deploy")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, f"#models tr[data-model='{training.model_name}'] .badge.on"))
-    assert ctx.store.project(PROJECT).deployed_model == training.model_name
-    assert ctx.store.read_config(PROJECT).revision == revision + 1
-    assert ctx.store.revisions(PROJECT)[-1].author == "admin"
+    assert backends.store.project(PROJECT).deployed_model == training.model_name
+    assert backends.store.read_config(PROJECT).revision == revision + 1
+    assert backends.store.revisions(PROJECT)[-1].author == "admin"
 
     # The projects list, inside Airflow, now shows the deployed model and the last training.
     driver.get(f"{base}/plugin/active-learning")
@@ -236,5 +236,5 @@ def drive(driver: Any, base: str, password: str, ctx: Any) -> None:
     wait(notice_says(f"revision {revision} is live again"), what="the rollback")
     wait(lambda d: "rollback to revision" in element("#revisions tbody tr").text)
     shot("09-rolled-back")
-    assert ctx.store.read_config(PROJECT).xml == ctx.store.revisions(PROJECT)[revision - 1].labeling_config
-    assert ctx.store.revisions(PROJECT)[-1].author == "admin"
+    assert backends.store.read_config(PROJECT).xml == backends.store.revisions(PROJECT)[revision - 1].labeling_config
+    assert backends.store.revisions(PROJECT)[-1].author == "admin"

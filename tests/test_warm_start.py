@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from active_learning import settings
-from active_learning.context import Context
+from active_learning.backends import Backends
 from active_learning.exports import CompletionRecord, Span, TaskRecord
 from active_learning.store.models import utcnow
-from active_learning.training_pipeline import train_now
+from active_learning.training.steps import train_now
 
 CONFIG = """<View>
   <Labels name="label" toName="text">
@@ -29,35 +29,35 @@ def task(i: int, *, with_drug: bool) -> TaskRecord:
 
 
 def test_a_warm_start_continues_from_the_deployed_model_and_learns_new_labels(
-    ctx: Context, monkeypatch: pytest.MonkeyPatch
+    backends: Backends, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx.store.create_project("clinic", CONFIG)
-    ctx.store.import_tasks("clinic", [task(i, with_drug=False) for i in range(30)])
-    first = train_now(ctx, "clinic", choice="deploy")
-    assert first["metrics"]["f1"] > 0.9 and ctx.store.project("clinic").deployed_model == first["model_name"]
+    backends.store.create_project("clinic", CONFIG)
+    backends.store.import_tasks("clinic", [task(i, with_drug=False) for i in range(30)])
+    first = train_now(backends, "clinic", choice="deploy")
+    assert first["metrics"]["f1"] > 0.9 and backends.store.project("clinic").deployed_model == first["model_name"]
 
-    ctx.store.import_tasks("clinic", [task(i, with_drug=True) for i in range(30, 60)])
+    backends.store.import_tasks("clinic", [task(i, with_drug=True) for i in range(30, 60)])
     # Two training steps: from random weights nothing is learnt yet; from the deployed model PROBLEM is known.
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": 2, "training.eval_frequency": 1}')
-    scratch = train_now(ctx, "clinic", choice="register_only", warm_start=False)
-    warm = train_now(ctx, "clinic", choice="register_only", warm_start=True)
+    scratch = train_now(backends, "clinic", choice="register_only", warm_start=False)
+    warm = train_now(backends, "clinic", choice="register_only", warm_start=True)
     assert warm["metrics"]["per_label"]["PROBLEM"]["f1"] > 0.9 > scratch["metrics"]["f1"]
 
-    params = ctx.registry.client.get_run(ctx.store.training(warm["run_key"]).mlflow_run_id).data.params
+    params = backends.registry.client.get_run(backends.store.training(warm["run_key"]).mlflow_run_id).data.params
     assert params["warm_start_from"] == first["model_name"]
-    assert ctx.registry.client.get_run(ctx.store.training(scratch["run_key"]).mlflow_run_id).data.params["warm_start_from"] == "none"
+    assert backends.registry.client.get_run(backends.store.training(scratch["run_key"]).mlflow_run_id).data.params["warm_start_from"] == "none"
 
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": 60, "training.eval_frequency": 20}')
-    learnt = train_now(ctx, "clinic", choice="register_only", warm_start=True)
-    assert set(ctx.registry.find_model(learnt["model_name"]).labels) == {"PROBLEM", "DRUG"}  # a label the deployed model never saw is added and trained
+    learnt = train_now(backends, "clinic", choice="register_only", warm_start=True)
+    assert set(backends.registry.find_model(learnt["model_name"]).labels) == {"PROBLEM", "DRUG"}  # a label the deployed model never saw is added and trained
     assert learnt["metrics"]["per_label"]["DRUG"]["f1"] > 0.5
 
 
-def test_without_a_deployed_model_of_ours_a_warm_start_trains_from_scratch(ctx: Context) -> None:
-    ctx.store.create_project("fresh", CONFIG)
-    ctx.store.import_tasks("fresh", [task(i, with_drug=True) for i in range(20)])
-    result = train_now(ctx, "fresh", choice="register_only", warm_start=True)
-    params = ctx.registry.client.get_run(ctx.store.training(result["run_key"]).mlflow_run_id).data.params
+def test_without_a_deployed_model_of_ours_a_warm_start_trains_from_scratch(backends: Backends) -> None:
+    backends.store.create_project("fresh", CONFIG)
+    backends.store.import_tasks("fresh", [task(i, with_drug=True) for i in range(20)])
+    result = train_now(backends, "fresh", choice="register_only", warm_start=True)
+    params = backends.registry.client.get_run(backends.store.training(result["run_key"]).mlflow_run_id).data.params
     assert params["warm_start_from"] == "none" and result["metrics"]["f1"] > 0.5
 
 

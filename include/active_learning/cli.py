@@ -13,39 +13,39 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from active_learning.context import Context
+from active_learning.backends import Backends
 from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_LABEL_STUDIO, SOURCE_STORE, utcnow
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    ctx = Context()
+    backends = Backends()
     try:
-        return args.command(ctx, args) or 0
+        return args.command(backends, args) or 0
     except (LookupError, ValueError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
 
-def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.store  # creates the schema
-    ctx.registry.client.search_experiments(max_results=1)  # creates MLflow's store
-    print(f"annotation store: {ctx.store.engine.url.render_as_string(hide_password=True)}")
-    print(f"MLflow tracking:  {ctx.registry.tracking_uri}")
+def cmd_init(backends: Backends, args: argparse.Namespace) -> int:
+    backends.store  # creates the schema
+    backends.registry.client.search_experiments(max_results=1)  # creates MLflow's store
+    print(f"annotation store: {backends.store.engine.url.render_as_string(hide_password=True)}")
+    print(f"MLflow tracking:  {backends.registry.tracking_uri}")
     return 0
 
 
-def cmd_recount(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.store.recount()
+def cmd_recount(backends: Backends, args: argparse.Namespace) -> int:
+    backends.store.recount()
     print("poll counters recomputed from the completions and trainings of every project")
     return 0
 
 
-def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+def cmd_import(backends: Backends, args: argparse.Namespace) -> int:
     from active_learning.exports import read_export
     from active_learning.labeling_config import check_structure, list_labels, text_key
 
-    store = ctx.store
+    store = backends.store
     if store.has_project(args.project) and store.project(args.project).source != SOURCE_STORE:
         print(f"error: project {args.project!r} lives in Label Studio: its completions are read from there", file=sys.stderr)
         return 1
@@ -68,7 +68,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     result = store.import_tasks(args.project, tasks)
     added = {"new_tasks": result.new_tasks, "new_completions": result.new_completions,
              "already_imported": result.known_completions}
-    ctx.registry.log_import(args.project, source=args.path, summary=summary.as_dict(), added=added)
+    backends.registry.log_import(args.project, source=args.path, summary=summary.as_dict(), added=added)
     print(
         json.dumps(
             {"project": args.project, "new_tasks": result.new_tasks, "new_completions": result.new_completions,
@@ -79,24 +79,24 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_connect_label_studio(ctx: Context, args: argparse.Namespace) -> int:
+def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> int:
     """Register a Label Studio project: its config is read from the server, its settings kept here."""
     from sqlalchemy.exc import IntegrityError
 
     from active_learning.labeling_config import check_structure, text_key
 
-    client = ctx.sources.label_studio.client
+    client = backends.sources.label_studio.client
     remote = client.project(args.ls_project)
     xml = remote["label_config"]
     problems = check_structure(xml)
     if problems:
         return _print_problems(problems)
     name = args.project or remote["title"]
-    if ctx.store.has_project(name):
+    if backends.store.has_project(name):
         print(f"error: a project named {name!r} exists already: choose another name with --project", file=sys.stderr)
         return 1
     try:
-        settings = ctx.store.create_project(
+        settings = backends.store.create_project(
             name, xml, text_key=text_key(xml), frequency=args.frequency or DEFAULT_FREQUENCY,
             auto_deploy=bool(args.auto_deploy), active_learning=args.enable, author="cli",
             source=SOURCE_LABEL_STUDIO, source_project_id=args.ls_project,
@@ -109,8 +109,8 @@ def cmd_connect_label_studio(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_enable(ctx: Context, args: argparse.Namespace) -> int:
-    settings = ctx.store.update_settings(
+def cmd_enable(backends: Backends, args: argparse.Namespace) -> int:
+    settings = backends.store.update_settings(
         args.project, active_learning=True, frequency=args.frequency, auto_deploy=args.auto_deploy
     )
     print(f"{settings.name}: active learning on, every {settings.frequency} new completions, "
@@ -118,15 +118,15 @@ def cmd_enable(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_disable(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.store.update_settings(args.project, active_learning=False)
+def cmd_disable(backends: Backends, args: argparse.Namespace) -> int:
+    backends.store.update_settings(args.project, active_learning=False)
     print(f"{args.project}: active learning off")
     return 0
 
 
-def cmd_projects(ctx: Context, args: argparse.Namespace) -> int:
-    store = ctx.store
-    polled = {row.project: row for row in ctx.sources.poll(utcnow())}  # Label Studio's counts are live
+def cmd_projects(backends: Backends, args: argparse.Namespace) -> int:
+    store = backends.store
+    polled = {row.project: row for row in backends.sources.poll(utcnow())}  # Label Studio's counts are live
     totals = store.completion_totals()
     rows = []
     for name, deployed in sorted(store.deployed_models().items()):
@@ -156,8 +156,8 @@ def cmd_projects(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate_config(ctx: Context, args: argparse.Namespace) -> int:
-    from active_learning.deployment import config_problems
+def cmd_validate_config(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.deploy.deployment import config_problems
     from active_learning.labeling_config import LabelingConfigError, parse_config, validate_config
 
     xml = Path(args.xml).read_bytes()
@@ -166,70 +166,70 @@ def cmd_validate_config(ctx: Context, args: argparse.Namespace) -> int:
     except LabelingConfigError as error:
         return _print_problems([error])
     if args.project:
-        ctx.store.project(args.project)  # unknown project: a clear error
-        problems = config_problems(ctx, args.project, xml)
+        backends.store.project(args.project)  # unknown project: a clear error
+        problems = config_problems(backends, args.project, xml)
     else:
-        problems = validate_config(xml, pretrained=ctx.pretrained, registered=ctx.registry.model_names())
+        problems = validate_config(xml, pretrained=backends.pretrained, registered=backends.registry.model_names())
     if problems:
         return _print_problems(problems)
     print(f"{args.xml}: valid")
     return 0
 
 
-def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
-    from active_learning.training_pipeline import train_now
+def cmd_train(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.training.steps import train_now
 
     choice = "auto" if args.deploy is None else "deploy" if args.deploy else "register_only"
-    result = train_now(ctx, args.project, choice=choice, tolerance=args.tolerance, warm_start=args.warm_start)
+    result = train_now(backends, args.project, choice=choice, tolerance=args.tolerance, warm_start=args.warm_start)
     print(result["model_name"])
     print(json.dumps({k: result[k] for k in ("version", "deploy", "metrics")}), file=sys.stderr)
     return 0
 
 
-def cmd_deploy(ctx: Context, args: argparse.Namespace) -> int:
-    from active_learning.deployment import ConfigValidationError, deploy_model
-    from active_learning.gate import compare_with_deployed
+def cmd_deploy(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.deploy.deployment import ConfigValidationError, deploy_model
+    from active_learning.deploy.gate import compare_with_deployed
 
-    print(f"comparison (a manual deploy is not gated): {compare_with_deployed(ctx, args.project, args.model).describe()}",
+    print(f"comparison (a manual deploy is not gated): {compare_with_deployed(backends, args.project, args.model).describe()}",
           file=sys.stderr)
     try:
-        result = deploy_model(ctx, args.project, args.model, author="cli", reason="manual deploy")
+        result = deploy_model(backends, args.project, args.model, author="cli", reason="manual deploy")
     except ConfigValidationError as error:
         return _print_problems(error.problems)
     print(f"{result.project}: {result.model_name} (version {result.version}) deployed, config revision {result.revision}")
     return 0
 
 
-def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
-    history = [run.as_dict() for run in ctx.store.history(args.project)]
+def cmd_history(backends: Backends, args: argparse.Namespace) -> int:
+    history = [run.as_dict() for run in backends.store.history(args.project)]
     print(json.dumps(history, indent=2))
     return 0
 
 
-def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
+def cmd_config(backends: Backends, args: argparse.Namespace) -> int:
     if args.revisions:
-        for revision in ctx.store.revisions(args.project):
+        for revision in backends.store.revisions(args.project):
             print(f"{revision.revision:>4}  {revision.created_at:%Y-%m-%d %H:%M:%S}  {revision.author:30}  {revision.reason}")
         return 0
-    sys.stdout.write(ctx.source(args.project).read_config(args.project).xml)
+    sys.stdout.write(backends.source(args.project).read_config(args.project).xml)
     return 0
 
 
-def cmd_rollback(ctx: Context, args: argparse.Namespace) -> int:
-    from active_learning.deployment import ConfigValidationError, rollback
+def cmd_rollback(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.deploy.deployment import ConfigValidationError, rollback
 
     try:
-        revision = rollback(ctx, args.project, to_revision=args.to, author="cli")
+        revision = rollback(backends, args.project, to_revision=args.to, author="cli")
     except ConfigValidationError as error:
         return _print_problems(error.problems)
     print(f"{args.project}: config revision {revision} is live")
     return 0
 
 
-def cmd_evaluate(ctx: Context, args: argparse.Namespace) -> int:
-    from active_learning.evaluation import evaluate_export
+def cmd_evaluate(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.training.evaluation import evaluate_export
 
-    scores = evaluate_export(ctx, args.model, Path(args.tasks))
+    scores = evaluate_export(backends, args.model, Path(args.tasks))
     print(json.dumps(scores, indent=2))
     return 0
 

@@ -4,7 +4,7 @@ Both tools share one task schema: ``{"id", "data": {...}, "completions" | "annot
 with result items ``{"type": "labels", "value": {"start", "end", "text", "labels"}}``.
 Nothing here trusts the export: a bad item is skipped and counted in the :class:`ImportSummary`,
 the rest of the export is kept, and a span is never kept at offsets that disagree with its text.
-Overlapping spans are kept as they are; :mod:`active_learning.dataset` resolves them.
+Overlapping spans are kept as they are; :mod:`active_learning.training.dataset` resolves them.
 """
 
 from __future__ import annotations

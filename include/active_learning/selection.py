@@ -16,8 +16,11 @@ completions). At most one of them becomes the task's training example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
+
+from active_learning.exports import Span
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -73,3 +76,28 @@ def _as_utc(moment: datetime) -> datetime:
 def _id_order(source_id: object) -> tuple[int, int, str]:
     text = "" if source_id is None else str(source_id)
     return (1, int(text), "") if text.isascii() and text.isdecimal() else (0, 0, text)
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One task's text with the entities of its chosen completion."""
+
+    task_id: str
+    text: str
+    spans: tuple[Span, ...]
+    test: bool = False  # tagged as a test task: always in the evaluation set
+
+
+def training_example(
+    task_id: str, text: str, completions: Sequence[CompletionLike], *, test: bool = False
+) -> TrainingExample | None:
+    """The task's example from the completion the selection policy chooses; None when none is eligible.
+
+    ``completions`` are stored rows (spans as ``[start, end, label]`` lists) or an export's records (spans
+    as :class:`Span`): both trainings, from our store and from a Label Studio export, go through here.
+    """
+    chosen = choose_completion(completions)
+    if chosen is None:
+        return None
+    spans = tuple(Span(*span) if not isinstance(span, Span) else span for span in chosen.spans)  # type: ignore[attr-defined]
+    return TrainingExample(task_id=task_id, text=text, spans=spans, test=test)

@@ -10,12 +10,12 @@ log = logging.getLogger(__name__)
 
 def mark_training_failed(context: Any) -> None:
     """Record in the training history that this run failed, and why (after its last retry)."""
-    from active_learning import training_pipeline
-    from active_learning_airflow.connections import task_context
+    from active_learning.training import steps as training_pipeline
+    from active_learning_airflow.connections import task_backends
 
     run_key = context["run_id"]
     reason = f"{context['ti'].task_id}: {context.get('exception') or 'failed'}"
     try:
-        training_pipeline.fail(task_context(), run_key, reason)
+        training_pipeline.fail(task_backends(), run_key, reason)
     except Exception:  # the run may have failed before its training row existed
         log.exception("could not mark training %s failed", run_key)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from active_learning.context import Context
-    from active_learning.label_studio import LabelStudioConnection
+    from active_learning.backends import Backends
+    from active_learning.sources.label_studio_client import LabelStudioConnection
 
 
 def label_studio_connection(conn_id: str) -> LabelStudioConnection:
-    from active_learning.label_studio import LabelStudioAuthError, LabelStudioConnection, connection_url
+    from active_learning.sources.label_studio_client import LabelStudioAuthError, LabelStudioConnection, connection_url
     from airflow.sdk import BaseHook
 
     try:
@@ -30,8 +30,8 @@ def label_studio_connection(conn_id: str) -> LabelStudioConnection:
     return LabelStudioConnection(connection_url(conn.host, port=conn.port, scheme=conn.schema or conn.conn_type), conn.password, conn_id)
 
 
-def task_context() -> Context:
-    """The domain's Context for an Airflow task: Label Studio's connection comes from Airflow."""
-    from active_learning.context import Context
+def task_backends() -> Backends:
+    """The domain's Backends for an Airflow task: Label Studio's connection comes from Airflow."""
+    from active_learning.backends import Backends
 
-    return Context(connection_lookup=label_studio_connection)
+    return Backends(connection_lookup=label_studio_connection)

@@ -12,11 +12,11 @@ from airflow.sdk.exceptions import AirflowFailException
 def fail_without_retry() -> Iterator[None]:
     """Bad input (unknown project or model, invalid config, too little data, a refused Label Studio token) is
     final; faults (Label Studio unreachable after the client's own retries, too) are retried."""
-    from active_learning.deployment import DeployError
-    from active_learning.label_studio import LabelStudioAuthError
+    from active_learning.deploy.deployment import DeployError
+    from active_learning.sources.label_studio_client import LabelStudioAuthError
     from active_learning.labeling_config import LabelingConfigError
     from active_learning.store.repository import UnknownProjectError
-    from active_learning.training_pipeline import NotEnoughDataError
+    from active_learning.training.steps import NotEnoughDataError
 
     try:
         yield

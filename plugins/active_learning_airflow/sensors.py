@@ -40,11 +40,11 @@ class DueProjectsSensor(BaseSensorOperator):
         super().__init__(mode=mode, poke_interval=poke_interval, timeout=timeout, soft_fail=soft_fail, **kwargs)
 
     def poke(self, context: Any) -> PokeReturnValue:
-        from active_learning.polling import poll
-        from active_learning_airflow.connections import task_context
+        from active_learning.status import poll
+        from active_learning_airflow.connections import task_backends
 
         as_of = poll_time(context)
-        sources = task_context().sources
+        sources = task_backends().sources
         due = poll(sources, as_of)
         for training in due:
             self.log.info(

@@ -2,7 +2,7 @@
 
 The schema is owned by Alembic migrations shipped inside the package (``store/migrations``);
 :func:`create_schema` upgrades a database to the newest revision. Every process that opens the store
-calls it (each Airflow task through :class:`active_learning.context.Context`), so it is built to be
+calls it (each Airflow task through :class:`active_learning.backends.Backends`), so it is built to be
 cheap and safe to call from many processes at once:
 
 - it first reads the database's revision (one small query) and returns when it is the newest;

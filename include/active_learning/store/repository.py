@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from active_learning.dataset import TrainingExample, training_example
+from active_learning.selection import TrainingExample, training_example
 from active_learning.exports import CompletionRecord, TaskRecord
 from active_learning.store.models import (
     DEFAULT_FREQUENCY,

@@ -40,7 +40,7 @@ from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 
 if TYPE_CHECKING:
-    from active_learning.context import Context
+    from active_learning.backends import Backends
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 
 TRAINING_DAG_ID = "active_learning_training"
@@ -96,21 +96,21 @@ class TrainBody(_Body):
 
 # -- the domain, one context per process and settings --------------------------------------------------
 
-_contexts: dict[tuple[str, str], Context] = {}
+_contexts: dict[tuple[str, str], Backends] = {}
 _contexts_lock = threading.Lock()
 
 
-def domain() -> Context:
+def domain() -> Backends:
     """The store and registry of the current settings, kept per process: engines pool their connections."""
     from active_learning import settings
-    from active_learning.context import Context
+    from active_learning.backends import Backends
 
     key = (settings.annotation_db_url(), settings.mlflow_tracking_uri())
     with _contexts_lock:
-        ctx = _contexts.get(key)
-        if ctx is None:
-            ctx = _contexts[key] = Context(*key)
-    return ctx
+        backends = _contexts.get(key)
+        if backends is None:
+            backends = _contexts[key] = Backends(*key)
+    return backends
 
 
 def links(request: Request) -> dict[str, str]:
@@ -147,11 +147,11 @@ def permissions(user: BaseUser) -> dict[str, bool]:
     return {"can_change_settings": can_train, "can_train": can_train, "can_deploy": may_trigger(DEPLOY_DAG_ID)}
 
 
-def known_project(ctx: Context, name: str) -> Any:
+def known_project(backends: Backends, name: str) -> Any:
     from active_learning.store.repository import UnknownProjectError
 
     try:
-        return ctx.store.project(name)
+        return backends.store.project(name)
     except UnknownProjectError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
@@ -164,9 +164,9 @@ def stale(name: str, form_revision: int, live: int) -> HTTPException:
     )
 
 
-def refused_as_stale(ctx: Context, name: str, form_revision: int) -> HTTPException:
+def refused_as_stale(backends: Backends, name: str, form_revision: int) -> HTTPException:
     """The domain's compare-and-set refused the form: 409, naming the revision that is live instead."""
-    return stale(name, form_revision, ctx.store.read_config(name).revision)
+    return stale(name, form_revision, backends.store.read_config(name).revision)
 
 
 # -- Airflow's side: training runs ----------------------------------------------------------------------
@@ -259,13 +259,13 @@ def create_app() -> FastAPI:
     @app.get("/api/projects", dependencies=[Depends(may_read)])
     def list_projects(request: Request, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
         """Every project: two store statements, one Airflow query, no MLflow call."""
-        from active_learning.overview import project_rows
+        from active_learning.project_page import project_rows
         from active_learning.store.models import utcnow
 
         started = time.perf_counter()
-        ctx = domain()
+        backends = domain()
         now = utcnow()
-        rows = [row.as_dict() for row in project_rows(ctx.store, now, pretrained=ctx.pretrained)]
+        rows = [row.as_dict() for row in project_rows(backends.store, now, pretrained=backends.pretrained)]
         in_airflow = airflow_run_ids(session, [r["last_training"]["run_key"] for r in rows if r["last_training"]])
         for row in rows:
             if row["last_training"]:
@@ -281,12 +281,12 @@ def create_app() -> FastAPI:
     @app.get("/api/project", dependencies=[Depends(may_read)])
     def project_page(request: Request, project: ProjectName, user: GetUserDep, session: SessionDep) -> dict[str, Any]:
         """One project: settings, validation (against MLflow), history, models, revisions, learning curve."""
-        from active_learning.overview import project_detail
+        from active_learning.project_page import project_detail
         from active_learning.store.models import utcnow
 
-        ctx = domain()
-        known_project(ctx, project)
-        detail = project_detail(ctx, project, utcnow())
+        backends = domain()
+        known_project(backends, project)
+        detail = project_detail(backends, project, utcnow())
         keys = [t["run_key"] for t in detail["history"]]
         in_airflow = airflow_run_ids(session, keys)
         for training in detail["history"]:
@@ -303,8 +303,8 @@ def create_app() -> FastAPI:
         from active_learning.store.models import FREQUENCIES
         from active_learning.store.repository import ConfigConflictError
 
-        ctx = domain()
-        current = known_project(ctx, project)
+        backends = domain()
+        current = known_project(backends, project)
         if body.frequency is not None and body.frequency not in FREQUENCIES:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -316,7 +316,7 @@ def create_app() -> FastAPI:
             "auto_deploy": body.auto_deploy,
         }
         changes = {k: v for k, v in wanted.items() if v is not None and v != getattr(current, k)}
-        config = ctx.store.read_config(project)
+        config = backends.store.read_config(project)
         if config.revision != body.config_revision:
             raise stale(project, body.config_revision, config.revision)
         if not changes:
@@ -325,11 +325,11 @@ def create_app() -> FastAPI:
         summary = describe_settings(after)
         author = user.get_name()
         try:  # compare-and-set on the form's revision, the change recorded as a revision, one transaction
-            revision = ctx.store.update_settings(
+            revision = backends.store.update_settings(
                 project, **changes, expected_revision=body.config_revision, author=author, reason=f"settings: {summary} ({UI})"
             ).config_revision
         except ConfigConflictError:
-            raise refused_as_stale(ctx, project, body.config_revision) from None
+            raise refused_as_stale(backends, project, body.config_revision) from None
         return {"changed": True, "config_revision": revision, "message": f"{project}: {summary}"}
 
     @app.post("/api/project/train", dependencies=[Depends(may_train)])
@@ -367,25 +367,25 @@ def create_app() -> FastAPI:
     ) -> dict[str, Any]:
         """The model against the deployed one: their scores when trained (instant); with ``rescore``,
         both scored now on the project's evaluation set, as the deploy gate does (loads both models)."""
-        from active_learning.deployment import DeployError, find_project_model
-        from active_learning.overview import stored_comparison
+        from active_learning.deploy.deployment import DeployError, find_project_model
+        from active_learning.project_page import stored_comparison
 
-        ctx = domain()
-        settings = known_project(ctx, project)
-        history = ctx.store.history(project)
+        backends = domain()
+        settings = known_project(backends, project)
+        history = backends.store.history(project)
         if not any(t.model_name == model_name for t in history):
             try:  # not in this project's history: MLflow says whose it is, or that it does not exist
-                find_project_model(ctx, project, model_name)
+                find_project_model(backends, project, model_name)
             except DeployError as error:
                 raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
         result = stored_comparison(history, model_name, settings.deployed_model)
         if rescore:
             if not permissions(user)["can_deploy"]:
                 raise HTTPException(status.HTTP_403_FORBIDDEN, "scoring models needs permission to deploy")
-            from active_learning.gate import compare_with_deployed
+            from active_learning.deploy.gate import compare_with_deployed
 
             try:
-                scored = compare_with_deployed(ctx, project, model_name)
+                scored = compare_with_deployed(backends, project, model_name)
             except DeployError as error:
                 raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
             result["rescored"] = scored.as_dict() | {"description": scored.describe()}
@@ -394,13 +394,13 @@ def create_app() -> FastAPI:
     @app.post("/api/project/deploy", dependencies=[Depends(may_deploy)])
     def deploy(project: ProjectName, body: DeployBody, user: GetUserDep) -> dict[str, Any]:
         """Deploy a registered model of the project into its labeling config (not gated, like the CLI)."""
-        from active_learning.deployment import ConfigValidationError, DeployError, deploy_model
+        from active_learning.deploy.deployment import ConfigValidationError, DeployError, deploy_model
         from active_learning.store.repository import ConfigConflictError
 
-        ctx = domain()
-        known_project(ctx, project)
+        backends = domain()
+        known_project(backends, project)
         try:
-            result = deploy_model(ctx, project, body.model_name, author=user.get_name(),
+            result = deploy_model(backends, project, body.model_name, author=user.get_name(),
                                   reason=f"manual deploy ({UI})", expected_revision=body.config_revision)
         except ConfigValidationError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -408,7 +408,7 @@ def create_app() -> FastAPI:
         except DeployError as error:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
         except ConfigConflictError:
-            raise refused_as_stale(ctx, project, body.config_revision) from None
+            raise refused_as_stale(backends, project, body.config_revision) from None
         return {"model_name": result.model_name, "version": result.version, "config_revision": result.revision,
                 "changed": result.changed,
                 "message": f"{project}: {result.model_name} (version {result.version}) deployed, "
@@ -421,25 +421,25 @@ def create_app() -> FastAPI:
         against: Annotated[int | None, Query(ge=1)] = None,
     ) -> dict[str, Any]:
         """Unified diff of a config revision against another (default: the revision before it)."""
-        from active_learning.overview import revision_diff
+        from active_learning.project_page import revision_diff
 
-        ctx = domain()
-        known_project(ctx, project)
+        backends = domain()
+        known_project(backends, project)
         try:
-            return revision_diff(ctx.store, project, revision, against)
+            return revision_diff(backends.store, project, revision, against)
         except LookupError as error:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
     @app.post("/api/project/rollback", dependencies=[Depends(may_deploy)])
     def rollback(project: ProjectName, body: RollbackBody, user: GetUserDep) -> dict[str, Any]:
         """Make an earlier config revision live again, as a new revision (validated first)."""
-        from active_learning import deployment
+        from active_learning.deploy import deployment
         from active_learning.store.repository import ConfigConflictError
 
-        ctx = domain()
-        known_project(ctx, project)
+        backends = domain()
+        known_project(backends, project)
         try:
-            revision = deployment.rollback(ctx, project, to_revision=body.to_revision, author=user.get_name(),
+            revision = deployment.rollback(backends, project, to_revision=body.to_revision, author=user.get_name(),
                                            expected_revision=body.config_revision)
         except deployment.ConfigValidationError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -447,7 +447,7 @@ def create_app() -> FastAPI:
         except deployment.DeployError as error:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
         except ConfigConflictError:
-            raise refused_as_stale(ctx, project, body.config_revision) from None
+            raise refused_as_stale(backends, project, body.config_revision) from None
         return {"config_revision": revision,
                 "message": f"{project}: revision {body.to_revision} is live again, as revision {revision}"}
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from active_learning.services import Service, airflow_healthy, wait_until
+from devstack.services import Service, airflow_healthy, wait_until
 from active_learning.settings import REPO_ROOT
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from active_learning.context import Context
-from active_learning.deployment import deployed_version, find_project_model
+from active_learning.backends import Backends
+from active_learning.deploy.deployment import deployed_version, find_project_model
 
 AUTO, DEPLOY, REGISTER_ONLY = "auto", "deploy", "register_only"
 
@@ -48,41 +48,41 @@ class DeployDecision:
     comparison: Comparison | None = None
 
 
-def compare_with_deployed(ctx: Context, project: str, model_name: str) -> Comparison:
+def compare_with_deployed(backends: Backends, project: str, model_name: str) -> Comparison:
     """Score ``model_name`` and the project's deployed model (if it is one of ours) on the same tasks."""
-    from active_learning.training import score_ner
-    from active_learning.training_pipeline import read_docs, workspace
+    from active_learning.training.spacy_ner import score_ner
+    from active_learning.training.steps import read_docs, workspace
 
-    candidate = find_project_model(ctx, project, model_name)
-    deployed = deployed_version(ctx, project)
+    candidate = find_project_model(backends, project, model_name)
+    deployed = deployed_version(backends, project)
     if deployed is not None and deployed.model_name == candidate.model_name:
         deployed = None  # a model is not compared with itself
     with workspace(f"gate-{model_name}", "evaluate") as folder:
-        dev_path = ctx.registry.download_dataset(candidate.run_id or "", folder) / "dev.spacy"
-        candidate_nlp = ctx.registry.load_model(candidate)
+        dev_path = backends.registry.download_dataset(candidate.run_id or "", folder) / "dev.spacy"
+        candidate_nlp = backends.registry.load_model(candidate)
         docs = read_docs(candidate_nlp, dev_path)
         candidate_f1 = score_ner(candidate_nlp, docs).f1
         deployed_f1 = None
         if deployed is not None:
-            deployed_nlp = ctx.registry.load_model(deployed)
+            deployed_nlp = backends.registry.load_model(deployed)
             deployed_f1 = score_ner(deployed_nlp, read_docs(deployed_nlp, dev_path)).f1
     return Comparison(model_name, candidate_f1, deployed.model_name if deployed else None, deployed_f1, len(docs))
 
 
-def decide(ctx: Context, project: str, model_name: str, *, choice: str = AUTO, tolerance: float = 0.0) -> DeployDecision:
+def decide(backends: Backends, project: str, model_name: str, *, choice: str = AUTO, tolerance: float = 0.0) -> DeployDecision:
     """Whether a freshly trained model goes into the config, and why (for the log, MLflow and the history)."""
     if choice == DEPLOY:
         return DeployDecision(True, "deploy requested (gate overridden)")
     if choice == REGISTER_ONLY:
         return DeployDecision(False, "register only requested")
-    if not ctx.store.project(project).auto_deploy:
+    if not backends.store.project(project).auto_deploy:
         return DeployDecision(False, "auto-deploy is off")
-    comparison = compare_with_deployed(ctx, project, model_name)
+    comparison = compare_with_deployed(backends, project, model_name)
     passed = comparison.passes(tolerance)
     verdict = "gate passed" if passed else "gate refused"
     reason = f"{verdict}: {comparison.describe()}" + (f", tolerance {tolerance:.3f}" if tolerance else "")
-    info = find_project_model(ctx, project, model_name)
-    ctx.registry.set_version_tags(info, {"deploy_gate": verdict, "deploy_gate_reason": reason})
+    info = find_project_model(backends, project, model_name)
+    backends.registry.set_version_tags(info, {"deploy_gate": verdict, "deploy_gate_reason": reason})
     return DeployDecision(passed, reason, comparison)
 
 

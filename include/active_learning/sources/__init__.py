@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from active_learning.dataset import TrainingExample, training_example
-from active_learning.label_studio import (
+from active_learning.selection import TrainingExample, training_example
+from active_learning.sources.label_studio_client import (
     DEFAULT_CONN_ID,
     LabelStudioClient,
     LabelStudioConnection,

@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from active_learning.embedded import airflow_environment
-from active_learning.services import Service, airflow_healthy, answers, http_json, wait_until
+from devstack.embedded import airflow_environment
+from devstack.services import Service, airflow_healthy, answers, http_json, wait_until
 
 
 @dataclass

@@ -12,16 +12,16 @@ from active_learning.registry import ModelRegistry
 from active_learning.store import AnnotationStore, connect, create_schema
 
 if TYPE_CHECKING:
-    from active_learning.label_studio import LabelStudioConnection
+    from active_learning.sources.label_studio_client import LabelStudioConnection
     from active_learning.sources import CompletionSource, Sources
 
 
 @dataclass
-class Context:
+class Backends:
     db_url: str | None = None
     tracking_uri: str | None = None
     # How Label Studio's connection is found: AIRFLOW_CONN_LABEL_STUDIO_DEFAULT by default; Airflow
-    # tasks pass Airflow's own lookup (active_learning_airflow.connections.task_context).
+    # tasks pass Airflow's own lookup (active_learning_airflow.connections.task_backends).
     connection_lookup: Callable[[str], LabelStudioConnection] | None = None
 
     @cached_property

@@ -10,8 +10,8 @@ import difflib
 import logging
 from dataclasses import dataclass
 
-from active_learning.context import Context
-from active_learning.label_studio import LabelStudioValidationError
+from active_learning.backends import Backends
+from active_learning.sources.label_studio_client import LabelStudioValidationError
 from active_learning.labeling_config import ConfigProblem, assign_model, list_labels, validate_config
 from active_learning.naming import registered_model_name
 from active_learning.registry import CANDIDATE, DEPLOYED, ModelVersionInfo
@@ -41,10 +41,10 @@ class DeployResult:
     changed: bool
 
 
-def find_project_model(ctx: Context, project: str, model_name: str) -> ModelVersionInfo:
-    info = ctx.registry.find_model(model_name)
+def find_project_model(backends: Backends, project: str, model_name: str) -> ModelVersionInfo:
+    info = backends.registry.find_model(model_name)
     if info is None:
-        known = sorted(v.model_name for v in ctx.registry.project_models(project))
+        known = sorted(v.model_name for v in backends.registry.project_models(project))
         close = difflib.get_close_matches(model_name, known, n=3, cutoff=0.5)
         hint = f"closest: {', '.join(close)}" if close else f"project {project!r} has {len(known)} registered models"
         raise DeployError(f"no registered model named {model_name!r} ({hint})")
@@ -53,20 +53,20 @@ def find_project_model(ctx: Context, project: str, model_name: str) -> ModelVers
     return info
 
 
-def deployed_version(ctx: Context, project: str) -> ModelVersionInfo | None:
+def deployed_version(backends: Backends, project: str) -> ModelVersionInfo | None:
     """The project's deployed model if it is one of ours (None: nothing deployed, or a pretrained model)."""
-    name = ctx.store.project(project).deployed_model
-    return ctx.registry.find_model(name) if name else None
+    name = backends.store.project(project).deployed_model
+    return backends.registry.find_model(name) if name else None
 
 
-def config_problems(ctx: Context, project: str, xml: str, *, also_known: tuple[str, ...] = ()) -> list[ConfigProblem]:
-    project_models = {v.model_name for v in ctx.registry.project_models(project)} | set(also_known)
-    registered = ctx.registry.model_names() | project_models
-    return validate_config(xml, pretrained=ctx.pretrained, registered=registered, project_models=project_models)
+def config_problems(backends: Backends, project: str, xml: str, *, also_known: tuple[str, ...] = ()) -> list[ConfigProblem]:
+    project_models = {v.model_name for v in backends.registry.project_models(project)} | set(also_known)
+    registered = backends.registry.model_names() | project_models
+    return validate_config(xml, pretrained=backends.pretrained, registered=registered, project_models=project_models)
 
 
 def deploy_model(
-    ctx: Context, project: str, model_name: str, *, author: str, reason: str, expected_revision: int | None = None
+    backends: Backends, project: str, model_name: str, *, author: str, reason: str, expected_revision: int | None = None
 ) -> DeployResult:
     """Name ``model_name`` in every untied label it was trained on, then move the ``deployed`` alias.
 
@@ -75,20 +75,20 @@ def deploy_model(
     ``expected_revision`` (a person's decision, taken on that revision) a change meanwhile is not
     re-applied but refused: :class:`ConfigConflictError`.
     """
-    info = find_project_model(ctx, project, model_name)
-    source = ctx.source(project)
+    info = find_project_model(backends, project, model_name)
+    source = backends.source(project)
     for _ in range(WRITE_ATTEMPTS):
         current = source.read_config(project)
         _check_revision(project, current.revision, expected_revision)
-        updated = assign_model(current.xml, model_name=model_name, trained_labels=info.labels, pretrained=ctx.pretrained)
-        problems = config_problems(ctx, project, updated, also_known=(model_name,))
+        updated = assign_model(current.xml, model_name=model_name, trained_labels=info.labels, pretrained=backends.pretrained)
+        problems = config_problems(backends, project, updated, also_known=(model_name,))
         if problems:
             raise ConfigValidationError(project, problems)
         if updated == current.xml:
             revision, changed = current.revision, False
             break
         try:
-            revision = write_config(ctx, project, updated, expected_revision=current.revision, author=author, reason=reason)
+            revision = write_config(backends, project, updated, expected_revision=current.revision, author=author, reason=reason)
             changed = True
             break
         except ConfigConflictError:
@@ -97,37 +97,37 @@ def deploy_model(
             log.info("labeling config of %s changed meanwhile; applying the deploy again", project)
     else:
         raise DeployError(f"the labeling config of {project!r} kept changing; {WRITE_ATTEMPTS} attempts failed")
-    ctx.registry.set_alias(info.registered_name, DEPLOYED, info.version)
-    ctx.store.set_deployed_model(project, model_name)
+    backends.registry.set_alias(info.registered_name, DEPLOYED, info.version)
+    backends.store.set_deployed_model(project, model_name)
     return DeployResult(project, model_name, info.version, revision, changed)
 
 
-def mark_candidate(ctx: Context, project: str, model_name: str) -> ModelVersionInfo:
+def mark_candidate(backends: Backends, project: str, model_name: str) -> ModelVersionInfo:
     """Register-only branch: the model waits, under the ``candidate`` alias, for a person to deploy it."""
-    info = find_project_model(ctx, project, model_name)
-    ctx.registry.set_alias(info.registered_name, CANDIDATE, info.version)
+    info = find_project_model(backends, project, model_name)
+    backends.registry.set_alias(info.registered_name, CANDIDATE, info.version)
     return info
 
 
-def write_config(ctx: Context, project: str, xml: str, *, expected_revision: int, author: str, reason: str) -> int:
+def write_config(backends: Backends, project: str, xml: str, *, expected_revision: int, author: str, reason: str) -> int:
     """Write a validated config to the project's source; Label Studio's refusal (400) is a validation error
     like ours, and then nothing is written anywhere."""
     try:
-        return ctx.source(project).write_config(
+        return backends.source(project).write_config(
             project, xml, expected_revision=expected_revision, author=author, reason=reason
         ).revision
     except LabelStudioValidationError as error:
         raise ConfigValidationError(project, [ConfigProblem(f"Label Studio refused it: {m}") for m in error.messages]) from None
 
 
-def validate_project(ctx: Context, project: str) -> list[ConfigProblem]:
-    return config_problems(ctx, project, ctx.source(project).read_config(project).xml)
+def validate_project(backends: Backends, project: str) -> list[ConfigProblem]:
+    return config_problems(backends, project, backends.source(project).read_config(project).xml)
 
 
-def rollback(ctx: Context, project: str, *, to_revision: int | None, author: str, expected_revision: int | None = None) -> int:
+def rollback(backends: Backends, project: str, *, to_revision: int | None, author: str, expected_revision: int | None = None) -> int:
     """Make an earlier revision live again, as a new revision (history is never rewritten); with
     ``expected_revision``, only if the config is still at that revision."""
-    revisions = ctx.store.revisions(project)
+    revisions = backends.store.revisions(project)
     current = revisions[-1]
     _check_revision(project, current.revision, expected_revision)
     if to_revision is None:
@@ -137,14 +137,14 @@ def rollback(ctx: Context, project: str, *, to_revision: int | None, author: str
     target = next((r for r in revisions if r.revision == to_revision), None)
     if target is None:
         raise DeployError(f"project {project!r} has no config revision {to_revision} (it has 1 to {current.revision})")
-    problems = config_problems(ctx, project, target.labeling_config)
+    problems = config_problems(backends, project, target.labeling_config)
     if problems:
         raise ConfigValidationError(project, problems)
     revision = write_config(
-        ctx, project, target.labeling_config, expected_revision=current.revision, author=author,
+        backends, project, target.labeling_config, expected_revision=current.revision, author=author,
         reason=f"rollback to revision {to_revision}",
     )
-    _deployed_follows_config(ctx, project, target.labeling_config)
+    _deployed_follows_config(backends, project, target.labeling_config)
     return revision
 
 
@@ -153,7 +153,7 @@ def _check_revision(project: str, live: int, expected: int | None) -> None:
         raise ConfigConflictError(project, expected)
 
 
-def _deployed_follows_config(ctx: Context, project: str, xml: str) -> None:
+def _deployed_follows_config(backends: Backends, project: str, xml: str) -> None:
     """The deployed model (store and MLflow alias) becomes the one of ours the live config names, if any.
 
     Else a rolled-back model would stay ``deployed``: the gate would compare against it, a warm start
@@ -161,29 +161,29 @@ def _deployed_follows_config(ctx: Context, project: str, xml: str) -> None:
     """
     registered = registered_model_name(project)
     named = {label.model for label in list_labels(xml) if label.model}
-    ours = [info for info in map(ctx.registry.find_model, sorted(named)) if info and info.registered_name == registered]
+    ours = [info for info in map(backends.registry.find_model, sorted(named)) if info and info.registered_name == registered]
     if ours:
         info = max(ours, key=lambda found: found.version)
-        ctx.registry.set_alias(registered, DEPLOYED, info.version)
-        ctx.store.set_deployed_model(project, info.model_name)
+        backends.registry.set_alias(registered, DEPLOYED, info.version)
+        backends.store.set_deployed_model(project, info.model_name)
     else:
-        ctx.registry.delete_alias(registered, DEPLOYED)
-        ctx.store.set_deployed_model(project, None)
+        backends.registry.delete_alias(registered, DEPLOYED)
+        backends.store.set_deployed_model(project, None)
 
 
-def apply_alias_moves(ctx: Context) -> list[DeployResult]:
+def apply_alias_moves(backends: Backends) -> list[DeployResult]:
     """Apply ``deployed`` aliases that a person moved in the MLflow UI to the projects' configs."""
-    deployed = ctx.registry.deployed_versions()
+    deployed = backends.registry.deployed_versions()
     applied = []
-    for project, current_model in ctx.store.deployed_models().items():
+    for project, current_model in backends.store.deployed_models().items():
         version = deployed.get(registered_model_name(project))
         if version is None:
             continue
-        info = ctx.registry.model_version(registered_model_name(project), version)
+        info = backends.registry.model_version(registered_model_name(project), version)
         if info.model_name and info.model_name != current_model:
             applied.append(
                 deploy_model(
-                    ctx, project, info.model_name, author="mlflow", reason=f"alias '{DEPLOYED}' moved to version {version}"
+                    backends, project, info.model_name, author="mlflow", reason=f"alias '{DEPLOYED}' moved to version {version}"
                 )
             )
     return applied

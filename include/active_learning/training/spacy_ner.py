@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from active_learning.settings import CONFIGS_DIR
+
 if TYPE_CHECKING:  # pragma: no cover
     from spacy.language import Language
     from spacy.tokens import Doc
 
-NER_CONFIG_PATH: Path = Path(__file__).resolve().parents[1] / "configs" / "ner.cfg"
+NER_CONFIG_PATH: Path = CONFIGS_DIR / "ner.cfg"
 
 #: Environment variable with spaCy config overrides as a JSON object,
 #: e.g. ``{"training.max_steps": 50}`` (handy for tests and smoke runs).

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from active_learning import naming, settings
-from active_learning.context import Context
-from active_learning.dataset import TrainingExample, dataset_digest, split_examples, to_docs, write_docbin
+from active_learning.backends import Backends
+from active_learning.selection import TrainingExample
+from active_learning.training.dataset import dataset_digest, split_examples, to_docs, write_docbin
 from active_learning.labeling_config import list_labels
-from active_learning.polling import SOURCE_MANUAL
+from active_learning.status import SOURCE_MANUAL
 
 log = logging.getLogger(__name__)
 MIN_EXAMPLES = 2
@@ -47,13 +48,13 @@ def workspace(run_key: str, step: str) -> Iterator[Path]:
             folder.parent.rmdir()  # only once every step's folder is gone
 
 
-def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of: datetime) -> dict[str, Any]:
+def prepare_data(backends: Backends, project: str, *, run_key: str, source: str, as_of: datetime) -> dict[str, Any]:
     """Select one completion per task as of ``as_of``, convert to spaCy docs, split, upload to MLflow."""
     import spacy
 
-    origin = ctx.source(project)  # our store or Label Studio
+    origin = backends.source(project)  # our store or Label Studio
     count = origin.training_count(project)  # read before the completions: none arriving meanwhile is lost
-    training = ctx.store.start_training(project, run_key=run_key, source=source, as_of=as_of, source_annotations=count)
+    training = backends.store.start_training(project, run_key=run_key, source=source, as_of=as_of, source_annotations=count)
     labels = list_labels(origin.read_config(project).xml)
     training_set = origin.training_set(project, as_of, {label.value for label in labels})
     examples, unknown = _keep_config_labels(training_set.examples, {label.value for label in labels if not label.assertion})
@@ -70,70 +71,70 @@ def prepare_data(ctx: Context, project: str, *, run_key: str, source: str, as_of
             write_docbin(docs, folder / f"{part}.spacy")
             summary[part] = report.as_dict()
         digest = dataset_digest(examples)
-        run_id = ctx.registry.start_run(
+        run_id = backends.registry.start_run(
             project,
             run_key=run_key,
             run_name=naming.model_name(project, training.started_at),
             tags={"source": source, "airflow_run_id": run_key},
         )
-        ctx.registry.log_dataset(run_id, folder, name=f"{naming.safe_name(project)}-completions", digest=digest, summary=summary)
-    ctx.registry.log_params(
+        backends.registry.log_dataset(run_id, folder, name=f"{naming.safe_name(project)}-completions", digest=digest, summary=summary)
+    backends.registry.log_params(
         run_id,
         {"project": project, "source": source, "as_of": as_of.isoformat(), "completions_used": len(examples),
          "train_docs": len(train), "dev_docs": len(dev), "dataset_digest": digest},
     )
-    ctx.store.update_training(run_key, mlflow_run_id=run_id, completions_used=len(examples), dataset_digest=digest)
+    backends.store.update_training(run_key, mlflow_run_id=run_id, completions_used=len(examples), dataset_digest=digest)
     log.info("prepared %d tasks (%d train / %d dev) for %s: %s", len(examples), len(train), len(dev), project, summary)
     return {"run_key": run_key, "mlflow_run_id": run_id, "completions_used": len(examples), "summary": summary}
 
 
 def train(
-    ctx: Context, *, run_key: str, mlflow_run_id: str, overrides: dict[str, Any] | None = None, warm_start: bool | None = None
+    backends: Backends, *, run_key: str, mlflow_run_id: str, overrides: dict[str, Any] | None = None, warm_start: bool | None = None
 ) -> dict[str, Any]:
     """Train on the run's dataset, score on its dev part, log the model to the same MLflow run.
 
     ``warm_start`` (default: ``ACTIVE_LEARNING_WARM_START``): continue from the project's deployed model
     when it is one of ours; else, or with no such model, from scratch.
     """
-    from active_learning.training import load_model, load_training_overrides, score_ner, train_ner
+    from active_learning.training.spacy_ner import load_model, load_training_overrides, score_ner, train_ner
 
     overrides = load_training_overrides() | (overrides or {})
     warm_start = settings.warm_start() if warm_start is None else warm_start
     with workspace(run_key, "train") as folder:
-        dataset = ctx.registry.download_dataset(mlflow_run_id, folder)
-        base = _deployed_model(ctx, ctx.store.training(run_key).project, folder) if warm_start else None
+        dataset = backends.registry.download_dataset(mlflow_run_id, folder)
+        base = _deployed_model(backends, backends.store.training(run_key).project, folder) if warm_start else None
         with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for results
             outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides,
                                 warm_start_from=base[1] if base else None)
         nlp = load_model(outcome.model_dir)
         scores = score_ner(nlp, read_docs(nlp, dataset / "dev.spacy"))
-        model_uri = ctx.registry.log_model(mlflow_run_id, nlp)
+        model_uri = backends.registry.log_model(mlflow_run_id, nlp)
     metrics = scores.as_metrics() | {"training_seconds": outcome.seconds}
-    ctx.registry.log_metrics(mlflow_run_id, metrics)
-    ctx.registry.log_params(mlflow_run_id, {"warm_start_from": base[0] if base else "none"}
+    backends.registry.log_metrics(mlflow_run_id, metrics)
+    backends.registry.log_params(mlflow_run_id, {"warm_start_from": base[0] if base else "none"}
                             | {f"spacy.{k}": v for k, v in overrides.items()})
-    ctx.store.update_training(run_key, metrics=scores.as_dict())
+    backends.store.update_training(run_key, metrics=scores.as_dict())
     log.info("trained %s in %.1f s: %s", run_key, outcome.seconds, scores.as_dict())
     return {"model_uri": model_uri, "labels": list(outcome.labels), "metrics": scores.as_dict()}
 
 
-def _deployed_model(ctx: Context, project: str, folder: Path) -> tuple[str, Path] | None:
+def _deployed_model(backends: Backends, project: str, folder: Path) -> tuple[str, Path] | None:
     """The project's deployed model (name, spaCy folder), if it is one of ours, to warm-start from."""
-    from active_learning.deployment import deployed_version
+    from active_learning.deploy.deployment import deployed_version
 
-    info = deployed_version(ctx, project)
+    info = deployed_version(backends, project)
     if info is None:
         log.info("warm start: %s has no deployed model of ours; training from scratch", project)
         return None
     log.info("warm start: continuing from %s", info.model_name)
-    return info.model_name, ctx.registry.download_model(info, folder / "warm-start")
+    return info.model_name, backends.registry.download_model(info, folder / "warm-start")
 
 
-def register(ctx: Context, *, run_key: str, model_uri: str, labels: list[str]) -> dict[str, Any]:
-    training = ctx.store.training(run_key)
+def register(backends: Backends, *, run_key: str, model_uri: str, labels: list[str]) -> dict[str, Any]:
+    training = backends.store.training(run_key)
     if training.model_name is not None and training.model_version is not None:  # a retry after success
         return {"project": training.project, "model_name": training.model_name, "version": training.model_version}
-    info = ctx.registry.register(
+    info = backends.registry.register(
         training.project,
         model_uri=model_uri,
         run_id=training.mlflow_run_id or "",
@@ -142,74 +143,74 @@ def register(ctx: Context, *, run_key: str, model_uri: str, labels: list[str]) -
         labels=tuple(labels),
         description=_describe(training.project, training.started_at, training.completions_used, training.metrics),
     )
-    ctx.store.update_training(run_key, model_name=info.model_name, model_version=info.version)
-    log_learning_curve(ctx, run_key, training.project, training.mlflow_run_id or "")
-    ctx.registry.finish_run(training.mlflow_run_id or "")
+    backends.store.update_training(run_key, model_name=info.model_name, model_version=info.version)
+    log_learning_curve(backends, run_key, training.project, training.mlflow_run_id or "")
+    backends.registry.finish_run(training.mlflow_run_id or "")
     return {"project": training.project, "model_name": info.model_name, "version": info.version}
 
 
-def log_learning_curve(ctx: Context, run_key: str, project: str, mlflow_run_id: str) -> None:
+def log_learning_curve(backends: Backends, run_key: str, project: str, mlflow_run_id: str) -> None:
     """F1 against completions over the project's models, as a plot and a CSV in the new model's run."""
-    from active_learning.learning_curve import ARTIFACT_DIR, curve_rows, write_curve
+    from active_learning.training.learning_curve import ARTIFACT_DIR, curve_rows, write_curve
 
-    rows = curve_rows(ctx.store.history(project))
+    rows = curve_rows(backends.store.history(project))
     if not rows:
         return
     with workspace(run_key, "learning-curve") as folder:
         write_curve(rows, folder, project)
-        ctx.registry.client.log_artifacts(mlflow_run_id, str(folder), ARTIFACT_DIR)
+        backends.registry.client.log_artifacts(mlflow_run_id, str(folder), ARTIFACT_DIR)
 
 
-def note_deploy(ctx: Context, run_key: str, what: str) -> None:
+def note_deploy(backends: Backends, run_key: str, what: str) -> None:
     """What the deploy decision and branch did, and why, for the history (appended in order)."""
-    earlier = ctx.store.training(run_key).deploy
-    ctx.store.update_training(run_key, deploy=f"{earlier}; {what}" if earlier else what)
+    earlier = backends.store.training(run_key).deploy
+    backends.store.update_training(run_key, deploy=f"{earlier}; {what}" if earlier else what)
 
 
-def finish(ctx: Context, run_key: str) -> None:
-    ctx.store.update_training(run_key, status="success")
+def finish(backends: Backends, run_key: str) -> None:
+    backends.store.update_training(run_key, status="success")
 
 
-def fail(ctx: Context, run_key: str, error: BaseException | str) -> None:
+def fail(backends: Backends, run_key: str, error: BaseException | str) -> None:
     """Mark a training failed with its reason, so the history says why and the poll retries the crossing."""
-    ctx.store.update_training(run_key, status="failed", error=str(error)[:4000])
+    backends.store.update_training(run_key, status="failed", error=str(error)[:4000])
 
 
-def decide_deploy(ctx: Context, run_key: str, project: str, model_name: str, *, choice: str, tolerance: float = 0.0) -> bool:
+def decide_deploy(backends: Backends, run_key: str, project: str, model_name: str, *, choice: str, tolerance: float = 0.0) -> bool:
     """The branch: deploy or only register, with the reason in the log, the history and MLflow."""
-    from active_learning import gate
+    from active_learning.deploy import gate
 
-    decision = gate.decide(ctx, project, model_name, choice=choice, tolerance=tolerance)
+    decision = gate.decide(backends, project, model_name, choice=choice, tolerance=tolerance)
     log.info("%s: %s", "deploying" if decision.deploy else "registering only", decision.reason)
-    note_deploy(ctx, run_key, decision.reason)
+    note_deploy(backends, run_key, decision.reason)
     return decision.deploy
 
 
-def deploy_trained(ctx: Context, run_key: str, project: str, model_name: str, *, author: str) -> None:
-    from active_learning.deployment import deploy_model
+def deploy_trained(backends: Backends, run_key: str, project: str, model_name: str, *, author: str) -> None:
+    from active_learning.deploy.deployment import deploy_model
 
-    result = deploy_model(ctx, project, model_name, author=author, reason=f"training {run_key}")
-    note_deploy(ctx, run_key, f"deployed (config revision {result.revision})")
-
-
-def keep_as_candidate(ctx: Context, run_key: str, project: str, model_name: str) -> None:
-    from active_learning.deployment import mark_candidate
-
-    mark_candidate(ctx, project, model_name)
-    note_deploy(ctx, run_key, "registered only (alias 'candidate')")
+    result = deploy_model(backends, project, model_name, author=author, reason=f"training {run_key}")
+    note_deploy(backends, run_key, f"deployed (config revision {result.revision})")
 
 
-def validate_and_finish(ctx: Context, run_key: str, project: str) -> None:
-    from active_learning.deployment import ConfigValidationError, validate_project
+def keep_as_candidate(backends: Backends, run_key: str, project: str, model_name: str) -> None:
+    from active_learning.deploy.deployment import mark_candidate
 
-    problems = validate_project(ctx, project)
+    mark_candidate(backends, project, model_name)
+    note_deploy(backends, run_key, "registered only (alias 'candidate')")
+
+
+def validate_and_finish(backends: Backends, run_key: str, project: str) -> None:
+    from active_learning.deploy.deployment import ConfigValidationError, validate_project
+
+    problems = validate_project(backends, project)
     if problems:
         raise ConfigValidationError(project, problems)
-    finish(ctx, run_key)
+    finish(backends, run_key)
 
 
 def train_now(
-    ctx: Context, project: str, *, choice: str = "auto", tolerance: float = 0.0, author: str = "cli",
+    backends: Backends, project: str, *, choice: str = "auto", tolerance: float = 0.0, author: str = "cli",
     warm_start: bool | None = None,
 ) -> dict[str, Any]:
     """All steps in this process, as the training DAG runs them (for the CLI and scripts)."""
@@ -218,20 +219,20 @@ def train_now(
     started = utcnow()
     run_key = f"{SOURCE_MANUAL}__{naming.safe_name(project)}__{started:%Y%m%dT%H%M%S.%f}"
     try:
-        prepared = prepare_data(ctx, project, run_key=run_key, source=SOURCE_MANUAL, as_of=started)
-        trained = train(ctx, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"], warm_start=warm_start)
-        registered = register(ctx, run_key=run_key, model_uri=trained["model_uri"], labels=trained["labels"])
+        prepared = prepare_data(backends, project, run_key=run_key, source=SOURCE_MANUAL, as_of=started)
+        trained = train(backends, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"], warm_start=warm_start)
+        registered = register(backends, run_key=run_key, model_uri=trained["model_uri"], labels=trained["labels"])
         model_name = registered["model_name"]
-        if decide_deploy(ctx, run_key, project, model_name, choice=choice, tolerance=tolerance):
-            deploy_trained(ctx, run_key, project, model_name, author=author)
+        if decide_deploy(backends, run_key, project, model_name, choice=choice, tolerance=tolerance):
+            deploy_trained(backends, run_key, project, model_name, author=author)
         else:
-            keep_as_candidate(ctx, run_key, project, model_name)
-        validate_and_finish(ctx, run_key, project)
+            keep_as_candidate(backends, run_key, project, model_name)
+        validate_and_finish(backends, run_key, project)
     except BaseException as error:
-        if ctx.store.has_training(run_key):
-            fail(ctx, run_key, error)
+        if backends.store.has_training(run_key):
+            fail(backends, run_key, error)
         raise
-    return registered | {"metrics": trained["metrics"], "run_key": run_key, "deploy": ctx.store.training(run_key).deploy}
+    return registered | {"metrics": trained["metrics"], "run_key": run_key, "deploy": backends.store.training(run_key).deploy}
 
 
 def _keep_config_labels(examples: list[TrainingExample], config_labels: set[str]) -> tuple[list[TrainingExample], dict[str, int]]:

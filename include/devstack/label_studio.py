@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from active_learning.services import Service, answers, wait_until
+from devstack.services import Service, answers, wait_until
 from active_learning.settings import REPO_ROOT
 
 LABEL_STUDIO_VERSION = "1.23.2"

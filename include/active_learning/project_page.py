@@ -32,7 +32,7 @@ from active_learning.store.models import FREQUENCIES, Completion, Project, Train
 from active_learning.store.repository import EPOCH, TrainingView
 
 if TYPE_CHECKING:
-    from active_learning.context import Context
+    from active_learning.backends import Backends
     from active_learning.store.repository import AnnotationStore
 
 
@@ -283,17 +283,17 @@ MLFLOW_TIMEOUT = 15.0
 _MLFLOW_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overview-mlflow")
 
 
-def project_detail(ctx: Context, name: str, as_of: datetime) -> dict[str, Any]:
+def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, Any]:
     """Everything the project page shows. Raises UnknownProjectError for an unknown project."""
-    from active_learning.deployment import config_problems
-    from active_learning.learning_curve import curve_rows
+    from active_learning.deploy.deployment import config_problems
+    from active_learning.training.learning_curve import curve_rows
 
-    store = ctx.store
+    store = backends.store
     settings = store.project(name)
     config = store.read_config(name)
     history = store.history(name)
     revisions = store.revisions(name)
-    [row] = project_rows(store, as_of, pretrained=ctx.pretrained, name=name)
+    [row] = project_rows(store, as_of, pretrained=backends.pretrained, name=name)
 
     in_config = _parsed(settings.id, config.revision, config.xml).models
     models: list[dict[str, Any]] = []
@@ -302,7 +302,7 @@ def project_detail(ctx: Context, name: str, as_of: datetime) -> dict[str, Any]:
     try:
         # An MLflow server that is down makes its client retry for minutes: the page does not wait that long.
         versions, problems = _MLFLOW_CALLS.submit(
-            lambda: (ctx.registry.project_models(name), config_problems(ctx, name, config.xml))
+            lambda: (backends.registry.project_models(name), config_problems(backends, name, config.xml))
         ).result(timeout=MLFLOW_TIMEOUT)
         by_model = {t.model_name: t for t in history if t.model_name}
         for info in reversed(versions):

@@ -5,22 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from active_learning.context import Context
-from active_learning.dataset import to_docs, training_example
-from active_learning.deployment import DeployError
+from active_learning.backends import Backends
+from active_learning.selection import training_example
+from active_learning.training.dataset import to_docs
+from active_learning.deploy.deployment import DeployError
 from active_learning.exports import read_export
 
 
-def evaluate_export(ctx: Context, model_name: str, tasks_path: Path) -> dict[str, Any]:
-    info = ctx.registry.find_model(model_name)
+def evaluate_export(backends: Backends, model_name: str, tasks_path: Path) -> dict[str, Any]:
+    info = backends.registry.find_model(model_name)
     if info is None:
         raise DeployError(f"no registered model named {model_name!r}")
-    return score_export(ctx.registry.load_model(info), tasks_path, labels=info.labels) | {"model": model_name}
+    return score_export(backends.registry.load_model(info), tasks_path, labels=info.labels) | {"model": model_name}
 
 
 def score_export(nlp: Any, tasks_path: Path, *, labels: tuple[str, ...]) -> dict[str, Any]:
     """Precision, recall and F1 of ``nlp`` on the export's chosen completions (spans of ``labels``)."""
-    from active_learning.training import score_ner
+    from active_learning.training.spacy_ner import score_ner
 
     tasks, summary = read_export(tasks_path, allowed_labels=labels)
     chosen = (training_example(task.source_id, task.text, task.completions) for task in tasks)

@@ -15,37 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from active_learning.exports import Span, content_bounds
-from active_learning.selection import CompletionLike, choose_completion
+from active_learning.selection import TrainingExample
 
 if TYPE_CHECKING:  # pragma: no cover
     from spacy.language import Language
     from spacy.tokens import Doc
     from spacy.tokens import Span as TokenSpan
-
-
-@dataclass(frozen=True)
-class TrainingExample:
-    """One task's text with the entities of its chosen completion."""
-
-    task_id: str
-    text: str
-    spans: tuple[Span, ...]
-    test: bool = False  # tagged as a test task: always in the evaluation set
-
-
-def training_example(
-    task_id: str, text: str, completions: Sequence[CompletionLike], *, test: bool = False
-) -> TrainingExample | None:
-    """The task's example from the completion the selection policy chooses; None when none is eligible.
-
-    ``completions`` are stored rows (spans as ``[start, end, label]`` lists) or an export's records (spans
-    as :class:`Span`): both trainings, from our store and from a Label Studio export, go through here.
-    """
-    chosen = choose_completion(completions)
-    if chosen is None:
-        return None
-    spans = tuple(Span(*span) if not isinstance(span, Span) else span for span in chosen.spans)  # type: ignore[attr-defined]
-    return TrainingExample(task_id=task_id, text=text, spans=spans, test=test)
 
 
 @dataclass

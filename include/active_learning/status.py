@@ -64,6 +64,6 @@ def due_trainings(rows: list[PollRow], as_of: datetime) -> list[DueTraining]:
 
 def poll(source: AnnotationStore | Sources, as_of: datetime) -> list[DueTraining]:
     """What is due, with its run id: one aggregate query over our store's active-learning projects (only
-    the due ones come back) and, given every source (``Context.sources``), one request per 100 active
+    the due ones come back) and, given every source (``Backends.sources``), one request per 100 active
     Label Studio projects."""
     return due_trainings(source.poll(as_of, due_only=True), as_of)
