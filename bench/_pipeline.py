@@ -110,11 +110,11 @@ def main() -> int:
         backends = context(args.home)
         corpus = SHARED / args.corpus
         backends.registry  # noqa: B018 - creates the MLflow store
-        backends.store.create_project(PROJECT, (corpus / "labeling_config.xml").read_text())
+        backends.store.projects.create(PROJECT, (corpus / "labeling_config.xml").read_text())
         tasks = read_export(corpus / "tasks.json")[0]
         if args.limit:
             tasks = tasks[: args.limit]
-        result = backends.store.import_tasks(PROJECT, tasks)
+        result = backends.store.completions.import_tasks(PROJECT, tasks)
         print(json.dumps({"tasks": result.new_tasks, "completions": result.new_completions}))
         return 0
 

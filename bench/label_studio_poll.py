@@ -67,10 +67,10 @@ def main() -> int:
                 project_id = int(setup.create_project(f"bench-{created:04d}", config)["id"])
                 # One project in ten past its threshold (90 annotations), the others at 10.
                 setup.import_tasks(project_id, tasks if created % 10 == 0 else tasks[:10])
-                backends.store.create_project(f"bench-{created:04d}", config, active_learning=True, frequency=50,
+                backends.store.projects.create(f"bench-{created:04d}", config, active_learning=True, frequency=50,
                                          source=SOURCE_LABEL_STUDIO, source_project_id=project_id)
                 created += 1
-            ids = [backends.store.project(name).source_project_id for name in backends.store.project_names()]
+            ids = [backends.store.projects.get(name).source_project_id for name in backends.store.projects.names()]
             source = Backends().sources  # a fresh process's view: its first poll refreshes the token
             client = source.label_studio.client
             before = client.requests_sent
@@ -90,7 +90,7 @@ def main() -> int:
                 naive_times.append(time.perf_counter() - start)
             due = sum(row.due for row in again)
             assert due == len(range(0, target, 10)) and len(polled) == target, (due, len(polled))
-            assert sorted(naive.values()) == sorted(row.new_completions for row in again)
+            assert sorted(naive.values()) == sorted(row.since_last_training for row in again)
             result = {
                 "projects": target, "due": due, "requests_per_poll": max(poll_requests), "first_poll_requests": first_requests,
                 "poll_ms": median(poll_times) * 1000, "first_poll_ms": first * 1000,

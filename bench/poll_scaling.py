@@ -5,11 +5,11 @@ in the store's real schema (``active_learning.store.create_schema``) and grows i
 (default 100,000 -> 1,000,000 -> 3,000,000). At each size it runs ANALYZE and times, side by side on the
 same data in the same run (median of several repetitions, methods interleaved):
 
-* **poll** - ``active_learning.status.poll(store, as_of)``, what the sensor runs (the due projects);
+* **poll** - ``active_learning.status.poll(store.status, as_of)``, what the sensor runs (the due projects);
 * **(a) per-project loop** - one query listing the projects, then one COUNT of new completions per project;
 * **(b) whole-history count** - one GROUP BY count of every project's completions up to ``as_of``.
 
-The rows are bulk-loaded around the store, so after each load ``AnnotationStore.recount()`` fills the
+The rows are bulk-loaded around the store, so after each load ``store.status.recount()`` fills the
 poll's per-project counters (as the migration that added them does; timed apart, not part of the poll).
 SQL statements are counted with SQLAlchemy's ``before_cursor_execute`` event. The history is realistic:
 per project a last successful training (plus older trainings, some failed, and for a few projects a
@@ -52,7 +52,7 @@ from sqlalchemy import bindparam, create_engine, event, func, literal, select, t
 from active_learning import status as polling  # noqa: E402
 from active_learning.store import AnnotationStore, connect, create_schema  # noqa: E402
 from active_learning.store.models import Completion, Project, TrainingRun  # noqa: E402
-from active_learning.store.repository import EPOCH  # noqa: E402
+from active_learning.store import EPOCH  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # the poll's as-of time; every new completion is before it
 NOW_US = int(NOW.timestamp() * 1_000_000)
@@ -341,7 +341,7 @@ class Methods:
         self.statements += 1
 
     def poll(self, as_of: datetime) -> dict[str, int]:
-        return {due.project: due.new_completions for due in polling.poll(self.store, as_of)}
+        return {due.project: due.new_completions for due in polling.poll(self.store.status, as_of)}
 
     def loop(self, as_of: datetime) -> dict[str, int]:
         """(a): list the active projects, then one COUNT of new completions per project."""
@@ -394,7 +394,7 @@ class Methods:
 
         event.listen(self.engine, "before_cursor_execute", grab)
         try:
-            polling.poll(self.store, NOW)
+            polling.poll(self.store.status, NOW)
         finally:
             event.remove(self.engine, "before_cursor_execute", grab)
         statement, parameters = captured[-1]  # on PostgreSQL the first one is SET LOCAL jit = off
@@ -448,7 +448,7 @@ def bench_store(backend: str, url: str, n_projects: int, args: argparse.Namespac
             gc.collect()
             load_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            AnnotationStore(loader.engine).recount()  # rows loaded around the store: fill the poll's counters
+            AnnotationStore(loader.engine).status.recount()  # rows loaded around the store: fill the poll's counters
             recount_seconds = time.perf_counter() - started
             started = time.perf_counter()
             loader.analyze()

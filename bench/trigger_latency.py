@@ -23,14 +23,15 @@ import json
 import math
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from devstack.airflow_api import AirflowApi
+from devstack.services import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, RESULTS, load_average, median, print_table, ratio_line, save_json  # noqa: E402
@@ -41,46 +42,8 @@ TARGET_SECONDS = POLL_SECONDS + 30
 OVERRIDES = {"training.max_steps": 20, "training.eval_frequency": 10}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-class Api:
-    """Airflow's REST API with a token of the generated admin user."""
-
-    def __init__(self, airflow: Any) -> None:
-        self.airflow = airflow
-        self.token: str | None = None
-
-    def _login(self) -> None:
-        body = json.dumps({"username": "admin", "password": self.airflow.admin_password()}).encode()
-        request = urllib.request.Request(f"{self.airflow.url}/auth/token", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            self.token = json.load(response)["access_token"]
-
-    def get(self, path: str) -> Any:
-        for attempt in range(2):
-            if self.token is None:
-                self._login()
-            request = urllib.request.Request(f"{self.airflow.url}{path}", headers={"Authorization": f"Bearer {self.token}"})
-            try:
-                with urllib.request.urlopen(request, timeout=15) as response:
-                    return json.load(response)
-            except urllib.error.HTTPError as error:
-                if error.code in (401, 403) and attempt == 0:
-                    self.token = None
-                    continue
-                raise
-        raise RuntimeError("unreachable")
-
-    def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=500")["dag_runs"]
 
 
 def main() -> int:
@@ -119,21 +82,21 @@ def main() -> int:
     airflow.start()
     results: list[dict[str, Any]] = []
     try:
-        api = Api(airflow)
-        _wait_for_dags(api)
+        api = airflow.api
+        airflow.wait_for_dags({"active_learning_sensor", "active_learning_training"}, timeout=240)
         print(f"  Airflow up and DAGs parsed after {time.monotonic() - started:.0f} s", flush=True)
         gap = POLL_SECONDS + POLL_SECONDS / crossings
         first = time.time() + 5
         commits: dict[str, datetime] = {}
         for i, project in enumerate(projects):
             time.sleep(max(0.0, first + i * gap - time.time()))
-            imported = store.import_tasks(project, _batch2())
+            imported = store.completions.import_tasks(project, _batch2())
             commits[project] = datetime.now(UTC)  # the commit is done when import_tasks returns
             print(f"  {commits[project]:%H:%M:%S.%f} {project} crossed its threshold "
                   f"(+{imported.new_completions} completions, {commits[project].second + commits[project].microsecond / 1e6:.1f} s past the minute)",
                   flush=True)
         results = _wait_for_outcomes(api, store, projects, commits, args.timeout)
-        sensor_runs = api.runs("active_learning_sensor")
+        sensor_runs = api.dag_runs("active_learning_sensor", limit=500)
     finally:
         airflow.stop()
     for entry in results:
@@ -161,25 +124,12 @@ def _batch2() -> list[Any]:
     return read_export(SAMPLE / "completions_batch2.json")[0]
 
 
-def _wait_for_dags(api: Api, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            listed = {d["dag_id"] for d in api.get("/api/v2/dags?limit=100")["dags"]}
-        except OSError:
-            listed = set()
-        if {"active_learning_sensor", "active_learning_training"} <= listed:
-            return
-        time.sleep(3)
-    raise TimeoutError("the DAGs were not parsed in time")
-
-
-def _wait_for_outcomes(api: Api, store: Any, projects: list[str], commits: dict[str, datetime], timeout: float) -> list[dict[str, Any]]:
+def _wait_for_outcomes(api: AirflowApi, store: Any, projects: list[str], commits: dict[str, datetime], timeout: float) -> list[dict[str, Any]]:
     """Until every crossing's training has finished and its config revision exists (or the timeout)."""
     deadline = time.monotonic() + timeout
     entries: dict[str, dict[str, Any]] = {p: {"project": p, "commit": commits[p]} for p in projects}
     while True:
-        runs = [r for r in api.runs("active_learning_training") if (r.get("conf") or {}).get("project") in entries]
+        runs = [r for r in api.dag_runs("active_learning_training", limit=500) if (r.get("conf") or {}).get("project") in entries]
         for run in runs:
             entry = entries[run["conf"]["project"]]
             if entry.get("run_id") not in (None, run["dag_run_id"]):
@@ -188,7 +138,7 @@ def _wait_for_outcomes(api: Api, store: Any, projects: list[str], commits: dict[
             entry.update(run_id=run["dag_run_id"], state=run["state"], queued_at=when(run.get("queued_at")),
                          started_at=when(run.get("start_date")), ended_at=when(run.get("end_date")))
         for project, entry in entries.items():
-            revisions = store.revisions(project)
+            revisions = store.configs.revisions(project)
             if len(revisions) > 1:
                 entry["config_at"] = revisions[-1].created_at
                 entry["config_reason"] = revisions[-1].reason

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from devstack.airflow_api import PASSWORDS_FILE
 from devstack.embedded import EmbeddedAirflow, airflow_environment
 from active_learning.settings import REPO_ROOT
 
@@ -60,7 +61,7 @@ def main() -> int:
     started = time.monotonic()
     airflow.start()
     try:
-        _wait_for_dags(airflow)
+        airflow.wait_for_dags({"active_learning_sensor", "active_learning_training", "active_learning_deploy"})
         step("4. annotators submit 50 more completions: the project crosses its threshold")
         _cli(cli, "import", str(SAMPLE / "completions_batch2.json"), "--project", PROJECT)
         _cli(cli, "projects")
@@ -94,17 +95,6 @@ def _cli(cli, *argv: str) -> None:  # type: ignore[no-untyped-def]
         sys.exit(f"active-learning {argv[0]} failed")
 
 
-def _wait_for_dags(airflow: EmbeddedAirflow, timeout: float = 180) -> None:
-    wanted = {"active_learning_sensor", "active_learning_training", "active_learning_deploy"}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listed = {dag["dag_id"] for dag in airflow.cli_json("dags", "list")}
-        if wanted <= listed:
-            return
-        time.sleep(3)
-    raise TimeoutError(f"DAGs not parsed after {timeout:.0f} s; see `airflow dags list-import-errors`")
-
-
 def _wait_for_training(timeout: float) -> dict:
     from active_learning.backends import Backends
 
@@ -112,7 +102,7 @@ def _wait_for_training(timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     last_status = None
     while time.monotonic() < deadline:
-        history = store.history(PROJECT)
+        history = store.trainings.history(PROJECT)
         if history:
             run = history[-1]
             if run.status != last_status:
@@ -132,28 +122,27 @@ def _report(airflow: EmbeddedAirflow, training: dict, seconds: float) -> bool:
     print(json.dumps({k: training[k] for k in ("run_key", "status", "completions_used", "model_name", "model_version", "deploy", "error")}, indent=2))
     if training["metrics"]:
         print(f"dev scores: precision {training['metrics']['precision']:.3f}, recall {training['metrics']['recall']:.3f}, f1 {training['metrics']['f1']:.3f}")
-    revisions = backends.store.revisions(PROJECT)
+    revisions = backends.store.configs.revisions(PROJECT)
     print(f"\nlabeling config, revision {revisions[0].revision} -> {revisions[-1].revision} ({revisions[-1].reason}):")
     sys.stdout.writelines(difflib.unified_diff(
         revisions[0].labeling_config.splitlines(keepends=True), revisions[-1].labeling_config.splitlines(keepends=True),
         "revision 1", f"revision {revisions[-1].revision}",
     ))
-    runs = {dag: airflow.cli_json("dags", "list-runs", dag)
-            for dag in ("active_learning_sensor", "active_learning_training")}
+    runs = {dag: airflow.api.dag_runs(dag) for dag in ("active_learning_sensor", "active_learning_training")}
     print("\nAirflow runs:")
     for dag, dag_runs in runs.items():
         for run in dag_runs:
-            print(f"  {dag:26} {run['run_id']:70} {run['state']}")
-    deployed = backends.store.project(PROJECT).deployed_model
+            print(f"  {dag:26} {run['dag_run_id']:70} {run['state']}")
+    deployed = backends.store.projects.get(PROJECT).deployed_model
     ok = (
         training["status"] == "success"
         and deployed == training["model_name"]
-        and f'model="{deployed}"' in backends.store.read_config(PROJECT).xml
+        and f'model="{deployed}"' in backends.store.configs.read(PROJECT).xml
         and any(run["state"] == "success" for run in runs["active_learning_training"])
     )
     print(f"\n{'OK' if ok else 'FAILED'}: sensor -> training -> MLflow -> deploy in {seconds:.0f} s (from Airflow start)")
     print(f"""
-Airflow UI:  {airflow.url}  (user admin, password in {airflow.home / 'airflow' / 'simple_auth_manager_passwords.json.generated'})
+Airflow UI:  {airflow.url}  (user admin, password in {airflow.api.airflow_home / PASSWORDS_FILE})
              start it again with: scripts/airflow.sh standalone
 MLflow UI:   {sys.executable.rsplit('/', 1)[0]}/mlflow ui --backend-store-uri {backends.registry.tracking_uri} --port 5000
              then open http://localhost:5000/#/models and search for "{PROJECT}"

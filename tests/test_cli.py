@@ -26,7 +26,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def projects(capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
     code, out, _ = run(capsys, "projects", "--json")
     assert code == 0
-    return {row["project"]: row for row in json.loads(out)}
+    return {row["name"]: row for row in json.loads(out)}
 
 
 def test_import_creates_the_project_and_counts_toward_the_next_training(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from active_learning.deploy.deployment import (
     validate_project,
 )
 from active_learning.registry import CANDIDATE, DEPLOYED
-from active_learning.training.steps import train_now
+from active_learning.loop import train_now
 
 PROJECT = "news desk"  # not a safe name: exercises the mapping to MLflow names
 
@@ -31,8 +31,8 @@ def trained(tmp_path_factory, sample_tasks_module, sample_config_module):  # typ
     previous = os.environ.get("ACTIVE_LEARNING_HOME")
     os.environ["ACTIVE_LEARNING_HOME"] = str(home)
     backends = Backends()
-    backends.store.create_project(PROJECT, sample_config_module, active_learning=True)
-    backends.store.import_tasks(PROJECT, sample_tasks_module)
+    backends.store.projects.create(PROJECT, sample_config_module, active_learning=True)
+    backends.store.completions.import_tasks(PROJECT, sample_tasks_module)
     first = train_now(backends, PROJECT)
     time.sleep(1.1)  # model names carry the training second
     second = train_now(backends, PROJECT)
@@ -66,21 +66,21 @@ def test_each_training_is_a_version_of_the_projects_registered_model(trained) ->
     assert naming.parse_model_name(first) is not None and first.startswith(naming.safe_name(PROJECT) + "_ner_")
     assert set(versions[0].labels) == {"PER", "ORG", "LOC"}
     assert CANDIDATE in versions[1].aliases  # register-only: waits for a person
-    history = backends.store.history(PROJECT)
+    history = backends.store.trainings.history(PROJECT)
     assert [h.status for h in history] == ["success", "success"]
     assert history[0].metrics["f1"] > 0.5 and history[0].completions_used == 90
 
 
 def test_deploy_names_the_model_in_untied_labels_only_and_keeps_the_previous_revision(trained) -> None:  # type: ignore[no-untyped-def]
     backends, first, _ = trained
-    before = backends.store.read_config(PROJECT)
+    before = backends.store.configs.read(PROJECT)
     result = deploy_model(backends, PROJECT, first, author="test", reason="manual deploy")
-    after = backends.store.read_config(PROJECT).xml
+    after = backends.store.configs.read(PROJECT).xml
     assert result.changed and result.revision == before.revision + 1
     for label in ("PER", "ORG", "LOC"):
         assert f'value="{label}" model="{first}"' in after
     assert 'value="MISC" model="ner_dl"' in after
-    assert backends.store.revisions(PROJECT)[-2].labeling_config == before.xml
+    assert backends.store.configs.revisions(PROJECT)[-2].labeling_config == before.xml
     assert backends.registry.version_by_alias(naming.registered_model_name(PROJECT), DEPLOYED).model_name == first
     assert validate_project(backends, PROJECT) == []
 
@@ -88,9 +88,9 @@ def test_deploy_names_the_model_in_untied_labels_only_and_keeps_the_previous_rev
 def test_deploying_the_same_model_again_writes_no_revision(trained) -> None:  # type: ignore[no-untyped-def]
     backends, first, _ = trained
     deploy_model(backends, PROJECT, first, author="test", reason="once")
-    revisions = len(backends.store.revisions(PROJECT))
+    revisions = len(backends.store.configs.revisions(PROJECT))
     assert deploy_model(backends, PROJECT, first, author="test", reason="twice").changed is False
-    assert len(backends.store.revisions(PROJECT)) == revisions
+    assert len(backends.store.configs.revisions(PROJECT)) == revisions
 
 
 def test_moving_the_alias_in_mlflow_is_applied_to_the_config(trained) -> None:  # type: ignore[no-untyped-def]
@@ -100,31 +100,31 @@ def test_moving_the_alias_in_mlflow_is_applied_to_the_config(trained) -> None:  
     backends.registry.set_alias(naming.registered_model_name(PROJECT), DEPLOYED, version)  # what a person does in the UI
     [applied] = apply_alias_moves(backends)
     assert applied.model_name == second
-    assert f'model="{second}"' in backends.store.read_config(PROJECT).xml
+    assert f'model="{second}"' in backends.store.configs.read(PROJECT).xml
     assert apply_alias_moves(backends) == []  # applied once
 
 
 def test_unknown_and_foreign_models_are_refused_with_a_hint(trained) -> None:  # type: ignore[no-untyped-def]
     backends, first, _ = trained
-    revisions = len(backends.store.revisions(PROJECT))
+    revisions = len(backends.store.configs.revisions(PROJECT))
     typo = first[:-1] + ("0" if first[-1] != "0" else "1")
     with pytest.raises(DeployError, match=f"no registered model named '{typo}' \\(closest: .*{first}"):
         deploy_model(backends, PROJECT, typo, author="test", reason="typo")
-    backends.store.create_project("other", backends.store.read_config(PROJECT).xml)
+    backends.store.projects.create("other", backends.store.configs.read(PROJECT).xml)
     with pytest.raises(DeployError, match="belongs to project 'news desk', not to 'other'"):
         deploy_model(backends, "other", first, author="test", reason="foreign")
-    assert len(backends.store.revisions(PROJECT)) == revisions
+    assert len(backends.store.configs.revisions(PROJECT)) == revisions
 
 
 def test_a_deploy_that_would_leave_an_invalid_config_writes_nothing(trained) -> None:  # type: ignore[no-untyped-def]
     backends, first, _ = trained
-    state = backends.store.read_config(PROJECT)
+    state = backends.store.configs.read(PROJECT)
     broken = state.xml.replace('model="ner_dl"', 'model="ner_dll"')
-    backends.store.write_config(PROJECT, broken, expected_revision=state.revision, author="test", reason="typo in MISC")
-    live = backends.store.read_config(PROJECT)
+    backends.store.configs.write(PROJECT, broken, expected_revision=state.revision, author="test", reason="typo in MISC")
+    live = backends.store.configs.read(PROJECT)
     with pytest.raises(ConfigValidationError, match="label 'MISC': model 'ner_dll' .* closest existing names: 'ner_dl'"):
         deploy_model(backends, PROJECT, first, author="test", reason="deploy onto a broken config")
-    assert backends.store.read_config(PROJECT) == live
+    assert backends.store.configs.read(PROJECT) == live
     [problem] = validate_project(backends, PROJECT)
     assert problem.label == "MISC" and problem.model == "ner_dll"
     rollback(backends, PROJECT, to_revision=live.revision - 1, author="test")
@@ -135,11 +135,11 @@ def test_rollback_restores_an_earlier_revision_as_a_new_one(trained) -> None:  #
     backends, first, second = trained
     deploy_model(backends, PROJECT, first, author="test", reason="a")
     deploy_model(backends, PROJECT, second, author="test", reason="b")
-    revisions = backends.store.revisions(PROJECT)
+    revisions = backends.store.configs.revisions(PROJECT)
     new = rollback(backends, PROJECT, to_revision=None, author="test")
     assert new == revisions[-1].revision + 1
-    assert backends.store.read_config(PROJECT).xml == revisions[-2].labeling_config
-    assert backends.store.revisions(PROJECT)[-1].reason == f"rollback to revision {revisions[-2].revision}"
+    assert backends.store.configs.read(PROJECT).xml == revisions[-2].labeling_config
+    assert backends.store.configs.revisions(PROJECT)[-1].reason == f"rollback to revision {revisions[-2].revision}"
     with pytest.raises(DeployError, match="has no config revision 999"):
         rollback(backends, PROJECT, to_revision=999, author="test")
 
@@ -150,30 +150,30 @@ def test_after_a_rollback_the_deployed_model_is_the_one_the_config_names(trained
     deploy_model(backends, PROJECT, first, author="test", reason="a")
     deploy_model(backends, PROJECT, second, author="test", reason="b")
     rollback(backends, PROJECT, to_revision=None, author="test")
-    assert backends.store.project(PROJECT).deployed_model == first
+    assert backends.store.projects.get(PROJECT).deployed_model == first
     assert backends.registry.version_by_alias(registered, DEPLOYED).model_name == first
     assert apply_alias_moves(backends) == []  # the sensor does not undo the rollback
 
     rollback(backends, PROJECT, to_revision=1, author="test")  # the config before any model of ours
-    assert backends.store.project(PROJECT).deployed_model is None
+    assert backends.store.projects.get(PROJECT).deployed_model is None
     assert backends.registry.version_by_alias(registered, DEPLOYED) is None
     deploy_model(backends, PROJECT, second, author="test", reason="restore for the next tests")
 
 
 def test_a_deploy_or_rollback_decided_on_an_older_revision_changes_nothing(trained) -> None:  # type: ignore[no-untyped-def]
-    from active_learning.store.repository import ConfigConflictError
+    from active_learning.store import ConfigConflictError
 
     backends, first, second = trained
-    shown = backends.store.read_config(PROJECT).revision  # what a person looked at
-    deploy_model(backends, PROJECT, first if backends.store.project(PROJECT).deployed_model != first else second,
+    shown = backends.store.configs.read(PROJECT).revision  # what a person looked at
+    deploy_model(backends, PROJECT, first if backends.store.projects.get(PROJECT).deployed_model != first else second,
                  author="someone else", reason="meanwhile")
-    live = backends.store.read_config(PROJECT)
-    deployed = backends.store.project(PROJECT).deployed_model
+    live = backends.store.configs.read(PROJECT)
+    deployed = backends.store.projects.get(PROJECT).deployed_model
     other = second if deployed == first else first
 
     with pytest.raises(ConfigConflictError, match=f"changed after revision {shown} was read"):
         deploy_model(backends, PROJECT, other, author="test", reason="manual deploy", expected_revision=shown)
     with pytest.raises(ConfigConflictError):
         rollback(backends, PROJECT, to_revision=None, author="test", expected_revision=shown)
-    assert backends.store.read_config(PROJECT) == live and backends.store.project(PROJECT).deployed_model == deployed
+    assert backends.store.configs.read(PROJECT) == live and backends.store.projects.get(PROJECT).deployed_model == deployed
     assert deploy_model(backends, PROJECT, other, author="test", reason="manual deploy", expected_revision=live.revision).changed

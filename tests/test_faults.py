@@ -17,19 +17,19 @@ from types import SimpleNamespace
 import pytest
 
 from active_learning import settings
+from active_learning.loop import train_now
 from active_learning.training import steps as training_pipeline
 from devstack.cluster import mlflow_server
 from active_learning.backends import Backends
 from active_learning.deploy.deployment import deploy_model, rollback
 from active_learning.status import poll
-from devstack.services import answers, wait_until
+from devstack.services import answers, free_port, wait_until
 from active_learning.store.models import utcnow
-from test_scheduler_loop import free_port
 
 
 def sample_project(backends: Backends, sample_tasks, sample_config: str, *, auto_deploy: bool = True) -> str:  # type: ignore[no-untyped-def]
-    backends.store.create_project("news", sample_config, active_learning=True, auto_deploy=auto_deploy)
-    backends.store.import_tasks("news", sample_tasks)
+    backends.store.projects.create("news", sample_config, active_learning=True, auto_deploy=auto_deploy)
+    backends.store.completions.import_tasks("news", sample_tasks)
     return "news"
 
 
@@ -60,20 +60,20 @@ def test_a_dead_mlflow_server_fails_the_training_visibly_and_a_rerun_recovers(  
     server = start_server()
     backends = Backends()
     project = sample_project(backends, sample_tasks, sample_config)
-    config = backends.store.read_config(project)
-    [due] = poll(backends.store, utcnow())
+    config = backends.store.configs.read(project)
+    [due] = poll(backends.store.status, utcnow())
     prepared = training_pipeline.prepare_data(backends, project, run_key=due.run_id, source="active_learning", as_of=due.as_of)
     server.stop()
 
     with pytest.raises(Exception) as failure:
         training_pipeline.train(backends, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
     training_pipeline.fail(backends, due.run_id, failure.value)  # what the task's failure callback does
-    [failed] = backends.store.history(project)
+    [failed] = backends.store.trainings.history(project)
     assert failed.status == "failed" and f"127.0.0.1:{port}" in failed.error
-    assert backends.store.read_config(project) == config
+    assert backends.store.configs.read(project) == config
     assert not list((settings.data_home() / "work").glob("*/*")), "a failed attempt left scratch files"
     # The crossing is not lost: the next poll names the same run, so clearing it in Airflow retries it.
-    assert [d.run_id for d in poll(backends.store, utcnow())] == [due.run_id]
+    assert [d.run_id for d in poll(backends.store.status, utcnow())] == [due.run_id]
 
     start_server()
     trained = training_pipeline.train(backends, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
@@ -81,7 +81,7 @@ def test_a_dead_mlflow_server_fails_the_training_visibly_and_a_rerun_recovers(  
     deploy_model(backends, project, registered["model_name"], author="test", reason="rerun")
     training_pipeline.finish(backends, due.run_id)
     assert [v.model_name for v in backends.registry.project_models(project)] == [registered["model_name"]]
-    assert [h.status for h in backends.store.history(project)] == ["success"]
+    assert [h.status for h in backends.store.trainings.history(project)] == ["success"]
 
 
 def poke(as_of):  # type: ignore[no-untyped-def]
@@ -133,7 +133,7 @@ def test_a_training_killed_mid_way_is_retried_to_completion_without_duplicates_o
     backends: Backends, home: Path, sample_tasks, sample_config: str
 ) -> None:
     project = sample_project(backends, sample_tasks, sample_config, auto_deploy=False)
-    [due] = poll(backends.store, utcnow())
+    [due] = poll(backends.store.status, utcnow())
     prepared = training_pipeline.prepare_data(backends, project, run_key=due.run_id, source="active_learning", as_of=due.as_of)
     code = (
         "from active_learning.backends import Backends; from active_learning.training import steps as training_pipeline; "
@@ -159,7 +159,7 @@ def test_concurrent_polls_name_the_same_run(backends: Backends, sample_tasks, sa
     sample_project(backends, sample_tasks, sample_config)
     as_of = utcnow()
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: [d.run_id for d in poll(Backends().store, as_of)], range(8)))
+        results = list(pool.map(lambda _: [d.run_id for d in poll(Backends().store.status, as_of)], range(8)))
     assert len({tuple(r) for r in results}) == 1 and len(results[0]) == 1
 
 
@@ -173,36 +173,36 @@ def test_two_deploys_at_once_are_serialised_with_no_lost_update(  # type: ignore
     backends: Backends, home: Path, sample_tasks, sample_config: str
 ) -> None:
     project = sample_project(backends, sample_tasks, sample_config, auto_deploy=False)
-    first = training_pipeline.train_now(backends, project)["model_name"]
+    first = train_now(backends, project)["model_name"]
     time.sleep(1.1)
-    second = training_pipeline.train_now(backends, project)["model_name"]
+    second = train_now(backends, project)["model_name"]
     start = time.time() + 3
     with multiprocessing.get_context("spawn").Pool(2) as processes:
         revisions = processes.starmap(_deploy_in_another_process, [(str(home), first, start), (str(home), second, start)])
     assert sorted(revisions) == [2, 3]
-    history = backends.store.revisions(project)
+    history = backends.store.configs.revisions(project)
     reasons = [r.reason for r in history]
     assert reasons.count(f"deploy {first}") == 1 and reasons.count(f"deploy {second}") == 1
     last = history[-1].reason.removeprefix("deploy ")
-    assert f'model="{last}"' in backends.store.read_config(project).xml
+    assert f'model="{last}"' in backends.store.configs.read(project).xml
 
 
 def test_a_config_write_that_fails_half_way_leaves_the_previous_config_live(  # type: ignore[no-untyped-def]
     backends: Backends, home: Path, sample_tasks, sample_config: str
 ) -> None:
     project = sample_project(backends, sample_tasks, sample_config, auto_deploy=False)
-    model = training_pipeline.train_now(backends, project)["model_name"]
-    before = backends.store.read_config(project)
+    model = train_now(backends, project)["model_name"]
+    before = backends.store.configs.read(project)
     db = sqlite3.connect(home / "annotations.db")
     # The project row is updated first; the revision insert then fails, as a full disk would fail it.
     db.execute("CREATE TRIGGER disk_full BEFORE INSERT ON config_revisions BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     db.commit()
     with pytest.raises(Exception, match="disk full"):
         deploy_model(backends, project, model, author="test", reason="doomed")
-    assert backends.store.read_config(project) == before
+    assert backends.store.configs.read(project) == before
     db.execute("DROP TRIGGER disk_full")
     db.commit()
     db.close()
     deploy_model(backends, project, model, author="test", reason="deploy")
     assert rollback(backends, project, to_revision=1, author="test") == 3
-    assert backends.store.read_config(project).xml == sample_config
+    assert backends.store.configs.read(project).xml == sample_config

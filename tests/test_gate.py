@@ -10,18 +10,18 @@ from active_learning import naming
 from active_learning.backends import Backends
 from active_learning.deploy.gate import compare_with_deployed
 from active_learning.registry import CANDIDATE
-from active_learning.training.steps import train_now
+from active_learning.loop import train_now
 
 BAD_TRAINING = '{"training.max_steps": 1, "training.eval_frequency": 1}'
 
 
 @pytest.fixture
 def deployed(backends: Backends, sample_tasks, sample_config: str) -> str:  # type: ignore[no-untyped-def]
-    backends.store.create_project("news", sample_config, active_learning=True, auto_deploy=True)
-    backends.store.import_tasks("news", sample_tasks)
+    backends.store.projects.create("news", sample_config, active_learning=True, auto_deploy=True)
+    backends.store.completions.import_tasks("news", sample_tasks)
     first = train_now(backends, "news")
     assert first["deploy"].startswith("gate passed: new") and "no model of ours deployed" in first["deploy"]
-    assert backends.store.project("news").deployed_model == first["model_name"]
+    assert backends.store.projects.get("news").deployed_model == first["model_name"]
     time.sleep(1.1)  # model names carry the training second
     return first["model_name"]
 
@@ -31,8 +31,8 @@ def test_a_worse_model_is_registered_but_not_deployed(backends: Backends, deploy
     worse = train_now(backends, "news")
     assert worse["deploy"].startswith("gate refused: new")
     assert f"deployed {deployed} F1" in worse["deploy"]
-    assert backends.store.project("news").deployed_model == deployed
-    assert f'model="{worse["model_name"]}"' not in backends.store.read_config("news").xml
+    assert backends.store.projects.get("news").deployed_model == deployed
+    assert f'model="{worse["model_name"]}"' not in backends.store.configs.read("news").xml
     version = backends.registry.find_model(worse["model_name"])
     tags = backends.registry.client.get_model_version(version.registered_name, str(version.version)).tags
     assert tags["deploy_gate"] == "gate refused" and deployed in tags["deploy_gate_reason"]
@@ -54,11 +54,11 @@ def test_a_tolerance_or_an_explicit_deploy_lets_it_through(backends: Backends, d
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", BAD_TRAINING)
     tolerated = train_now(backends, "news", tolerance=1.0)
     assert tolerated["deploy"].startswith("gate passed") and "tolerance 1.000" in tolerated["deploy"]
-    assert backends.store.project("news").deployed_model == tolerated["model_name"]
+    assert backends.store.projects.get("news").deployed_model == tolerated["model_name"]
     time.sleep(1.1)
     forced = train_now(backends, "news", choice="deploy")
     assert forced["deploy"].startswith("deploy requested (gate overridden)")
-    assert backends.store.project("news").deployed_model == forced["model_name"]
+    assert backends.store.projects.get("news").deployed_model == forced["model_name"]
     assert naming.parse_model_name(forced["model_name"]) is not None
 
 
@@ -66,7 +66,7 @@ def test_each_training_logs_the_learning_curve_over_the_projects_models(backends
     import csv
 
     second = train_now(backends, "news", choice="register_only")
-    run_id = backends.store.training(second["run_key"]).mlflow_run_id
+    run_id = backends.store.trainings.get(second["run_key"]).mlflow_run_id
     folder = backends.registry.client.download_artifacts(run_id, "learning_curve", str(tmp_path))
     rows = list(csv.DictReader(open(f"{folder}/learning_curve.csv")))
     assert [row["model_name"] for row in rows] == [deployed, second["model_name"]]

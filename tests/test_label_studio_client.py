@@ -22,7 +22,7 @@ from active_learning.sources.label_studio_client import (
     connection_from_env,
     iter_json_array,
 )
-from devstack.label_studio import free_port
+from devstack.services import free_port
 
 LEGACY = "0123456789abcdef0123456789abcdef01234567"
 PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"

@@ -61,7 +61,7 @@ def test_the_sensor_launches_training_and_the_deploy_writes_label_studio_s_confi
     caplog.set_level(logging.DEBUG)
     project_id = ls_project(client, "al-news", "completions_batch1.json", "completions_batch2.json")  # 90 annotations
     connect("ls-news", project_id)
-    assert backends.store.project("ls-news").source_project_id == project_id
+    assert backends.store.projects.get("ls-news").source_project_id == project_id
 
     sensor = dagbag.dags["active_learning_sensor"].test()
     assert task_states(sensor)["wait_for_due_projects"] == "success", task_states(sensor)
@@ -74,19 +74,19 @@ def test_the_sensor_launches_training_and_the_deploy_writes_label_studio_s_confi
     states = task_states(run)
     assert run.state == "success", states
     assert states["update_config"] == "success" and states["validate_config"] == "success"
-    [training] = backends.store.history("ls-news")
+    [training] = backends.store.trainings.history("ls-news")
     assert training.status == "success" and training.completions_used == 90 and training.source_annotations == 90
 
     live = client.project(project_id)["label_config"]  # read back from Label Studio
     for label in ("PER", "ORG", "LOC"):
         assert f'<Label value="{label}" model="{training.model_name}"' in live, live
     assert '<Label value="MISC" model="ner_dl"' in live  # tied to a pretrained model: untouched
-    assert [r.revision for r in backends.store.revisions("ls-news")] == [1, 2]
-    assert backends.store.revisions("ls-news")[-1].labeling_config == live
+    assert [r.revision for r in backends.store.configs.revisions("ls-news")] == [1, 2]
+    assert backends.store.configs.revisions("ls-news")[-1].labeling_config == live
 
     # The training recorded Label Studio's count: nothing is new until 50 more annotations arrive.
     [row] = backends.sources.poll(utcnow())
-    assert (row.project, row.new_completions, row.due) == ("ls-news", 0, False)
+    assert (row.name, row.since_last_training, row.due) == ("ls-news", 0, False)
     client.import_tasks(project_id, sample_tasks("completions_batch2.json"))  # 50 more (as new tasks)
     [due] = poll(backends.sources, utcnow())
     assert due.new_completions == 50 and due.run_id == training_run_id("ls-news", training.as_of)
@@ -108,14 +108,14 @@ def test_a_config_label_studio_refuses_is_a_validation_error_and_nothing_is_writ
         {"from_name": "label", "to_name": "text", "type": "labels",
          "value": {"start": 0, "end": 12, "text": "Ada Lovelace", "labels": ["PER"]}}]})
     before = client.project(project_id)["label_config"]
-    state = backends.store.read_config("ls-refused")
+    state = backends.store.configs.read("ls-refused")
 
     without_per = before.replace('<Label value="PER" background="#ff6b6b"/>', "")
     with pytest.raises(ConfigValidationError, match="Label Studio refused it: .*PER"):
         write_config(backends, "ls-refused", without_per, expected_revision=state.revision, author="test", reason="drop PER")
 
     assert client.project(project_id)["label_config"] == before
-    assert backends.store.read_config("ls-refused") == state and len(backends.store.revisions("ls-refused")) == 1
+    assert backends.store.configs.read("ls-refused") == state and len(backends.store.configs.revisions("ls-refused")) == 1
 
 
 def _one_task(client: LabelStudioClient, project_id: int) -> list[int]:

@@ -35,8 +35,8 @@ def test_a_100_mb_export_imports_with_bad_items_counted(home: Path, tmp_path: Pa
     started = time.perf_counter()
     tasks, summary = read_export(export)
     backends = Backends()
-    backends.store.create_project("big", (SAMPLE / "labeling_config.xml").read_text())
-    result = backends.store.import_tasks("big", tasks)
+    backends.store.projects.create("big", (SAMPLE / "labeling_config.xml").read_text())
+    result = backends.store.completions.import_tasks("big", tasks)
     seconds = time.perf_counter() - started
     assert result.new_tasks == result.new_completions == tasks_written
     assert summary.spans == tasks_written and summary.skipped["span out of range"] == (tasks_written + 99) // 100

@@ -119,7 +119,7 @@ def test_upgrade_builds_exactly_what_the_models_declare(engine: Engine) -> None:
 def test_the_frequency_check_and_the_cascades_hold_in_the_database(engine: Engine) -> None:
     create_schema(engine)
     store = AnnotationStore(engine)
-    store.create_project("news", CONFIG, active_learning=True)
+    store.projects.create("news", CONFIG, active_learning=True)
 
     with pytest.raises(IntegrityError), engine.begin() as connection:  # past the Python-side check
         connection.execute(text("UPDATE projects SET frequency = 75 WHERE name = 'news'"))
@@ -228,10 +228,10 @@ def test_store_times_round_trip_after_migration(engine: Engine) -> None:
     """The migration's plain DateTime columns keep what UTCDateTime writes: naive UTC in, aware UTC out."""
     create_schema(engine)
     store = AnnotationStore(engine)
-    store.create_project("news", CONFIG, active_learning=True)
+    store.projects.create("news", CONFIG, active_learning=True)
     as_of = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    store.start_training("news", run_key="k", source="manual", as_of=as_of)
-    assert store.training("k").as_of == as_of
+    store.trainings.start("news", run_key="k", source="manual", as_of=as_of)
+    assert store.trainings.get("k").as_of == as_of
 
 
 def test_the_poll_counters_are_filled_from_the_history_on_upgrade(engine: Engine) -> None:
@@ -243,14 +243,14 @@ def test_the_poll_counters_are_filled_from_the_history_on_upgrade(engine: Engine
     store = AnnotationStore(engine)
     t0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     for name, trained in (("news", True), ("quiet", False)):
-        store.create_project(name, CONFIG, active_learning=True)
+        store.projects.create(name, CONFIG, active_learning=True)
         for hour, n in ((0, 30), (2, 25)):
-            store.import_tasks(name, [
+            store.completions.import_tasks(name, [
                 TaskRecord(f"t{hour}-{i}", "Ada wrote.", None, (CompletionRecord(f"c{i}", "ana", t0, t0, False, None, False, (), 0),))
                 for i in range(n)
             ], arrived_at=t0.replace(hour=12 + hour))
         if trained:
-            store.start_training(name, run_key=f"{name}-1", source="manual", as_of=t0.replace(hour=13))
+            store.trainings.start(name, run_key=f"{name}-1", source="manual", as_of=t0.replace(hour=13))
     counters = "SELECT name, arrived_count, last_arrived_at, last_training_as_of, arrived_by_last_training FROM projects ORDER BY name"
     with engine.connect() as connection:
         kept = connection.execute(text(counters)).all()

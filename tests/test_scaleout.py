@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from devstack.cluster import ClusterSettings, LocalCluster
+from devstack.services import free_port
 from conftest import SAMPLE
-from test_scheduler_loop import free_port
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_DB = 11

@@ -18,9 +18,9 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def both(backends: Backends, fake: FakeLabelStudio, sample_config: str, sample_tasks):  # type: ignore[no-untyped-def]  # noqa: F811
     """A store project with 90 completions and a Label Studio project (id 41) with 60 annotations."""
-    backends.store.create_project("ours", sample_config, active_learning=True, frequency=50)
-    backends.store.import_tasks("ours", sample_tasks, arrived_at=T0)
-    backends.store.create_project("theirs", sample_config, active_learning=True, frequency=50,
+    backends.store.projects.create("ours", sample_config, active_learning=True, frequency=50)
+    backends.store.completions.import_tasks("ours", sample_tasks, arrived_at=T0)
+    backends.store.projects.create("theirs", sample_config, active_learning=True, frequency=50,
                              source=SOURCE_LABEL_STUDIO, source_project_id=41)
     fake.projects = {41: 60}
     backends.connection_lookup = lambda conn_id: LabelStudioConnection(fake.url, LEGACY, conn_id)
@@ -37,25 +37,25 @@ def test_one_poll_sees_both_sources_with_one_request_for_label_studio(both: Back
 
 
 def test_label_studio_new_completions_count_from_the_last_training_s_recorded_count(both: Backends, fake: FakeLabelStudio) -> None:  # noqa: F811
-    both.store.start_training("theirs", run_key="first", source="active_learning", as_of=T0, source_annotations=60)
-    both.store.update_training("first", status="success")
+    both.store.trainings.start("theirs", run_key="first", source="active_learning", as_of=T0, source_annotations=60)
+    both.store.trainings.update("first", status="success")
     fake.projects = {41: 109}
-    [row] = [r for r in both.sources.poll(T0 + timedelta(hours=1)) if r.project == "theirs"]
-    assert (row.new_completions, row.due) == (49, False)
+    [row] = [r for r in both.sources.poll(T0 + timedelta(hours=1)) if r.name == "theirs"]
+    assert (row.since_last_training, row.due) == (49, False)
 
     fake.projects = {41: 110}
     live = [d for d in poll(both.sources, T0 + timedelta(hours=1)) if d.project == "theirs"]
     backfill = [d for d in poll(both.sources, T0 - timedelta(days=1)) if d.project == "theirs"]
     assert [d.run_id for d in live] == [d.run_id for d in backfill] == [training_run_id("theirs", T0)]
 
-    both.store.start_training("theirs", run_key="second", source="active_learning", as_of=T0 + timedelta(hours=1),
+    both.store.trainings.start("theirs", run_key="second", source="active_learning", as_of=T0 + timedelta(hours=1),
                               source_annotations=110)
-    both.store.update_training("second", status="failed")  # a failed training does not count
+    both.store.trainings.update("second", status="failed")  # a failed training does not count
     assert [d.new_completions for d in poll(both.sources, T0 + timedelta(hours=2)) if d.project == "theirs"] == [50]
 
 
 def test_no_request_while_no_label_studio_project_is_active(both: Backends, fake: FakeLabelStudio) -> None:  # noqa: F811
-    both.store.update_settings("theirs", active_learning=False)
+    both.store.projects.update_settings("theirs", active_learning=False)
     both.connection_lookup = None  # not even a connection is needed
 
     assert [d.project for d in poll(both.sources, T0 + timedelta(minutes=1))] == ["ours"]
@@ -89,9 +89,9 @@ def test_connect_reads_the_config_from_label_studio_and_refuses_a_second_connect
     fake.replies[("GET", "/api/projects/8/")].extend([(200, {"id": 8, "title": "News desk", "label_config": sample_config})] * 3)
 
     assert cli.main(["connect-label-studio", "--ls-project", "8", "--enable"]) == 0
-    settings = backends.store.project("News desk")
+    settings = backends.store.projects.get("News desk")
     assert (settings.source, settings.source_project_id, settings.active_learning) == (SOURCE_LABEL_STUDIO, 8, True)
-    assert backends.store.revisions("News desk")[0].labeling_config == sample_config
+    assert backends.store.configs.revisions("News desk")[0].labeling_config == sample_config
     assert cli.main(["connect-label-studio", "--ls-project", "8", "--project", "again"]) == 1
     assert "connected already" in capsys.readouterr().err
     assert cli.main(["config", "--project", "News desk"]) == 0  # read live from Label Studio

@@ -13,7 +13,7 @@ from sqlalchemy import event, text
 from active_learning.exports import CompletionRecord, Span, TaskRecord
 from active_learning.status import poll, training_run_id, training_source
 from active_learning.store import AnnotationStore, connect, create_schema
-from active_learning.store.repository import ConfigConflictError, UnknownProjectError
+from active_learning.store import ConfigConflictError, UnknownProjectError
 from test_migrations import postgres_url  # noqa: F401  (a fixture: a fresh PostgreSQL database, or a skip)
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -45,87 +45,87 @@ def store(tmp_path) -> AnnotationStore:  # type: ignore[no-untyped-def]
 
 
 def active_project(store: AnnotationStore, name: str = "news", frequency: int = 50) -> None:
-    store.create_project(name, CONFIG, active_learning=True, frequency=frequency)
+    store.projects.create(name, CONFIG, active_learning=True, frequency=frequency)
 
 
 def test_reimporting_an_export_adds_nothing_twice(store: AnnotationStore) -> None:
     active_project(store)
-    first = store.import_tasks("news", tasks(10), arrived_at=T0)
-    again = store.import_tasks("news", tasks(10), arrived_at=T0 + timedelta(hours=1))
+    first = store.completions.import_tasks("news", tasks(10), arrived_at=T0)
+    again = store.completions.import_tasks("news", tasks(10), arrived_at=T0 + timedelta(hours=1))
     assert (first.new_tasks, first.new_completions) == (10, 10)
     assert (again.new_tasks, again.new_completions, again.known_completions) == (0, 0, 10)
-    assert store.completion_totals() == {"news": 10}
+    assert {row.name: row.completions for row in store.status.everything(T0)} == {"news": 10}
 
 
 def test_drafts_are_stored_but_never_counted(store: AnnotationStore) -> None:
     active_project(store)
-    store.import_tasks("news", tasks(5, submitted=False), arrived_at=T0)
-    assert store.completion_totals() == {"news": 0}
-    assert store.poll(T0 + timedelta(days=1))[0].new_completions == 0
-    assert store.training_examples("news", T0 + timedelta(days=1)) == []
+    store.completions.import_tasks("news", tasks(5, submitted=False), arrived_at=T0)
+    assert {row.name: row.completions for row in store.status.everything(T0)} == {"news": 0}
+    assert store.status.poll(T0 + timedelta(days=1))[0].since_last_training == 0
+    assert store.completions.training_examples("news", T0 + timedelta(days=1)) == []
 
 
 def test_a_project_is_due_at_its_frequency_and_not_before(store: AnnotationStore) -> None:
     active_project(store, frequency=50)
-    store.import_tasks("news", tasks(49), arrived_at=T0)
-    assert poll(store, T0) == []
-    store.import_tasks("news", tasks(1, start=49), arrived_at=T0 + timedelta(minutes=1))
-    assert poll(store, T0) == []  # as of T0 the 50th had not arrived
-    [due] = poll(store, T0 + timedelta(minutes=1))
+    store.completions.import_tasks("news", tasks(49), arrived_at=T0)
+    assert poll(store.status, T0) == []
+    store.completions.import_tasks("news", tasks(1, start=49), arrived_at=T0 + timedelta(minutes=1))
+    assert poll(store.status, T0) == []  # as of T0 the 50th had not arrived
+    [due] = poll(store.status, T0 + timedelta(minutes=1))
     assert (due.project, due.new_completions) == ("news", 50)
 
 
 def test_projects_with_active_learning_off_are_not_polled(store: AnnotationStore) -> None:
-    store.create_project("off", CONFIG, active_learning=False)
-    store.import_tasks("off", tasks(60), arrived_at=T0)
-    assert store.poll(T0) == []
+    store.projects.create("off", CONFIG, active_learning=False)
+    store.completions.import_tasks("off", tasks(60), arrived_at=T0)
+    assert store.status.poll(T0) == []
 
 
 def test_a_jump_past_several_multiples_triggers_once_and_the_next_needs_n_more(store: AnnotationStore) -> None:
     active_project(store, frequency=50)
-    store.import_tasks("news", tasks(170), arrived_at=T0)
-    [due] = poll(store, T0)
+    store.completions.import_tasks("news", tasks(170), arrived_at=T0)
+    [due] = poll(store.status, T0)
     assert due.new_completions == 170
-    store.start_training("news", run_key=due.run_id, source="active_learning", as_of=T0)
+    store.trainings.start("news", run_key=due.run_id, source="active_learning", as_of=T0)
     # Every later poll sees the recorded training: nothing is due until 50 more arrive.
-    assert poll(store, T0 + timedelta(minutes=5)) == []
-    store.import_tasks("news", tasks(49, start=170), arrived_at=T0 + timedelta(minutes=6))
-    assert poll(store, T0 + timedelta(minutes=10)) == []
-    store.import_tasks("news", tasks(1, start=219), arrived_at=T0 + timedelta(minutes=11))
-    [next_due] = poll(store, T0 + timedelta(minutes=15))
+    assert poll(store.status, T0 + timedelta(minutes=5)) == []
+    store.completions.import_tasks("news", tasks(49, start=170), arrived_at=T0 + timedelta(minutes=6))
+    assert poll(store.status, T0 + timedelta(minutes=10)) == []
+    store.completions.import_tasks("news", tasks(1, start=219), arrived_at=T0 + timedelta(minutes=11))
+    [next_due] = poll(store.status, T0 + timedelta(minutes=15))
     assert next_due.new_completions == 50 and next_due.run_id != due.run_id
 
 
 def test_polls_that_see_the_same_crossing_name_the_same_run(store: AnnotationStore) -> None:
     active_project(store)
-    store.import_tasks("news", tasks(60), arrived_at=T0)
-    first = poll(store, T0 + timedelta(minutes=1))
-    later = poll(store, T0 + timedelta(minutes=30))
+    store.completions.import_tasks("news", tasks(60), arrived_at=T0)
+    first = poll(store.status, T0 + timedelta(minutes=1))
+    later = poll(store.status, T0 + timedelta(minutes=30))
     assert [d.run_id for d in first] == [d.run_id for d in later] == [training_run_id("news", None)]
 
 
 def test_a_failed_training_does_not_count_so_the_crossing_is_not_lost(store: AnnotationStore) -> None:
     active_project(store)
-    store.import_tasks("news", tasks(60), arrived_at=T0)
-    [due] = poll(store, T0)
-    store.start_training("news", run_key=due.run_id, source="active_learning", as_of=T0)
-    store.update_training(due.run_id, status="failed", error="MLflow unreachable")
-    [again] = poll(store, T0 + timedelta(minutes=5))
+    store.completions.import_tasks("news", tasks(60), arrived_at=T0)
+    [due] = poll(store.status, T0)
+    store.trainings.start("news", run_key=due.run_id, source="active_learning", as_of=T0)
+    store.trainings.update(due.run_id, status="failed", error="MLflow unreachable")
+    [again] = poll(store.status, T0 + timedelta(minutes=5))
     assert again.run_id == due.run_id
-    assert store.history("news")[0].error == "MLflow unreachable"
+    assert store.trainings.history("news")[0].error == "MLflow unreachable"
 
 
 def test_a_backfill_poll_sees_only_what_a_live_poll_saw_then(store: AnnotationStore) -> None:
     active_project(store)
-    store.import_tasks("news", tasks(30), arrived_at=T0)
-    store.import_tasks("news", tasks(30, start=30), arrived_at=T0 + timedelta(hours=2))
-    assert poll(store, T0 + timedelta(hours=1)) == []  # 30 had arrived by then
-    [live] = poll(store, T0 + timedelta(hours=2, minutes=5))
-    [backfill] = poll(store, T0 + timedelta(hours=2))  # same crossing, same run: Airflow skips the second
+    store.completions.import_tasks("news", tasks(30), arrived_at=T0)
+    store.completions.import_tasks("news", tasks(30, start=30), arrived_at=T0 + timedelta(hours=2))
+    assert poll(store.status, T0 + timedelta(hours=1)) == []  # 30 had arrived by then
+    [live] = poll(store.status, T0 + timedelta(hours=2, minutes=5))
+    [backfill] = poll(store.status, T0 + timedelta(hours=2))  # same crossing, same run: Airflow skips the second
     assert backfill.run_id == live.run_id
-    store.start_training("news", run_key=live.run_id, source="active_learning", as_of=T0 + timedelta(hours=2, minutes=5))
+    store.trainings.start("news", run_key=live.run_id, source="active_learning", as_of=T0 + timedelta(hours=2, minutes=5))
     # Once trained, a replay after the training's as-of time launches nothing more.
-    assert poll(store, T0 + timedelta(hours=3)) == []
+    assert poll(store.status, T0 + timedelta(hours=3)) == []
 
 
 def test_one_poll_is_one_statement_whatever_the_number_of_projects(store: AnnotationStore) -> None:
@@ -134,31 +134,31 @@ def test_one_poll_is_one_statement_whatever_the_number_of_projects(store: Annota
         listener = lambda *args: seen.append(args[2])  # noqa: E731
         event.listen(store.engine, "before_cursor_execute", listener)
         try:
-            poll(store, T0 + timedelta(days=1))
+            poll(store.status, T0 + timedelta(days=1))
         finally:
             event.remove(store.engine, "before_cursor_execute", listener)
         return len(seen)
 
     for i in range(3):
         active_project(store, f"p{i}")
-        store.import_tasks(f"p{i}", tasks(60, prefix=f"p{i}-"), arrived_at=T0)
+        store.completions.import_tasks(f"p{i}", tasks(60, prefix=f"p{i}-"), arrived_at=T0)
     few = statements_per_poll()
     for i in range(3, 60):
         active_project(store, f"p{i}")
-        store.import_tasks(f"p{i}", tasks(5, prefix=f"p{i}-"), arrived_at=T0)
+        store.completions.import_tasks(f"p{i}", tasks(5, prefix=f"p{i}-"), arrived_at=T0)
     many = statements_per_poll()
     assert few == many == 1
-    assert len(poll(store, T0 + timedelta(days=1))) == 3
+    assert len(poll(store.status, T0 + timedelta(days=1))) == 3
 
 
 def test_the_poll_lists_every_active_project_but_the_sensor_gets_only_the_due_ones(store: AnnotationStore) -> None:
     for name, count in (("a", 10), ("b", 50), ("c", 70)):
         active_project(store, name)
-        store.import_tasks(name, tasks(count, prefix=f"{name}-"), arrived_at=T0)
+        store.completions.import_tasks(name, tasks(count, prefix=f"{name}-"), arrived_at=T0)
     later = T0 + timedelta(hours=1)
-    assert [(row.project, row.new_completions) for row in store.poll(later)] == [("a", 10), ("b", 50), ("c", 70)]
-    assert [(row.project, row.new_completions) for row in store.poll(later, due_only=True)] == [("b", 50), ("c", 70)]
-    assert [due.project for due in poll(store, later)] == ["b", "c"]
+    assert [(row.name, row.since_last_training) for row in store.status.poll(later)] == [("a", 10), ("b", 50), ("c", 70)]
+    assert [(row.name, row.since_last_training) for row in store.status.poll(later, due_only=True)] == [("b", 50), ("c", 70)]
+    assert [due.project for due in poll(store.status, later)] == ["b", "c"]
 
 
 def test_only_the_sensor_starts_an_active_learning_training() -> None:
@@ -168,14 +168,14 @@ def test_only_the_sensor_starts_an_active_learning_training() -> None:
 
 def test_training_examples_follow_the_selection_policy_as_of_a_time(store: AnnotationStore) -> None:
     active_project(store)
-    store.import_tasks("news", tasks(3), arrived_at=T0)
+    store.completions.import_tasks("news", tasks(3), arrived_at=T0)
     late = TaskRecord("t0", "Ada Lovelace wrote note 0.", None, (
         CompletionRecord("gt", "rev", T0, T0, ground_truth=True, review_status=None, cancelled=False,
                          spans=(Span(0, 3, "PER"),), skipped_spans=0),
     ))
-    store.import_tasks("news", [late], arrived_at=T0 + timedelta(hours=1))
-    before = {e.task_id: e.spans for e in store.training_examples("news", T0)}
-    after = {e.task_id: e.spans for e in store.training_examples("news", T0 + timedelta(hours=1))}
+    store.completions.import_tasks("news", [late], arrived_at=T0 + timedelta(hours=1))
+    before = {e.task_id: e.spans for e in store.completions.training_examples("news", T0)}
+    after = {e.task_id: e.spans for e in store.completions.training_examples("news", T0 + timedelta(hours=1))}
     assert before["t0"] == (Span(0, 12, "PER"),)
     assert after["t0"] == (Span(0, 3, "PER"),)  # the ground-truth completion wins once it arrived
     assert len(after) == 3
@@ -183,59 +183,59 @@ def test_training_examples_follow_the_selection_policy_as_of_a_time(store: Annot
 
 def test_config_writes_keep_every_revision_and_refuse_stale_ones(store: AnnotationStore) -> None:
     active_project(store)
-    state = store.read_config("news")
-    store.write_config("news", CONFIG.replace("PER", "ORG"), expected_revision=state.revision, author="a", reason="r1")
+    state = store.configs.read("news")
+    store.configs.write("news", CONFIG.replace("PER", "ORG"), expected_revision=state.revision, author="a", reason="r1")
     with pytest.raises(ConfigConflictError):
-        store.write_config("news", CONFIG.replace("PER", "LOC"), expected_revision=state.revision, author="b", reason="r2")
-    revisions = store.revisions("news")
+        store.configs.write("news", CONFIG.replace("PER", "LOC"), expected_revision=state.revision, author="b", reason="r2")
+    revisions = store.configs.revisions("news")
     assert [(r.revision, r.author) for r in revisions] == [(1, "cli"), (2, "a")]
     assert revisions[0].labeling_config == CONFIG
-    assert store.read_config("news").xml == CONFIG.replace("PER", "ORG")
+    assert store.configs.read("news").xml == CONFIG.replace("PER", "ORG")
 
 
 def test_frequency_outside_the_allowed_list_is_refused(store: AnnotationStore) -> None:
     with pytest.raises(ValueError, match="50, 100, 200"):
-        store.create_project("x", CONFIG, frequency=75)
+        store.projects.create("x", CONFIG, frequency=75)
     active_project(store)
     with pytest.raises(ValueError, match="not 10"):
-        store.update_settings("news", frequency=10)
+        store.projects.update_settings("news", frequency=10)
 
 
 def test_unknown_project_is_a_clear_error(store: AnnotationStore) -> None:
     with pytest.raises(UnknownProjectError, match="no project named 'nope'"):
-        store.project("nope")
+        store.projects.get("nope")
 
 
 def test_naive_datetimes_are_refused(store: AnnotationStore) -> None:
     active_project(store)
     with pytest.raises(Exception, match="timezone-aware"):
-        store.import_tasks("news", tasks(1), arrived_at=datetime(2026, 1, 1))
+        store.completions.import_tasks("news", tasks(1), arrived_at=datetime(2026, 1, 1))
 
 
 def test_test_tags_reach_the_training_examples_and_follow_a_newer_export(store: AnnotationStore) -> None:
     active_project(store)
     records = tasks(4)
-    store.import_tasks("news", [TaskRecord(**{**records[0].__dict__, "test": True}), *records[1:]], arrived_at=T0)
-    tagged = {e.task_id for e in store.training_examples("news", T0) if e.test}
+    store.completions.import_tasks("news", [TaskRecord(**{**records[0].__dict__, "test": True}), *records[1:]], arrived_at=T0)
+    tagged = {e.task_id for e in store.completions.training_examples("news", T0) if e.test}
     assert tagged == {"t0"}
     retagged = [TaskRecord(**{**r.__dict__, "test": r.source_id == "t3"}) for r in records]
-    result = store.import_tasks("news", retagged, arrived_at=T0)
+    result = store.completions.import_tasks("news", retagged, arrived_at=T0)
     assert (result.new_tasks, result.new_completions) == (0, 0)
-    assert {e.task_id for e in store.training_examples("news", T0) if e.test} == {"t3"}
+    assert {e.task_id for e in store.completions.training_examples("news", T0) if e.test} == {"t3"}
 
 
 def test_a_settings_change_from_a_stale_revision_changes_nothing_and_a_fresh_one_is_recorded(store: AnnotationStore) -> None:
     active_project(store)
-    state = store.read_config("news")
-    store.write_config("news", state.xml, expected_revision=state.revision, author="someone", reason="edit")
+    state = store.configs.read("news")
+    store.configs.write("news", state.xml, expected_revision=state.revision, author="someone", reason="edit")
     with pytest.raises(ConfigConflictError):
-        store.update_settings("news", frequency=200, expected_revision=state.revision, author="ana", reason="settings")
-    assert store.project("news").frequency == 50 and store.read_config("news").revision == state.revision + 1
+        store.projects.update_settings("news", frequency=200, expected_revision=state.revision, author="ana", reason="settings")
+    assert store.projects.get("news").frequency == 50 and store.configs.read("news").revision == state.revision + 1
 
-    settings = store.update_settings("news", frequency=200, expected_revision=state.revision + 1, author="ana",
+    settings = store.projects.update_settings("news", frequency=200, expected_revision=state.revision + 1, author="ana",
                                      reason="settings: retrain every 200")
     assert (settings.frequency, settings.config_revision) == (200, state.revision + 2)
-    last = store.revisions("news")[-1]
+    last = store.configs.revisions("news")[-1]
     assert (last.author, last.reason, last.labeling_config) == ("ana", "settings: retrain every 200", state.xml)
 
 
@@ -275,31 +275,31 @@ def test_the_poll_counters_agree_with_the_history_at_every_time(counted_store: A
         if operation[0] == "import":
             _, hour, n, submitted, zone = operation
             arrived_at = (T0 + timedelta(hours=hour)).astimezone(timezone(timedelta(hours=zone)))  # any zone: same instant
-            counted_store.import_tasks(project, tasks(n, start=len(statuses) * 100 + len(arrivals) * 10,
+            counted_store.completions.import_tasks(project, tasks(n, start=len(statuses) * 100 + len(arrivals) * 10,
                                                       submitted=submitted, prefix=f"{project}-"), arrived_at=arrived_at)
             arrivals.append((T0 + timedelta(hours=hour), n if submitted else 0))
         elif operation[0] == "train":
             _, hour, status = operation
             key = f"{project}-run{len(trainings)}"
-            counted_store.start_training(project, run_key=key, source="manual", as_of=T0 + timedelta(hours=hour))
-            counted_store.update_training(key, status=status)
+            counted_store.trainings.start(project, run_key=key, source="manual", as_of=T0 + timedelta(hours=hour))
+            counted_store.trainings.update(key, status=status)
             trainings.append((key, T0 + timedelta(hours=hour)))
             statuses[key] = status
         elif trainings:
             _, index, status = operation
             key = trainings[index % len(trainings)][0]
-            counted_store.update_training(key, status=status)
+            counted_store.trainings.update(key, status=status)
             statuses[key] = status
     for hour in range(-1, 8):
         as_of = T0 + timedelta(hours=hour)
         last = max((at for key, at in trainings if statuses[key] != "failed" and at <= as_of), default=None)
         expected = sum(n for at, n in arrivals if (last is None or at > last) and at <= as_of)
-        [row] = [r for r in counted_store.poll(as_of) if r.project == project]
-        assert (row.new_completions, row.last_training_as_of) == (expected, last), f"poll as of hour {hour}"
+        [row] = [r for r in counted_store.status.poll(as_of) if r.name == project]
+        assert (row.since_last_training, row.last_training_as_of) == (expected, last), f"poll as of hour {hour}"
     counters = "SELECT arrived_count, last_arrived_at, last_training_as_of, arrived_by_last_training FROM projects WHERE name = :name"
     with counted_store.engine.connect() as connection:
         kept = connection.execute(text(counters), {"name": project}).one()
-    counted_store.recount()
+    counted_store.status.recount()
     with counted_store.engine.connect() as connection:
         assert connection.execute(text(counters), {"name": project}).one() == kept
 
@@ -317,8 +317,8 @@ def test_trainings_and_imports_at_once_keep_the_counters_exact_and_never_deadloc
     store = AnnotationStore(engine)
     active_project(store)
     jobs = [job for i in range(12) for job in (
-        lambda i=i: store.start_training("news", run_key=f"k{i}", source="manual", as_of=T0 + timedelta(hours=i % 4)),
-        lambda i=i: store.import_tasks("news", tasks(20, start=i * 100), arrived_at=T0 + timedelta(hours=i % 5)),
+        lambda i=i: store.trainings.start("news", run_key=f"k{i}", source="manual", as_of=T0 + timedelta(hours=i % 4)),
+        lambda i=i: store.completions.import_tasks("news", tasks(20, start=i * 100), arrived_at=T0 + timedelta(hours=i % 5)),
     )]
     errors: list[BaseException] = []
 
@@ -334,6 +334,6 @@ def test_trainings_and_imports_at_once_keep_the_counters_exact_and_never_deadloc
     for thread in threads:
         thread.join()
     assert errors == []
-    [row] = store.poll(T0 + timedelta(hours=5))
-    assert (row.last_training_as_of, row.new_completions) == (T0 + timedelta(hours=3), 40)  # imports at hour 4
+    [row] = store.status.poll(T0 + timedelta(hours=5))
+    assert (row.last_training_as_of, row.since_last_training) == (T0 + timedelta(hours=3), 40)  # imports at hour 4
     engine.dispose()

@@ -30,8 +30,8 @@ def task(i: int) -> TaskRecord:
 
 
 def test_assertion_labels_do_not_train_and_a_retry_reuses_the_run_and_version(backends: Backends, tmp_path: Path) -> None:
-    backends.store.create_project("clinic", CONFIG)
-    backends.store.import_tasks("clinic", [task(i) for i in range(12)])
+    backends.store.projects.create("clinic", CONFIG)
+    backends.store.completions.import_tasks("clinic", [task(i) for i in range(12)])
     as_of = utcnow()
     prepared = prepare_data(backends, "clinic", run_key="k1", source="manual", as_of=as_of)
     assert prepared["summary"]["labels_not_trained"] == {"Absent": 12}
@@ -47,11 +47,11 @@ def test_assertion_labels_do_not_train_and_a_retry_reuses_the_run_and_version(ba
     first = register(backends, run_key="k1", model_uri=trained["model_uri"], labels=trained["labels"])
     second = register(backends, run_key="k1", model_uri=trained["model_uri"], labels=trained["labels"])
     assert first == second and len(backends.registry.project_models("clinic")) == 1
-    assert len(backends.store.history("clinic")) == 1
+    assert len(backends.store.trainings.history("clinic")) == 1
 
 
 def test_too_little_data_is_a_clear_error(backends: Backends) -> None:
-    backends.store.create_project("tiny", CONFIG)
-    backends.store.import_tasks("tiny", [task(0)])
+    backends.store.projects.create("tiny", CONFIG)
+    backends.store.completions.import_tasks("tiny", [task(0)])
     with pytest.raises(NotEnoughDataError, match="'tiny' has 1 trainable tasks .* at least 2 are needed"):
         prepare_data(backends, "tiny", run_key="k2", source="manual", as_of=utcnow())

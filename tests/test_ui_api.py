@@ -45,7 +45,7 @@ def store_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (registered only), OTHER with the same config and no model, BROKEN naming a model that does not exist."""
     from active_learning.backends import Backends
     from active_learning.exports import read_export
-    from active_learning.training.steps import train_now
+    from active_learning.loop import train_now
 
     home = tmp_path_factory.mktemp("ui-store")
     with pytest.MonkeyPatch.context() as patch:
@@ -55,13 +55,13 @@ def store_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         backends = Backends()
         config = (SAMPLE / "labeling_config.xml").read_text()
         tasks = [t for batch in ("completions_batch1.json", "completions_batch2.json") for t in read_export(SAMPLE / batch)[0]]
-        backends.store.create_project(PROJECT, config, active_learning=True, frequency=50)
-        backends.store.import_tasks(PROJECT, tasks)
+        backends.store.projects.create(PROJECT, config, active_learning=True, frequency=50)
+        backends.store.completions.import_tasks(PROJECT, tasks)
         train_now(backends, PROJECT, choice="register_only")
         time.sleep(1.1)  # model names carry the training second
         train_now(backends, PROJECT, choice="register_only")
-        backends.store.create_project(OTHER, config)
-        backends.store.create_project(BROKEN, config.replace('"ner_dl"', '"ner_dll"'))
+        backends.store.projects.create(OTHER, config)
+        backends.store.projects.create(BROKEN, config.replace('"ner_dl"', '"ner_dll"'))
         yield home
 
 
@@ -98,11 +98,11 @@ def user(client) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 def models_of(backends, project: str = PROJECT) -> list[str]:  # type: ignore[no-untyped-def]
-    return [t.model_name for t in backends.store.history(project) if t.model_name]
+    return [t.model_name for t in backends.store.trainings.history(project) if t.model_name]
 
 
 def new_project(backends, name: str, **settings: Any) -> str:  # type: ignore[no-untyped-def]
-    backends.store.create_project(name, (SAMPLE / "labeling_config.xml").read_text(), **settings)
+    backends.store.projects.create(name, (SAMPLE / "labeling_config.xml").read_text(), **settings)
     return name
 
 
@@ -170,7 +170,7 @@ def test_a_user_who_may_not_trigger_dags_can_look_but_not_change(client, backend
     assert listing["permissions"] == {"can_change_settings": False, "can_train": False, "can_deploy": False}
     detail = client.get(f"{UI}/api/project", params={"project": PROJECT}, headers=viewer).json()
     assert detail["permissions"]["can_deploy"] is False
-    before = (backends.store.project(PROJECT), backends.store.read_config(PROJECT))
+    before = (backends.store.projects.get(PROJECT), backends.store.configs.read(PROJECT))
     revision = before[1].revision
     changes = [
         ("settings", {"config_revision": revision, "frequency": 200}),
@@ -181,7 +181,7 @@ def test_a_user_who_may_not_trigger_dags_can_look_but_not_change(client, backend
     for action, body in changes:
         response = client.post(f"{UI}/api/project/{action}", params={"project": PROJECT}, json=body, headers=viewer)
         assert response.status_code == 403, action
-    assert (backends.store.project(PROJECT), backends.store.read_config(PROJECT)) == before
+    assert (backends.store.projects.get(PROJECT), backends.store.configs.read(PROJECT)) == before
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def test_the_projects_list(client, backends, admin) -> None:  # type: ignore[no-
     assert problem["label"] == "MISC" and problem["model"] == "ner_dll" and "'ner_dl'" in problem["message"]
     assert data["permissions"]["can_deploy"] is True and data["links"]["airflow"] == "/"
     # "since the last training" is what the poll counts
-    polled = {row.project: row.new_completions for row in backends.store.poll(utcnow())}
+    polled = {row.name: row.since_last_training for row in backends.store.status.poll(utcnow())}
     assert all(rows[name]["since_last_training"] == count for name, count in polled.items())
 
 
@@ -243,15 +243,15 @@ def test_settings_change_through_the_store_and_are_recorded_with_the_user(client
     response = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=user,
                            json={"config_revision": 1, "active_learning": True, "frequency": 100, "auto_deploy": True})
     assert response.status_code == 200, response.text
-    settings = backends.store.project(name)
+    settings = backends.store.projects.get(name)
     assert (settings.active_learning, settings.frequency, settings.auto_deploy) == (True, 100, True)
-    revision = backends.store.revisions(name)[-1]
+    revision = backends.store.configs.revisions(name)[-1]
     assert response.json()["config_revision"] == revision.revision == 2
     assert revision.author == "alice" and "every 100 new completions" in revision.reason
-    assert revision.labeling_config == backends.store.revisions(name)[0].labeling_config  # the XML did not change
+    assert revision.labeling_config == backends.store.configs.revisions(name)[0].labeling_config  # the XML did not change
     off = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=user,
                       json={"config_revision": 2, "active_learning": False})
-    assert off.status_code == 200 and backends.store.project(name).active_learning is False
+    assert off.status_code == 200 and backends.store.projects.get(name).active_learning is False
 
 
 def test_settings_refuse_bad_input(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
@@ -266,17 +266,17 @@ def test_settings_refuse_bad_input(client, backends, admin) -> None:  # type: ig
     # no JSON content type (what a cross-site form would send): refused
     form_post = client.post(url, params={"project": name}, headers=admin, content='{"config_revision": 1}')
     assert form_post.status_code == 422
-    assert backends.store.project(name).frequency == 50 and backends.store.read_config(name).revision == 1
+    assert backends.store.projects.get(name).frequency == 50 and backends.store.configs.read(name).revision == 1
 
 
 def test_a_settings_change_from_a_stale_form_is_refused(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
     name = new_project(backends, "stale-settings-project")
-    state = backends.store.read_config(name)
-    backends.store.write_config(name, state.xml.replace("PER", "PERSON"), expected_revision=1, author="someone", reason="edit")
+    state = backends.store.configs.read(name)
+    backends.store.configs.write(name, state.xml.replace("PER", "PERSON"), expected_revision=1, author="someone", reason="edit")
     response = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=admin,
                            json={"config_revision": 1, "active_learning": True})
     assert response.status_code == 409 and response.json()["detail"]["live_revision"] == 2
-    assert backends.store.project(name).active_learning is False
+    assert backends.store.projects.get(name).active_learning is False
 
 
 # -- train now -----------------------------------------------------------------------------------------------
@@ -333,19 +333,19 @@ def test_rescoring_needs_the_deploy_permission_and_scores_like_the_gate(client, 
 
 def test_deploy_then_roll_back(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
     first, second = models_of(backends)
-    live = backends.store.read_config(PROJECT).revision
+    live = backends.store.configs.read(PROJECT).revision
     deploy = client.post(f"{UI}/api/project/deploy", params={"project": PROJECT}, headers=admin,
                          json={"config_revision": live, "model_name": first})
     assert deploy.status_code == 200, deploy.text
-    state = backends.store.read_config(PROJECT)
+    state = backends.store.configs.read(PROJECT)
     assert deploy.json()["config_revision"] == state.revision == live + 1
-    assert f'model="{first}"' in state.xml and backends.store.project(PROJECT).deployed_model == first
-    revision = backends.store.revisions(PROJECT)[-1]
+    assert f'model="{first}"' in state.xml and backends.store.projects.get(PROJECT).deployed_model == first
+    revision = backends.store.configs.revisions(PROJECT)[-1]
     assert revision.author == "admin" and revision.reason.startswith("manual deploy")
 
     stale = client.post(f"{UI}/api/project/deploy", params={"project": PROJECT}, headers=admin,
                         json={"config_revision": live, "model_name": second})
-    assert stale.status_code == 409 and backends.store.read_config(PROJECT) == state
+    assert stale.status_code == 409 and backends.store.configs.read(PROJECT) == state
     assert stale.json()["detail"]["live_revision"] == state.revision
 
     detail = client.get(f"{UI}/api/project", params={"project": PROJECT}, headers=admin).json()
@@ -364,8 +364,8 @@ def test_deploy_then_roll_back(client, backends, admin) -> None:  # type: ignore
     rollback = client.post(f"{UI}/api/project/rollback", params={"project": PROJECT}, headers=admin,
                            json={"config_revision": state.revision, "to_revision": live})
     assert rollback.status_code == 200, rollback.text
-    assert backends.store.read_config(PROJECT).xml == backends.store.revisions(PROJECT)[live - 1].labeling_config
-    assert backends.store.revisions(PROJECT)[-1].author == "admin"
+    assert backends.store.configs.read(PROJECT).xml == backends.store.configs.revisions(PROJECT)[live - 1].labeling_config
+    assert backends.store.configs.revisions(PROJECT)[-1].author == "admin"
 
 
 def test_deploy_refuses_a_model_of_another_project_and_unknown_input(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
@@ -380,7 +380,7 @@ def test_deploy_refuses_a_model_of_another_project_and_unknown_input(client, bac
     unknown_project = client.post(url, params={"project": "nowhere"}, headers=admin,
                                   json={"config_revision": 1, "model_name": first})
     assert unknown_project.status_code == 404
-    assert backends.store.read_config(name).revision == 1 and backends.store.project(name).deployed_model is None
+    assert backends.store.configs.read(name).revision == 1 and backends.store.projects.get(name).deployed_model is None
 
 
 def test_the_project_page_still_answers_when_mlflow_is_down(client, backends, admin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -441,14 +441,14 @@ def seed_projects(store, count: int, completions: int) -> None:  # type: ignore[
              "model_version": 1 if k == 0 else None}
             for pid in ids for k in range(2)
         ])
-    store.recount()  # rows written around the store
+    store.status.recount()  # rows written around the store
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_the_overview_statements_on_the_embedded_and_the_scale_out_database(backend: str, request, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
-    from active_learning.project_page import project_rows
+    from active_learning.status import config_issues
     from active_learning.store import AnnotationStore, connect, create_schema
     from active_learning.store.models import utcnow
 
@@ -459,13 +459,14 @@ def test_the_overview_statements_on_the_embedded_and_the_scale_out_database(back
         store = AnnotationStore(engine)
         seed_projects(store, 30, 20)
         now = utcnow()
-        rows = project_rows(store, now, pretrained=frozenset({"ner_dl"}))
+        rows = store.status.everything(now, check=lambda xml, own, registered: config_issues(
+            xml, pretrained=frozenset({"ner_dl"}), registered=registered, project_models=own))
         assert [row.name for row in rows] == [f"project-{i:04d}" for i in range(30)]
         row = rows[5]
         assert (row.completions, row.since_last_training, row.frequency) == (20, 9, 200)  # after the success, not the failure
         assert row.last_training.status == "failed" and row.last_training.started_at.tzinfo is not None
         assert row.deployed_trained_at == datetime(2026, 11, 1, tzinfo=UTC) and row.problems == ()
-        polled = {poll.project: poll.new_completions for poll in store.poll(now)}
+        polled = {poll.name: poll.since_last_training for poll in store.status.poll(now)}
         assert polled and all(r.since_last_training == polled[r.name] for r in rows if r.active_learning)
     finally:
         engine.dispose()
@@ -483,7 +484,7 @@ def test_the_projects_list_answers_fast_with_1000_projects_in_two_statements(
     url = f"{UI}/api/projects"
     assert len(client.get(url, headers=admin).json()["projects"]) == 1000  # warm: schema check, config parses
 
-    from active_learning_airflow.ui.app import domain
+    from active_learning_airflow.ui.domain import domain
 
     statements: list[str] = []
     engine = domain().store.engine

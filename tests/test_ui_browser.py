@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO, SAMPLE
+from devstack.services import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -35,12 +35,6 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1600,1000",
 ]
 TRAINING_TIMEOUT = 600  # a training is six Airflow tasks, each a new process: minutes on two busy cores
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -58,12 +52,12 @@ def seed_projects(home: Path) -> None:
     backends = Backends()
     config = (SAMPLE / "labeling_config.xml").read_text()
     tasks = [t for batch in ("completions_batch1.json", "completions_batch2.json") for t in read_export(SAMPLE / batch)[0]]
-    backends.store.create_project(PROJECT, config)
-    backends.store.import_tasks(PROJECT, tasks)
-    backends.store.create_project("clinical-notes", config, active_learning=True, frequency=200, auto_deploy=True)
-    backends.store.import_tasks("clinical-notes", tasks[:64])
-    backends.store.create_project("support-tickets", config.replace('"ner_dl"', '"ner_dll"'), active_learning=True, frequency=50)
-    backends.store.import_tasks("support-tickets", tasks[:12])
+    backends.store.projects.create(PROJECT, config)
+    backends.store.completions.import_tasks(PROJECT, tasks)
+    backends.store.projects.create("clinical-notes", config, active_learning=True, frequency=200, auto_deploy=True)
+    backends.store.completions.import_tasks("clinical-notes", tasks[:64])
+    backends.store.projects.create("support-tickets", config.replace('"ner_dl"', '"ner_dll"'), active_learning=True, frequency=50)
+    backends.store.completions.import_tasks("support-tickets", tasks[:12])
 
 
 @pytest.fixture
@@ -73,7 +67,6 @@ def airflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Airflow
                     "(.ci/run installs them)")
     pytest.importorskip("selenium", reason="needs selenium (requirements-dev.txt)")
     from devstack.embedded import EmbeddedAirflow
-    from devstack.services import http_json, wait_until
 
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         monkeypatch.delenv(key)  # this test's own Airflow, not the test session's
@@ -83,18 +76,8 @@ def airflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Airflow
     embedded = EmbeddedAirflow(home=home, port=free_port(), poll_schedule="0 0 1 1 *")  # no poll during the test
     try:
         embedded.start(timeout=300)
-        password = embedded.admin_password()
-        token = http_json(f"{embedded.url}/auth/token", data={"username": "admin", "password": password})["access_token"]
-
-        def dags_loaded() -> bool:
-            try:
-                dags = http_json(f"{embedded.url}/api/v2/dags?dag_id_pattern=active_learning", token=token)
-            except OSError:
-                return False
-            return {"active_learning_training", "active_learning_deploy"} <= {d["dag_id"] for d in dags["dags"]}
-
-        wait_until(dags_loaded, timeout=180, what="the DAGs in Airflow", services=[embedded.service])
-        yield Airflow(embedded.url, password, home)
+        embedded.wait_for_dags({"active_learning_training", "active_learning_deploy"}, timeout=180)
+        yield Airflow(embedded.url, embedded.admin_password(), home)
     finally:
         embedded.stop()
 
@@ -186,9 +169,9 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     element("#enable-deploy-no").click()
     wait(notice_says("active learning on, every 100 new completions, register only"), what="the settings to be saved")
     wait(lambda d: element("#al-switch").is_selected() and element("#auto-deploy-line").is_displayed())
-    settings = backends.store.project(PROJECT)
+    settings = backends.store.projects.get(PROJECT)
     assert (settings.active_learning, settings.frequency, settings.auto_deploy) == (True, 100, False)
-    assert backends.store.revisions(PROJECT)[-1].author == "admin"
+    assert backends.store.configs.revisions(PROJECT)[-1].author == "admin"
 
     # Train now: a run of the training DAG, then a row in the history that ends in success.
     element("#train-now").click()
@@ -199,13 +182,13 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
          timeout=TRAINING_TIMEOUT, what="the training to succeed")
     row = element("#history tbody tr[data-run]")
     assert "manual" in row.text and row.find_elements(By.LINK_TEXT, "Airflow run")
-    [training] = backends.store.history(PROJECT)
+    [training] = backends.store.trainings.history(PROJECT)
     assert training.status == "success" and training.source == "manual" and training.completions_used == 90
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#learning-curve circle"), what="the learning curve")
     shot("05-trained")
 
     # Deploy the new model: the dialog shows the comparison with the deployed model; confirm.
-    revision = backends.store.read_config(PROJECT).revision
+    revision = backends.store.configs.read(PROJECT).revision
     element(f"button[data-deploy='{training.model_name}']").click()
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "dialog[open] #comparison"), what="the comparison")
     assert training.model_name in element("#comparison").text
@@ -213,9 +196,9 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     element("#dialog-ok").click()
     wait(notice_says(f"{training.model_name} (version 1) deployed"), what="the deploy")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, f"#models tr[data-model='{training.model_name}'] .badge.on"))
-    assert backends.store.project(PROJECT).deployed_model == training.model_name
-    assert backends.store.read_config(PROJECT).revision == revision + 1
-    assert backends.store.revisions(PROJECT)[-1].author == "admin"
+    assert backends.store.projects.get(PROJECT).deployed_model == training.model_name
+    assert backends.store.configs.read(PROJECT).revision == revision + 1
+    assert backends.store.configs.revisions(PROJECT)[-1].author == "admin"
 
     # The projects list, inside Airflow, now shows the deployed model and the last training.
     driver.get(f"{base}/plugin/active-learning")
@@ -236,5 +219,5 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     wait(notice_says(f"revision {revision} is live again"), what="the rollback")
     wait(lambda d: "rollback to revision" in element("#revisions tbody tr").text)
     shot("09-rolled-back")
-    assert backends.store.read_config(PROJECT).xml == backends.store.revisions(PROJECT)[revision - 1].labeling_config
-    assert backends.store.revisions(PROJECT)[-1].author == "admin"
+    assert backends.store.configs.read(PROJECT).xml == backends.store.configs.revisions(PROJECT)[revision - 1].labeling_config
+    assert backends.store.configs.revisions(PROJECT)[-1].author == "admin"

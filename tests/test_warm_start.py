@@ -10,7 +10,7 @@ from active_learning import settings
 from active_learning.backends import Backends
 from active_learning.exports import CompletionRecord, Span, TaskRecord
 from active_learning.store.models import utcnow
-from active_learning.training.steps import train_now
+from active_learning.loop import train_now
 
 CONFIG = """<View>
   <Labels name="label" toName="text">
@@ -31,21 +31,21 @@ def task(i: int, *, with_drug: bool) -> TaskRecord:
 def test_a_warm_start_continues_from_the_deployed_model_and_learns_new_labels(
     backends: Backends, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backends.store.create_project("clinic", CONFIG)
-    backends.store.import_tasks("clinic", [task(i, with_drug=False) for i in range(30)])
+    backends.store.projects.create("clinic", CONFIG)
+    backends.store.completions.import_tasks("clinic", [task(i, with_drug=False) for i in range(30)])
     first = train_now(backends, "clinic", choice="deploy")
-    assert first["metrics"]["f1"] > 0.9 and backends.store.project("clinic").deployed_model == first["model_name"]
+    assert first["metrics"]["f1"] > 0.9 and backends.store.projects.get("clinic").deployed_model == first["model_name"]
 
-    backends.store.import_tasks("clinic", [task(i, with_drug=True) for i in range(30, 60)])
+    backends.store.completions.import_tasks("clinic", [task(i, with_drug=True) for i in range(30, 60)])
     # Two training steps: from random weights nothing is learnt yet; from the deployed model PROBLEM is known.
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": 2, "training.eval_frequency": 1}')
     scratch = train_now(backends, "clinic", choice="register_only", warm_start=False)
     warm = train_now(backends, "clinic", choice="register_only", warm_start=True)
     assert warm["metrics"]["per_label"]["PROBLEM"]["f1"] > 0.9 > scratch["metrics"]["f1"]
 
-    params = backends.registry.client.get_run(backends.store.training(warm["run_key"]).mlflow_run_id).data.params
+    params = backends.registry.client.get_run(backends.store.trainings.get(warm["run_key"]).mlflow_run_id).data.params
     assert params["warm_start_from"] == first["model_name"]
-    assert backends.registry.client.get_run(backends.store.training(scratch["run_key"]).mlflow_run_id).data.params["warm_start_from"] == "none"
+    assert backends.registry.client.get_run(backends.store.trainings.get(scratch["run_key"]).mlflow_run_id).data.params["warm_start_from"] == "none"
 
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": 60, "training.eval_frequency": 20}')
     learnt = train_now(backends, "clinic", choice="register_only", warm_start=True)
@@ -54,10 +54,10 @@ def test_a_warm_start_continues_from_the_deployed_model_and_learns_new_labels(
 
 
 def test_without_a_deployed_model_of_ours_a_warm_start_trains_from_scratch(backends: Backends) -> None:
-    backends.store.create_project("fresh", CONFIG)
-    backends.store.import_tasks("fresh", [task(i, with_drug=True) for i in range(20)])
+    backends.store.projects.create("fresh", CONFIG)
+    backends.store.completions.import_tasks("fresh", [task(i, with_drug=True) for i in range(20)])
     result = train_now(backends, "fresh", choice="register_only", warm_start=True)
-    params = backends.registry.client.get_run(backends.store.training(result["run_key"]).mlflow_run_id).data.params
+    params = backends.registry.client.get_run(backends.store.trainings.get(result["run_key"]).mlflow_run_id).data.params
     assert params["warm_start_from"] == "none" and result["metrics"]["f1"] > 0.5
 
 

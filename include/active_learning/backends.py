@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from active_learning.labeling_config import load_pretrained_models
-from active_learning.registry import ModelRegistry
+from active_learning.registry import ModelRegistry, ModelVersionInfo
 from active_learning.store import AnnotationStore, connect, create_schema
 
 if TYPE_CHECKING:
@@ -43,6 +43,11 @@ class Backends:
         from active_learning.sources import Sources
 
         return Sources(self.store, self.connection_lookup)
+
+    def deployed_version(self, project: str) -> ModelVersionInfo | None:
+        """The project's deployed model if it is one of ours (None: nothing deployed, or a pretrained model)."""
+        name = self.store.projects.get(project).deployed_model
+        return self.registry.find_model(name) if name else None
 
     def source(self, project: str) -> CompletionSource:
         """Where ``project``'s completions and live labeling config are (our store or Label Studio)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from active_learning.backends import Backends
+from active_learning.constants import DEPLOY_ALWAYS, DEPLOY_AUTO, DEPLOY_REGISTER_ONLY
 from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_LABEL_STUDIO, SOURCE_STORE, utcnow
 
 
@@ -36,7 +37,7 @@ def cmd_init(backends: Backends, args: argparse.Namespace) -> int:
 
 
 def cmd_recount(backends: Backends, args: argparse.Namespace) -> int:
-    backends.store.recount()
+    backends.store.status.recount()
     print("poll counters recomputed from the completions and trainings of every project")
     return 0
 
@@ -46,10 +47,10 @@ def cmd_import(backends: Backends, args: argparse.Namespace) -> int:
     from active_learning.labeling_config import check_structure, list_labels, text_key
 
     store = backends.store
-    if store.has_project(args.project) and store.project(args.project).source != SOURCE_STORE:
+    if store.projects.exists(args.project) and store.projects.get(args.project).source != SOURCE_STORE:
         print(f"error: project {args.project!r} lives in Label Studio: its completions are read from there", file=sys.stderr)
         return 1
-    if not store.has_project(args.project):
+    if not store.projects.exists(args.project):
         if args.config is None:
             print(f"error: project {args.project!r} does not exist yet: give its labeling config with --config", file=sys.stderr)
             return 1
@@ -57,15 +58,15 @@ def cmd_import(backends: Backends, args: argparse.Namespace) -> int:
         problems = check_structure(xml)
         if problems:
             return _print_problems(problems)
-        store.create_project(args.project, xml, text_key=text_key(xml), frequency=args.frequency or DEFAULT_FREQUENCY)
+        store.projects.create(args.project, xml, text_key=text_key(xml), frequency=args.frequency or DEFAULT_FREQUENCY)
     if args.frequency or args.enable or args.auto_deploy is not None:
-        store.update_settings(
+        store.projects.update_settings(
             args.project, frequency=args.frequency, auto_deploy=args.auto_deploy, active_learning=True if args.enable else None
         )
-    project = store.project(args.project)
-    labels = {label.value for label in list_labels(store.read_config(args.project).xml)}
+    project = store.projects.get(args.project)
+    labels = {label.value for label in list_labels(store.configs.read(args.project).xml)}
     tasks, summary = read_export(Path(args.path), text_key=project.text_key, allowed_labels=labels)
-    result = store.import_tasks(args.project, tasks)
+    result = store.completions.import_tasks(args.project, tasks)
     added = {"new_tasks": result.new_tasks, "new_completions": result.new_completions,
              "already_imported": result.known_completions}
     backends.registry.log_import(args.project, source=args.path, summary=summary.as_dict(), added=added)
@@ -92,11 +93,11 @@ def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> in
     if problems:
         return _print_problems(problems)
     name = args.project or remote["title"]
-    if backends.store.has_project(name):
+    if backends.store.projects.exists(name):
         print(f"error: a project named {name!r} exists already: choose another name with --project", file=sys.stderr)
         return 1
     try:
-        settings = backends.store.create_project(
+        settings = backends.store.projects.create(
             name, xml, text_key=text_key(xml), frequency=args.frequency or DEFAULT_FREQUENCY,
             auto_deploy=bool(args.auto_deploy), active_learning=args.enable, author="cli",
             source=SOURCE_LABEL_STUDIO, source_project_id=args.ls_project,
@@ -110,7 +111,7 @@ def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> in
 
 
 def cmd_enable(backends: Backends, args: argparse.Namespace) -> int:
-    settings = backends.store.update_settings(
+    settings = backends.store.projects.update_settings(
         args.project, active_learning=True, frequency=args.frequency, auto_deploy=args.auto_deploy
     )
     print(f"{settings.name}: active learning on, every {settings.frequency} new completions, "
@@ -119,39 +120,22 @@ def cmd_enable(backends: Backends, args: argparse.Namespace) -> int:
 
 
 def cmd_disable(backends: Backends, args: argparse.Namespace) -> int:
-    backends.store.update_settings(args.project, active_learning=False)
+    backends.store.projects.update_settings(args.project, active_learning=False)
     print(f"{args.project}: active learning off")
     return 0
 
 
 def cmd_projects(backends: Backends, args: argparse.Namespace) -> int:
-    store = backends.store
-    polled = {row.project: row for row in backends.sources.poll(utcnow())}  # Label Studio's counts are live
-    totals = store.completion_totals()
-    rows = []
-    for name, deployed in sorted(store.deployed_models().items()):
-        settings = store.project(name)
-        row = polled.get(name)
-        rows.append({
-            "project": name,
-            "source": settings.source if settings.source_project_id is None else f"{settings.source}:{settings.source_project_id}",
-            "active_learning": settings.active_learning,
-            "frequency": settings.frequency,
-            "auto_deploy": settings.auto_deploy,
-            "completions": totals.get(name, 0),
-            "since_last_training": row.new_completions if row else None,
-            "to_next_training": max(settings.frequency - row.new_completions, 0) if row else None,
-            "due": bool(row and row.due),
-            "deployed_model": deployed,
-        })
+    from active_learning.status import project_statuses
+
+    rows = [row.as_dict() for row in project_statuses(backends, utcnow())]  # Label Studio's counts are live
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'project':30} {'AL':3} {'every':>5} {'auto':4} {'total':>7} {'new':>5} {'next':>5}  deployed model"
-    print(header)
+    print(f"{'project':30} {'AL':3} {'every':>5} {'auto':4} {'total':>7} {'new':>5} {'next':>5}  deployed model")
     for r in rows:
-        print(f"{r['project'][:30]:30} {'on' if r['active_learning'] else 'off':3} {r['frequency']:>5} "
-              f"{'yes' if r['auto_deploy'] else 'no':4} {r['completions']:>7} {_dash(r['since_last_training']):>5} "
+        print(f"{r['name'][:30]:30} {'on' if r['active_learning'] else 'off':3} {r['frequency']:>5} "
+              f"{'yes' if r['auto_deploy'] else 'no':4} {_dash(r['completions']):>7} {_dash(r['since_last_training']):>5} "
               f"{_dash(r['to_next_training']):>5}  {r['deployed_model'] or '-'}")
     return 0
 
@@ -166,7 +150,7 @@ def cmd_validate_config(backends: Backends, args: argparse.Namespace) -> int:
     except LabelingConfigError as error:
         return _print_problems([error])
     if args.project:
-        backends.store.project(args.project)  # unknown project: a clear error
+        backends.store.projects.get(args.project)  # unknown project: a clear error
         problems = config_problems(backends, args.project, xml)
     else:
         problems = validate_config(xml, pretrained=backends.pretrained, registered=backends.registry.model_names())
@@ -177,9 +161,9 @@ def cmd_validate_config(backends: Backends, args: argparse.Namespace) -> int:
 
 
 def cmd_train(backends: Backends, args: argparse.Namespace) -> int:
-    from active_learning.training.steps import train_now
+    from active_learning.loop import train_now
 
-    choice = "auto" if args.deploy is None else "deploy" if args.deploy else "register_only"
+    choice = DEPLOY_AUTO if args.deploy is None else DEPLOY_ALWAYS if args.deploy else DEPLOY_REGISTER_ONLY
     result = train_now(backends, args.project, choice=choice, tolerance=args.tolerance, warm_start=args.warm_start)
     print(result["model_name"])
     print(json.dumps({k: result[k] for k in ("version", "deploy", "metrics")}), file=sys.stderr)
@@ -201,14 +185,14 @@ def cmd_deploy(backends: Backends, args: argparse.Namespace) -> int:
 
 
 def cmd_history(backends: Backends, args: argparse.Namespace) -> int:
-    history = [run.as_dict() for run in backends.store.history(args.project)]
+    history = [run.as_dict() for run in backends.store.trainings.history(args.project)]
     print(json.dumps(history, indent=2))
     return 0
 
 
 def cmd_config(backends: Backends, args: argparse.Namespace) -> int:
     if args.revisions:
-        for revision in backends.store.revisions(args.project):
+        for revision in backends.store.configs.revisions(args.project):
             print(f"{revision.revision:>4}  {revision.created_at:%Y-%m-%d %H:%M:%S}  {revision.author:30}  {revision.reason}")
         return 0
     sys.stdout.write(backends.source(args.project).read_config(args.project).xml)

@@ -48,3 +48,9 @@ def parse_model_name(name: str) -> tuple[str, datetime] | None:
         return None
     stamp = datetime.strptime(match["stamp"], TIMESTAMP_FORMAT).replace(tzinfo=UTC)
     return match["registered"], stamp
+
+
+def trained_at(model_name: str | None) -> datetime | None:
+    """A model of ours carries its training time (UTC, to the second) in its name; a pretrained one none."""
+    parsed = parse_model_name(model_name) if model_name else None
+    return parsed[1] if parsed else None

@@ -1,283 +1,24 @@
-"""Read queries behind the Active Learning page in Airflow's UI (no Airflow here).
-
-The projects list is **two statements** whatever the number of projects, and no MLflow call:
-
-1. every project with its settings, its submitted completions (total, and since its last training as a
-   poll counts them: the latest training that did not fail, as of ``as_of``), and its latest training
-   (any status), through correlated subqueries on the indexes ``(project_id, arrived_at)`` and
-   ``(project_id, as_of)``;
-2. the model names the training history registered, which stand in for MLflow's registry when the
-   list checks each labeling config (the detail page checks against MLflow itself).
-
-A labeling config is parsed once per (project, config revision) and process; the parse is cached.
-The detail of one project may ask MLflow (its models), and tolerates MLflow being unreachable.
+"""What the Active Learning page shows of one project beyond its status (no Airflow here): its models
+(asked of MLflow, which may be unreachable: the rest still shows), config check against MLflow, training
+history, config revisions and their diffs, the learning curve, and a stored comparison of two models.
+The projects list is :func:`active_learning.status.project_statuses`.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, literal, select, type_coerce
-from sqlalchemy.orm import aliased
-
 from active_learning import naming
-from active_learning.store.models import FREQUENCIES, Completion, Project, TrainingRun, UTCDateTime
-from active_learning.store.repository import EPOCH, TrainingView
+from active_learning.status import issues_from, named_models, project_statuses
+from active_learning.store import AnnotationStore, TrainingView
+from active_learning.store.models import FREQUENCIES
 
 if TYPE_CHECKING:
     from active_learning.backends import Backends
-    from active_learning.store.repository import AnnotationStore
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    """One problem of a labeling config, naming the label and the bad model where it is about one."""
-
-    message: str
-    label: str | None = None
-    model: str | None = None
-    line: int | None = None
-
-
-@dataclass(frozen=True)
-class LastTraining:
-    run_key: str
-    source: str
-    status: str
-    started_at: datetime
-    ended_at: datetime | None
-    model_name: str | None
-    mlflow_run_id: str | None
-
-
-@dataclass(frozen=True)
-class ProjectRow:
-    name: str
-    active_learning: bool
-    frequency: int
-    auto_deploy: bool
-    config_revision: int
-    completions: int
-    since_last_training: int
-    deployed_model: str | None
-    deployed_trained_at: datetime | None
-    last_training: LastTraining | None
-    problems: tuple[ConfigIssue, ...]
-
-    @property
-    def to_next_training(self) -> int:
-        return max(self.frequency - self.since_last_training, 0)
-
-    @property
-    def due(self) -> bool:
-        return self.active_learning and self.since_last_training >= self.frequency
-
-    def as_dict(self) -> dict[str, Any]:
-        last = self.last_training
-        return {
-            "name": self.name,
-            "active_learning": self.active_learning,
-            "frequency": self.frequency,
-            "auto_deploy": self.auto_deploy,
-            "config_revision": self.config_revision,
-            "completions": self.completions,
-            "since_last_training": self.since_last_training,
-            "to_next_training": self.to_next_training,
-            "due": self.due,
-            "deployed_model": self.deployed_model,
-            "deployed_trained_at": _iso(self.deployed_trained_at),
-            "last_training": None if last is None else {
-                "run_key": last.run_key,
-                "source": last.source,
-                "status": last.status,
-                "started_at": _iso(last.started_at),
-                "ended_at": _iso(last.ended_at),
-                "model_name": last.model_name,
-                "mlflow_run_id": last.mlflow_run_id,
-            },
-            "valid": not self.problems,
-            "problems": [asdict(problem) for problem in self.problems],
-        }
-
-
-# -- the projects list -------------------------------------------------------------------------------
-
-
-def overview_statement(as_of: datetime) -> Any:
-    """Statement 1: one row per project (see the module's docstring)."""
-    last_training_as_of = (
-        select(func.max(TrainingRun.as_of))
-        .where(TrainingRun.project_id == Project.id, TrainingRun.status != "failed", TrainingRun.as_of <= as_of)
-        .correlate(Project)
-        .scalar_subquery()
-    )
-    since_last = (
-        select(func.count(Completion.id))
-        .where(
-            Completion.project_id == Project.id,
-            Completion.arrived_at > func.coalesce(last_training_as_of, literal(EPOCH, TrainingRun.as_of.type)),
-            Completion.arrived_at <= as_of,
-        )
-        .correlate(Project)
-        .scalar_subquery()
-    )
-    total = (
-        select(func.count(Completion.id))
-        .where(Completion.project_id == Project.id, Completion.arrived_at.is_not(None))
-        .correlate(Project)
-        .scalar_subquery()
-    )
-    latest_id = (
-        select(TrainingRun.id)
-        .where(TrainingRun.project_id == Project.id)
-        .order_by(TrainingRun.started_at.desc(), TrainingRun.id.desc())
-        .limit(1)
-        .correlate(Project)
-        .scalar_subquery()
-    )
-    last = aliased(TrainingRun, name="last_training")
-    return (
-        select(
-            Project.id,
-            Project.name,
-            Project.active_learning,
-            Project.frequency,
-            Project.auto_deploy,
-            Project.config_revision,
-            Project.labeling_config,
-            Project.deployed_model,
-            total.label("completions"),
-            since_last.label("since_last_training"),
-            last.run_key,
-            last.source,
-            last.status,
-            type_coerce(last.started_at, UTCDateTime()).label("started_at"),
-            type_coerce(last.ended_at, UTCDateTime()).label("ended_at"),
-            last.model_name,
-            last.mlflow_run_id,
-        )
-        .outerjoin(last, last.id == latest_id)
-        .order_by(Project.name)
-    )
-
-
-def registered_models_statement() -> Any:
-    """Statement 2: (project id, model name) of every model the history says was registered."""
-    return select(TrainingRun.project_id, TrainingRun.model_name).where(
-        TrainingRun.model_name.is_not(None), TrainingRun.model_version.is_not(None)
-    )
-
-
-def project_rows(
-    store: AnnotationStore, as_of: datetime, *, pretrained: frozenset[str], name: str | None = None
-) -> list[ProjectRow]:
-    """Every project (or the one named) as the projects list shows it: two statements, no MLflow."""
-    statement = overview_statement(as_of)
-    if name is not None:
-        statement = statement.where(Project.name == name)
-    with store.engine.connect() as connection:
-        rows = connection.execute(statement).all()
-        models_by_project: dict[int, set[str]] = {}
-        for project_id, model_name in connection.execute(registered_models_statement()):
-            models_by_project.setdefault(project_id, set()).add(model_name)
-    registered = frozenset(model for models in models_by_project.values() for model in models)
-    return [_project_row(row, pretrained, registered, frozenset(models_by_project.get(row.id, ()))) for row in rows]
-
-
-def _project_row(row: Any, pretrained: frozenset[str], registered: frozenset[str], own: frozenset[str]) -> ProjectRow:
-    last = None
-    if row.run_key is not None:
-        last = LastTraining(row.run_key, row.source, row.status, row.started_at, row.ended_at, row.model_name,
-                            row.mlflow_run_id)
-    return ProjectRow(
-        name=row.name,
-        active_learning=bool(row.active_learning),
-        frequency=row.frequency,
-        auto_deploy=bool(row.auto_deploy),
-        config_revision=row.config_revision,
-        completions=row.completions,
-        since_last_training=row.since_last_training,
-        deployed_model=row.deployed_model,
-        deployed_trained_at=model_trained_at(row.deployed_model),
-        last_training=last,
-        problems=config_issues(row.id, row.config_revision, row.labeling_config,
-                               pretrained=pretrained, registered=registered, project_models=own),
-    )
-
-
-@functools.lru_cache(maxsize=100_000)
-def model_trained_at(model_name: str | None) -> datetime | None:
-    """A model of ours carries its training time (UTC, to the second) in its name; a pretrained one none."""
-    parsed = naming.parse_model_name(model_name) if model_name else None
-    return parsed[1] if parsed else None
-
-
-# -- validation of labeling configs ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _ParsedConfig:
-    structure_ok: bool
-    models: frozenset[str]  # every model attribute the config's NER labels name
-
-
-_PARSED: OrderedDict[tuple[int, int], _ParsedConfig] = OrderedDict()
-_PARSED_MAX = 20_000
-_LOCK = threading.Lock()
-
-
-def _parsed(project_id: int, revision: int, xml: str) -> _ParsedConfig:
-    key = (project_id, revision)
-    with _LOCK:
-        if key in _PARSED:
-            _PARSED.move_to_end(key)
-            return _PARSED[key]
-    from active_learning.labeling_config import LabelingConfigError, check_structure, list_labels
-
-    try:
-        parsed = _ParsedConfig(not check_structure(xml), frozenset(s.model for s in list_labels(xml) if s.model is not None))
-    except LabelingConfigError:
-        parsed = _ParsedConfig(False, frozenset())
-    with _LOCK:
-        _PARSED[key] = parsed
-        while len(_PARSED) > _PARSED_MAX:
-            _PARSED.popitem(last=False)
-    return parsed
-
-
-def config_issues(
-    project_id: int,
-    revision: int,
-    xml: str,
-    *,
-    pretrained: frozenset[str],
-    registered: frozenset[str],
-    project_models: frozenset[str],
-) -> tuple[ConfigIssue, ...]:
-    """The config's problems, as ``validate-config --project`` reports them (the same function), but
-    only computed in full when the cached parse shows there is one: a valid config costs a set lookup."""
-    parsed = _parsed(project_id, revision, xml)
-    if parsed.structure_ok and parsed.models <= (pretrained | project_models):
-        return ()
-    from active_learning.labeling_config import validate_config
-
-    problems = validate_config(xml, pretrained=pretrained, registered=registered | project_models,
-                               project_models=project_models)
-    return tuple(issues_from(problems))
-
-
-def issues_from(problems: list[Any]) -> list[ConfigIssue]:
-    return [ConfigIssue(p.message, p.label, p.model, p.line) for p in problems]
-
-
-# -- one project ------------------------------------------------------------------------------------
 
 MLFLOW_TIMEOUT = 15.0
 _MLFLOW_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overview-mlflow")
@@ -289,13 +30,13 @@ def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, 
     from active_learning.training.learning_curve import curve_rows
 
     store = backends.store
-    settings = store.project(name)
-    config = store.read_config(name)
-    history = store.history(name)
-    revisions = store.revisions(name)
-    [row] = project_rows(store, as_of, pretrained=backends.pretrained, name=name)
+    settings = store.projects.get(name)
+    config = store.configs.read(name)
+    history = store.trainings.history(name)
+    revisions = store.configs.revisions(name)
+    [row] = project_statuses(backends, as_of, name=name)
 
-    in_config = _parsed(settings.id, config.revision, config.xml).models
+    in_config = named_models(config.xml)
     models: list[dict[str, Any]] = []
     models_error = None
     validation_source = "mlflow"
@@ -365,7 +106,7 @@ def stored_comparison(history: list[TrainingView], candidate: str, deployed: str
         training = by_model.get(model)
         return {
             "model_name": model,
-            "trained_at": _iso(model_trained_at(model)),
+            "trained_at": _iso(naming.trained_at(model)),
             "ours": training is not None,
             "completions_used": training.completions_used if training else None,
             "metrics": training.metrics if training else None,
@@ -376,7 +117,7 @@ def stored_comparison(history: list[TrainingView], candidate: str, deployed: str
 
 def revision_diff(store: AnnotationStore, name: str, revision: int, against: int | None = None) -> dict[str, Any]:
     """Unified diff from revision ``against`` (default: the one before) to ``revision``."""
-    revisions = {r.revision: r for r in store.revisions(name)}
+    revisions = {r.revision: r for r in store.configs.revisions(name)}
     if revision not in revisions:
         raise LookupError(f"project {name!r} has no config revision {revision}")
     base = against if against is not None else max((r for r in revisions if r < revision), default=None)

@@ -48,6 +48,14 @@ class ModelVersionInfo:
     run_id: str | None
     aliases: tuple[str, ...]
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able, for an XCom: :meth:`from_dict` reads it back."""
+        return {**self.__dict__, "labels": list(self.labels), "aliases": list(self.aliases)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelVersionInfo:
+        return cls(**{**data, "labels": tuple(data["labels"]), "aliases": tuple(data["aliases"])})
+
     @classmethod
     def from_mlflow(cls, version: ModelVersion) -> ModelVersionInfo:
         tags = version.tags or {}

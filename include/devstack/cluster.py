@@ -8,15 +8,15 @@ scale-out section.
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.airflow_api import AirflowApi, airflow_healthy
 from devstack.embedded import airflow_environment
-from devstack.services import Service, airflow_healthy, answers, http_json, wait_until
+from devstack.services import Service, answers, wait_until
 
 
 @dataclass
@@ -75,6 +75,7 @@ class LocalCluster:
         self.settings = settings
         self.env = settings.environment()
         self.services: list[Service] = []
+        self.airflow_api = AirflowApi(settings.airflow_url, settings.home / "airflow")
 
     def start(self, timeout: float = 240) -> None:
         s = self.settings
@@ -95,14 +96,9 @@ class LocalCluster:
         wait_until(lambda: answers(f"{s.mlflow_url}/health"), timeout=timeout, what="MLflow server health", services=[mlflow])
         wait_until(lambda: airflow_healthy(s.airflow_url), timeout=timeout, what="a healthy Airflow", services=self.services)
 
-    def token(self) -> str:
-        """A REST API token for the admin user of Airflow's simple auth manager."""
-        passwords = json.loads((self.settings.home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
-        body = {"username": "admin", "password": passwords["admin"]}
-        return http_json(f"{self.settings.airflow_url}/auth/token", data=body)["access_token"]
-
     def api(self, path: str) -> dict:
-        return http_json(f"{self.settings.airflow_url}/api/v2/{path}", token=self.token())
+        """``GET /api/v2/<path>`` as the admin user."""
+        return self.airflow_api.get(path)
 
     def stop(self) -> None:
         for service in reversed(self.services):

@@ -1,19 +1,21 @@
 """The embedded default, started for real: Airflow (LocalExecutor on SQLite) via ``airflow standalone``.
 
-Used by the demo and the end-to-end tests; also documents which settings the loop needs from Airflow.
+Used by the demo, the end-to-end tests and the trigger-latency benchmark; ``airflow_environment`` also
+documents which settings the loop needs from any Airflow (``cluster`` and ``scripts/airflow.sh`` start
+from it).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from devstack.services import Service, airflow_healthy, wait_until
+from devstack.airflow_api import AirflowApi, admin_password, airflow_healthy
+from devstack.services import Service, wait_until
 from active_learning.settings import REPO_ROOT
 
 
@@ -43,6 +45,10 @@ class EmbeddedAirflow:
     port: int = 8080
     poll_schedule: str = "*/5 * * * *"
     service: Service | None = field(default=None, init=False)
+    api: AirflowApi = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api = AirflowApi(self.url, self.home / "airflow")
 
     @property
     def env(self) -> dict[str, str]:
@@ -64,20 +70,12 @@ class EmbeddedAirflow:
         self.service = Service("airflow-standalone", ["airflow", "standalone"], env=self.env, log_dir=self.home).start()
         wait_until(lambda: airflow_healthy(self.url), timeout=timeout, what="a healthy Airflow", services=[self.service])
 
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
+        """Until the DAG processor has parsed ``dag_ids``; fails early if Airflow exits meanwhile."""
+        self.api.wait_for_dags(dag_ids, timeout=timeout, services=[self.service] if self.service else [])
+
     def admin_password(self) -> str:
-        passwords = json.loads((self.home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
-        return passwords["admin"]
-
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        done = subprocess.run(["airflow", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} failed: {done.stderr[-2000:]}")
-        return done.stdout
-
-    def cli_json(self, *args: str) -> Any:
-        """``airflow ... -o json``: Airflow logs warnings to stdout too, so take the JSON line."""
-        lines = [line for line in self.cli(*args, "-o", "json").splitlines() if line.startswith(("[", "{"))]
-        return json.loads(lines[-1]) if lines else []
+        return admin_password(self.home / "airflow")
 
     def stop(self) -> None:
         if self.service:

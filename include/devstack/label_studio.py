@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from devstack.services import Service, answers, wait_until
+from devstack.services import Service, answers, free_port, wait_until
 from active_learning.settings import REPO_ROOT
 
 LABEL_STUDIO_VERSION = "1.23.2"
@@ -65,12 +64,6 @@ def ensure_venv() -> Path:
         raise RuntimeError(f"pip could not install label-studio=={LABEL_STUDIO_VERSION} into {venv}:\n{done.stderr[-3000:]}")
     stamp.touch()
     return venv
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalLabelStudio:

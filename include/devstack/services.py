@@ -1,10 +1,16 @@
-"""Starting and stopping the long-running processes of a local deployment (Airflow, MLflow server)."""
+"""Processes and probes of a local stack, whatever it runs: a command in its own process group with a
+log, waiting for a condition while watching those processes, JSON over HTTP, a free loopback port.
+
+The one place the demo, the tests and the benchmarks start and stop long-running processes, so each
+stops everything it started and a process that dies early names its log instead of a bare timeout.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -82,9 +88,8 @@ def answers(url: str) -> bool:
         return False
 
 
-def airflow_healthy(base_url: str) -> bool:
-    try:
-        health = http_json(f"{base_url}/api/v2/monitor/health", timeout=3)
-    except OSError:
-        return False
-    return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (the OS's pick; free until someone binds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

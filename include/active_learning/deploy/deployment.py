@@ -15,7 +15,7 @@ from active_learning.sources.label_studio_client import LabelStudioValidationErr
 from active_learning.labeling_config import ConfigProblem, assign_model, list_labels, validate_config
 from active_learning.naming import registered_model_name
 from active_learning.registry import CANDIDATE, DEPLOYED, ModelVersionInfo
-from active_learning.store.repository import ConfigConflictError
+from active_learning.store import ConfigConflictError
 
 log = logging.getLogger(__name__)
 WRITE_ATTEMPTS = 5
@@ -53,12 +53,6 @@ def find_project_model(backends: Backends, project: str, model_name: str) -> Mod
     return info
 
 
-def deployed_version(backends: Backends, project: str) -> ModelVersionInfo | None:
-    """The project's deployed model if it is one of ours (None: nothing deployed, or a pretrained model)."""
-    name = backends.store.project(project).deployed_model
-    return backends.registry.find_model(name) if name else None
-
-
 def config_problems(backends: Backends, project: str, xml: str, *, also_known: tuple[str, ...] = ()) -> list[ConfigProblem]:
     project_models = {v.model_name for v in backends.registry.project_models(project)} | set(also_known)
     registered = backends.registry.model_names() | project_models
@@ -66,16 +60,18 @@ def config_problems(backends: Backends, project: str, xml: str, *, also_known: t
 
 
 def deploy_model(
-    backends: Backends, project: str, model_name: str, *, author: str, reason: str, expected_revision: int | None = None
+    backends: Backends, project: str, model_name: str, *, author: str, reason: str, expected_revision: int | None = None,
+    model: ModelVersionInfo | None = None,
 ) -> DeployResult:
     """Name ``model_name`` in every untied label it was trained on, then move the ``deployed`` alias.
 
     The new config is validated before it is written, and written only if nobody changed the config
     meanwhile (else re-read and re-applied): an invalid or half-made config never goes live. With
     ``expected_revision`` (a person's decision, taken on that revision) a change meanwhile is not
-    re-applied but refused: :class:`ConfigConflictError`.
+    re-applied but refused: :class:`ConfigConflictError`. ``model``: the version, when the caller has it
+    (a training's ``register`` step): MLflow is then not asked for it again.
     """
-    info = find_project_model(backends, project, model_name)
+    info = model if model is not None else find_project_model(backends, project, model_name)
     source = backends.source(project)
     for _ in range(WRITE_ATTEMPTS):
         current = source.read_config(project)
@@ -98,15 +94,13 @@ def deploy_model(
     else:
         raise DeployError(f"the labeling config of {project!r} kept changing; {WRITE_ATTEMPTS} attempts failed")
     backends.registry.set_alias(info.registered_name, DEPLOYED, info.version)
-    backends.store.set_deployed_model(project, model_name)
+    backends.store.projects.set_deployed_model(project, model_name)
     return DeployResult(project, model_name, info.version, revision, changed)
 
 
-def mark_candidate(backends: Backends, project: str, model_name: str) -> ModelVersionInfo:
+def mark_candidate(backends: Backends, model: ModelVersionInfo) -> None:
     """Register-only branch: the model waits, under the ``candidate`` alias, for a person to deploy it."""
-    info = find_project_model(backends, project, model_name)
-    backends.registry.set_alias(info.registered_name, CANDIDATE, info.version)
-    return info
+    backends.registry.set_alias(model.registered_name, CANDIDATE, model.version)
 
 
 def write_config(backends: Backends, project: str, xml: str, *, expected_revision: int, author: str, reason: str) -> int:
@@ -127,7 +121,7 @@ def validate_project(backends: Backends, project: str) -> list[ConfigProblem]:
 def rollback(backends: Backends, project: str, *, to_revision: int | None, author: str, expected_revision: int | None = None) -> int:
     """Make an earlier revision live again, as a new revision (history is never rewritten); with
     ``expected_revision``, only if the config is still at that revision."""
-    revisions = backends.store.revisions(project)
+    revisions = backends.store.configs.revisions(project)
     current = revisions[-1]
     _check_revision(project, current.revision, expected_revision)
     if to_revision is None:
@@ -165,17 +159,17 @@ def _deployed_follows_config(backends: Backends, project: str, xml: str) -> None
     if ours:
         info = max(ours, key=lambda found: found.version)
         backends.registry.set_alias(registered, DEPLOYED, info.version)
-        backends.store.set_deployed_model(project, info.model_name)
+        backends.store.projects.set_deployed_model(project, info.model_name)
     else:
         backends.registry.delete_alias(registered, DEPLOYED)
-        backends.store.set_deployed_model(project, None)
+        backends.store.projects.set_deployed_model(project, None)
 
 
 def apply_alias_moves(backends: Backends) -> list[DeployResult]:
     """Apply ``deployed`` aliases that a person moved in the MLflow UI to the projects' configs."""
     deployed = backends.registry.deployed_versions()
     applied = []
-    for project, current_model in backends.store.deployed_models().items():
+    for project, current_model in backends.store.projects.deployed_models().items():
         version = deployed.get(registered_model_name(project))
         if version is None:
             continue

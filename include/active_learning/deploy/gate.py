@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from active_learning.backends import Backends
-from active_learning.deploy.deployment import deployed_version, find_project_model
+from active_learning.constants import DEPLOY_ALWAYS, DEPLOY_AUTO, DEPLOY_REGISTER_ONLY
+from active_learning.deploy.deployment import find_project_model
+from active_learning.registry import ModelVersionInfo
 
-AUTO, DEPLOY, REGISTER_ONLY = "auto", "deploy", "register_only"
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,17 @@ class DeployDecision:
 
 def compare_with_deployed(backends: Backends, project: str, model_name: str) -> Comparison:
     """Score ``model_name`` and the project's deployed model (if it is one of ours) on the same tasks."""
-    from active_learning.training.spacy_ner import score_ner
-    from active_learning.training.steps import read_docs, workspace
+    return compare(backends, find_project_model(backends, project, model_name))
 
-    candidate = find_project_model(backends, project, model_name)
-    deployed = deployed_version(backends, project)
+
+def compare(backends: Backends, candidate: ModelVersionInfo) -> Comparison:
+    """Score a registered version and its project's deployed model (if it is one of ours) on the same tasks."""
+    from active_learning.training.dataset import read_docs
+    from active_learning.training.spacy_ner import score_ner
+    from active_learning.training.workspace import workspace
+
+    model_name = candidate.model_name
+    deployed = backends.deployed_version(candidate.project)
     if deployed is not None and deployed.model_name == candidate.model_name:
         deployed = None  # a model is not compared with itself
     with workspace(f"gate-{model_name}", "evaluate") as folder:
@@ -69,20 +76,21 @@ def compare_with_deployed(backends: Backends, project: str, model_name: str) -> 
     return Comparison(model_name, candidate_f1, deployed.model_name if deployed else None, deployed_f1, len(docs))
 
 
-def decide(backends: Backends, project: str, model_name: str, *, choice: str = AUTO, tolerance: float = 0.0) -> DeployDecision:
+def decide(
+    backends: Backends, model: ModelVersionInfo, *, choice: str = DEPLOY_AUTO, tolerance: float = 0.0
+) -> DeployDecision:
     """Whether a freshly trained model goes into the config, and why (for the log, MLflow and the history)."""
-    if choice == DEPLOY:
+    if choice == DEPLOY_ALWAYS:
         return DeployDecision(True, "deploy requested (gate overridden)")
-    if choice == REGISTER_ONLY:
+    if choice == DEPLOY_REGISTER_ONLY:
         return DeployDecision(False, "register only requested")
-    if not backends.store.project(project).auto_deploy:
+    if not backends.store.projects.get(model.project).auto_deploy:
         return DeployDecision(False, "auto-deploy is off")
-    comparison = compare_with_deployed(backends, project, model_name)
+    comparison = compare(backends, model)
     passed = comparison.passes(tolerance)
     verdict = "gate passed" if passed else "gate refused"
     reason = f"{verdict}: {comparison.describe()}" + (f", tolerance {tolerance:.3f}" if tolerance else "")
-    info = find_project_model(backends, project, model_name)
-    backends.registry.set_version_tags(info, {"deploy_gate": verdict, "deploy_gate_reason": reason})
+    backends.registry.set_version_tags(model, {"deploy_gate": verdict, "deploy_gate_reason": reason})
     return DeployDecision(passed, reason, comparison)
 
 

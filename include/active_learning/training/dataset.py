@@ -170,3 +170,9 @@ def _token_span(doc: Doc, span: Span, report: ConversionReport) -> TokenSpan | N
     snapped = doc.char_span(start, end, label=span.label, alignment_mode="expand")
     report.skipped["misaligned span snapped" if snapped else "misaligned span skipped"] += 1
     return snapped or None
+
+
+def read_docs(nlp: Any, path: Path) -> list[Any]:
+    from spacy.tokens import DocBin
+
+    return list(DocBin().from_disk(path).get_docs(nlp.vocab))

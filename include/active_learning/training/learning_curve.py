@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from active_learning.store.repository import TrainingView
+from active_learning.store import TrainingView
 
 ARTIFACT_DIR = "learning_curve"
 

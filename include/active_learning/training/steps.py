@@ -1,4 +1,5 @@
-"""The steps of one training: prepare data -> train -> register. Each step is one Airflow task.
+"""The training steps: prepare data -> train -> register. Each step is one Airflow task; the deploy
+steps that follow are :mod:`active_learning.deploy.steps`.
 
 Steps hand each other only small JSON-able dicts; data and models travel through the MLflow run, so
 each step may run on another worker. Every step can be retried: it finds what an earlier attempt made
@@ -10,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +19,10 @@ from typing import Any
 
 from active_learning import naming, settings
 from active_learning.backends import Backends
-from active_learning.selection import TrainingExample
-from active_learning.training.dataset import dataset_digest, split_examples, to_docs, write_docbin
 from active_learning.labeling_config import list_labels
-from active_learning.status import SOURCE_MANUAL
+from active_learning.selection import TrainingExample
+from active_learning.training.dataset import dataset_digest, read_docs, split_examples, to_docs, write_docbin
+from active_learning.training.workspace import workspace
 
 log = logging.getLogger(__name__)
 MIN_EXAMPLES = 2
@@ -33,28 +32,13 @@ class NotEnoughDataError(ValueError):
     pass
 
 
-@contextlib.contextmanager
-def workspace(run_key: str, step: str) -> Iterator[Path]:
-    """A step's scratch folder, named after the training: an attempt killed mid-way (SIGKILL leaves no
-    chance to clean up) has its leftovers removed by the retry, and every attempt that ends removes it."""
-    folder = settings.data_home() / "work" / naming.safe_name(run_key) / step
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            folder.parent.rmdir()  # only once every step's folder is gone
-
-
 def prepare_data(backends: Backends, project: str, *, run_key: str, source: str, as_of: datetime) -> dict[str, Any]:
     """Select one completion per task as of ``as_of``, convert to spaCy docs, split, upload to MLflow."""
     import spacy
 
     origin = backends.source(project)  # our store or Label Studio
     count = origin.training_count(project)  # read before the completions: none arriving meanwhile is lost
-    training = backends.store.start_training(project, run_key=run_key, source=source, as_of=as_of, source_annotations=count)
+    training = backends.store.trainings.start(project, run_key=run_key, source=source, as_of=as_of, source_annotations=count)
     labels = list_labels(origin.read_config(project).xml)
     training_set = origin.training_set(project, as_of, {label.value for label in labels})
     examples, unknown = _keep_config_labels(training_set.examples, {label.value for label in labels if not label.assertion})
@@ -83,7 +67,7 @@ def prepare_data(backends: Backends, project: str, *, run_key: str, source: str,
         {"project": project, "source": source, "as_of": as_of.isoformat(), "completions_used": len(examples),
          "train_docs": len(train), "dev_docs": len(dev), "dataset_digest": digest},
     )
-    backends.store.update_training(run_key, mlflow_run_id=run_id, completions_used=len(examples), dataset_digest=digest)
+    backends.store.trainings.update(run_key, mlflow_run_id=run_id, completions_used=len(examples), dataset_digest=digest)
     log.info("prepared %d tasks (%d train / %d dev) for %s: %s", len(examples), len(train), len(dev), project, summary)
     return {"run_key": run_key, "mlflow_run_id": run_id, "completions_used": len(examples), "summary": summary}
 
@@ -102,7 +86,7 @@ def train(
     warm_start = settings.warm_start() if warm_start is None else warm_start
     with workspace(run_key, "train") as folder:
         dataset = backends.registry.download_dataset(mlflow_run_id, folder)
-        base = _deployed_model(backends, backends.store.training(run_key).project, folder) if warm_start else None
+        base = _deployed_model(backends, backends.store.trainings.get(run_key).project, folder) if warm_start else None
         with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for results
             outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides,
                                 warm_start_from=base[1] if base else None)
@@ -113,16 +97,14 @@ def train(
     backends.registry.log_metrics(mlflow_run_id, metrics)
     backends.registry.log_params(mlflow_run_id, {"warm_start_from": base[0] if base else "none"}
                             | {f"spacy.{k}": v for k, v in overrides.items()})
-    backends.store.update_training(run_key, metrics=scores.as_dict())
+    backends.store.trainings.update(run_key, metrics=scores.as_dict())
     log.info("trained %s in %.1f s: %s", run_key, outcome.seconds, scores.as_dict())
     return {"model_uri": model_uri, "labels": list(outcome.labels), "metrics": scores.as_dict()}
 
 
 def _deployed_model(backends: Backends, project: str, folder: Path) -> tuple[str, Path] | None:
     """The project's deployed model (name, spaCy folder), if it is one of ours, to warm-start from."""
-    from active_learning.deploy.deployment import deployed_version
-
-    info = deployed_version(backends, project)
+    info = backends.deployed_version(project)
     if info is None:
         log.info("warm start: %s has no deployed model of ours; training from scratch", project)
         return None
@@ -131,9 +113,12 @@ def _deployed_model(backends: Backends, project: str, folder: Path) -> tuple[str
 
 
 def register(backends: Backends, *, run_key: str, model_uri: str, labels: list[str]) -> dict[str, Any]:
-    training = backends.store.training(run_key)
+    """Register the model as a version of the project's registered model; returns that version
+    (:meth:`ModelVersionInfo.as_dict`), which the deploy steps take from here."""
+    training = backends.store.trainings.get(run_key)
     if training.model_name is not None and training.model_version is not None:  # a retry after success
-        return {"project": training.project, "model_name": training.model_name, "version": training.model_version}
+        registered = naming.registered_model_name(training.project)
+        return backends.registry.model_version(registered, training.model_version).as_dict()
     info = backends.registry.register(
         training.project,
         model_uri=model_uri,
@@ -143,17 +128,17 @@ def register(backends: Backends, *, run_key: str, model_uri: str, labels: list[s
         labels=tuple(labels),
         description=_describe(training.project, training.started_at, training.completions_used, training.metrics),
     )
-    backends.store.update_training(run_key, model_name=info.model_name, model_version=info.version)
+    backends.store.trainings.update(run_key, model_name=info.model_name, model_version=info.version)
     log_learning_curve(backends, run_key, training.project, training.mlflow_run_id or "")
     backends.registry.finish_run(training.mlflow_run_id or "")
-    return {"project": training.project, "model_name": info.model_name, "version": info.version}
+    return info.as_dict()
 
 
 def log_learning_curve(backends: Backends, run_key: str, project: str, mlflow_run_id: str) -> None:
     """F1 against completions over the project's models, as a plot and a CSV in the new model's run."""
     from active_learning.training.learning_curve import ARTIFACT_DIR, curve_rows, write_curve
 
-    rows = curve_rows(backends.store.history(project))
+    rows = curve_rows(backends.store.trainings.history(project))
     if not rows:
         return
     with workspace(run_key, "learning-curve") as folder:
@@ -161,78 +146,13 @@ def log_learning_curve(backends: Backends, run_key: str, project: str, mlflow_ru
         backends.registry.client.log_artifacts(mlflow_run_id, str(folder), ARTIFACT_DIR)
 
 
-def note_deploy(backends: Backends, run_key: str, what: str) -> None:
-    """What the deploy decision and branch did, and why, for the history (appended in order)."""
-    earlier = backends.store.training(run_key).deploy
-    backends.store.update_training(run_key, deploy=f"{earlier}; {what}" if earlier else what)
-
-
 def finish(backends: Backends, run_key: str) -> None:
-    backends.store.update_training(run_key, status="success")
+    backends.store.trainings.update(run_key, status="success")
 
 
 def fail(backends: Backends, run_key: str, error: BaseException | str) -> None:
     """Mark a training failed with its reason, so the history says why and the poll retries the crossing."""
-    backends.store.update_training(run_key, status="failed", error=str(error)[:4000])
-
-
-def decide_deploy(backends: Backends, run_key: str, project: str, model_name: str, *, choice: str, tolerance: float = 0.0) -> bool:
-    """The branch: deploy or only register, with the reason in the log, the history and MLflow."""
-    from active_learning.deploy import gate
-
-    decision = gate.decide(backends, project, model_name, choice=choice, tolerance=tolerance)
-    log.info("%s: %s", "deploying" if decision.deploy else "registering only", decision.reason)
-    note_deploy(backends, run_key, decision.reason)
-    return decision.deploy
-
-
-def deploy_trained(backends: Backends, run_key: str, project: str, model_name: str, *, author: str) -> None:
-    from active_learning.deploy.deployment import deploy_model
-
-    result = deploy_model(backends, project, model_name, author=author, reason=f"training {run_key}")
-    note_deploy(backends, run_key, f"deployed (config revision {result.revision})")
-
-
-def keep_as_candidate(backends: Backends, run_key: str, project: str, model_name: str) -> None:
-    from active_learning.deploy.deployment import mark_candidate
-
-    mark_candidate(backends, project, model_name)
-    note_deploy(backends, run_key, "registered only (alias 'candidate')")
-
-
-def validate_and_finish(backends: Backends, run_key: str, project: str) -> None:
-    from active_learning.deploy.deployment import ConfigValidationError, validate_project
-
-    problems = validate_project(backends, project)
-    if problems:
-        raise ConfigValidationError(project, problems)
-    finish(backends, run_key)
-
-
-def train_now(
-    backends: Backends, project: str, *, choice: str = "auto", tolerance: float = 0.0, author: str = "cli",
-    warm_start: bool | None = None,
-) -> dict[str, Any]:
-    """All steps in this process, as the training DAG runs them (for the CLI and scripts)."""
-    from active_learning.store.models import utcnow
-
-    started = utcnow()
-    run_key = f"{SOURCE_MANUAL}__{naming.safe_name(project)}__{started:%Y%m%dT%H%M%S.%f}"
-    try:
-        prepared = prepare_data(backends, project, run_key=run_key, source=SOURCE_MANUAL, as_of=started)
-        trained = train(backends, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"], warm_start=warm_start)
-        registered = register(backends, run_key=run_key, model_uri=trained["model_uri"], labels=trained["labels"])
-        model_name = registered["model_name"]
-        if decide_deploy(backends, run_key, project, model_name, choice=choice, tolerance=tolerance):
-            deploy_trained(backends, run_key, project, model_name, author=author)
-        else:
-            keep_as_candidate(backends, run_key, project, model_name)
-        validate_and_finish(backends, run_key, project)
-    except BaseException as error:
-        if backends.store.has_training(run_key):
-            fail(backends, run_key, error)
-        raise
-    return registered | {"metrics": trained["metrics"], "run_key": run_key, "deploy": backends.store.training(run_key).deploy}
+    backends.store.trainings.update(run_key, status="failed", error=str(error)[:4000])
 
 
 def _keep_config_labels(examples: list[TrainingExample], config_labels: set[str]) -> tuple[list[TrainingExample], dict[str, int]]:
@@ -246,12 +166,6 @@ def _keep_config_labels(examples: list[TrainingExample], config_labels: set[str]
                 unknown[span.label] = unknown.get(span.label, 0) + 1
         kept.append(replace(example, spans=spans) if len(spans) != len(example.spans) else example)
     return kept, unknown
-
-
-def read_docs(nlp: Any, path: Path) -> list[Any]:
-    from spacy.tokens import DocBin
-
-    return list(DocBin().from_disk(path).get_docs(nlp.vocab))
 
 
 def _describe(project: str, trained_at: datetime, completions: int | None, metrics: dict[str, Any] | None) -> str:

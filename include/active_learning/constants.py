@@ -1,0 +1,20 @@
+"""Names shared by the DAGs, the Airflow plugin, the CLI and the domain: one place for each.
+
+A leaf module (no imports): DAG files import it at parse time.
+"""
+
+# DAG ids
+SENSOR_DAG_ID = "active_learning_sensor"
+TRAINING_DAG_ID = "active_learning_training"
+DEPLOY_DAG_ID = "active_learning_deploy"
+
+# What a training does with its model: the project's auto-deploy flag and the deploy gate, deploy
+# (gate overridden), or only register.
+DEPLOY_AUTO = "auto"
+DEPLOY_ALWAYS = "deploy"
+DEPLOY_REGISTER_ONLY = "register_only"
+DEPLOY_CHOICES = (DEPLOY_AUTO, DEPLOY_ALWAYS, DEPLOY_REGISTER_ONLY)
+
+# What started a training: the sensor, at a threshold crossing, or a person (CLI, page, DAG form).
+TRIGGERED_BY_ACTIVE_LEARNING = "active_learning"
+TRIGGERED_BY_HAND = "manual"

@@ -1,0 +1,110 @@
+"""Projects that live in a Label Studio server, as a completion source.
+
+The poll costs one request per 100 active Label Studio projects (``GET /api/projects`` with ``ids=`` and
+``include=total_annotations_number``), and none when no Label Studio project is active. New completions =
+the live count minus the count the last training recorded. Training streams the project's JSON export
+through the same reader (bad spans repaired, skipped and counted) and the same selection policy as an
+import into our store. Label Studio keeps no arrival times, so its completions are not copied into our
+store and not cut at ``as_of``: a training uses what the server has when it reads it (``as_of`` still
+names the crossing and the run), and the count it records is the one read *before* the export, so
+nothing that arrives meanwhile is ever missed by the next poll. A deploy validates locally first, then
+writes our revision and PATCHes Label Studio in one store transaction: a config Label Studio refuses
+(400) leaves both as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from active_learning.selection import training_example
+from active_learning.sources.base import TrainingSet
+from active_learning.sources.label_studio_client import (
+    DEFAULT_CONN_ID,
+    LabelStudioClient,
+    LabelStudioConnection,
+    connection_from_env,
+)
+from active_learning.store import AnnotationStore, ConfigState, ProjectStatus
+from active_learning.store.models import SOURCE_LABEL_STUDIO
+
+log = logging.getLogger(__name__)
+
+
+class LabelStudioSource:
+    kind = SOURCE_LABEL_STUDIO
+
+    def __init__(
+        self,
+        store: AnnotationStore,
+        connection_lookup: Callable[[str], LabelStudioConnection] = connection_from_env,
+        conn_id: str = DEFAULT_CONN_ID,
+    ) -> None:
+        self.store = store
+        self._lookup = connection_lookup
+        self.conn_id = conn_id
+        self._client: LabelStudioClient | None = None
+
+    @property
+    def client(self) -> LabelStudioClient:
+        """Resolved on first use: a poll with no active Label Studio project needs no connection."""
+        if self._client is None:
+            self._client = LabelStudioClient(self._lookup(self.conn_id))
+        return self._client
+
+    def poll(self, as_of: datetime, *, due_only: bool = False) -> list[ProjectStatus]:
+        rows = self.counted(self.store.status.of_source(SOURCE_LABEL_STUDIO))
+        return [row for row in rows if row.due] if due_only else rows
+
+    def counted(self, rows: list[ProjectStatus]) -> list[ProjectStatus]:
+        """``rows`` (Label Studio projects) with the server's live counts, one request per 100 projects;
+        a project the server does not know is left out, with a warning."""
+        if not rows:
+            return []
+        counts = self.client.annotation_counts(row.source_project_id for row in rows if row.source_project_id is not None)
+        counted = []
+        for row in rows:
+            if row.source_project_id not in counts:
+                log.warning("Label Studio has no project %s (project %r): skipped", row.source_project_id, row.name)
+                continue
+            live = counts[row.source_project_id]
+            counted.append(replace(row, completions=live, since_last_training=max(live - row.last_training_count, 0)))
+        return counted
+
+    def training_count(self, project: str) -> int:
+        """The live annotation count, recorded with the training that is about to read the export."""
+        return int(self.client.project(self._id(project)).get("total_annotations_number") or 0)
+
+    def training_set(self, project: str, as_of: datetime, labels: set[str]) -> TrainingSet:
+        """Stream the export and read it as an import would (spans of labels outside ``labels``, the live
+        config's, skipped and counted), then choose one completion per task (no ``as_of`` cut)."""
+        from active_learning.exports import read_export
+
+        settings = self.store.projects.get(project)
+        tasks, summary = read_export(
+            self.client.export_tasks(self._id(project)), text_key=settings.text_key, allowed_labels=labels
+        )
+        export = summary.as_dict()
+        log.info("Label Studio project %s export: %s", settings.source_project_id, export)
+        examples = (training_example(task.source_id, task.text, task.completions, test=task.test) for task in tasks)
+        return TrainingSet([example for example in examples if example is not None], export=export)
+
+    def read_config(self, project: str) -> ConfigState:
+        """Label Studio's live config, with our revision number (the compare-and-set runs in our store)."""
+        revision = self.store.projects.get(project).config_revision
+        return ConfigState(self.client.project(self._id(project))["label_config"], revision)
+
+    def write_config(self, project: str, xml: str, *, expected_revision: int, author: str, reason: str) -> ConfigState:
+        project_id = self._id(project)
+        return self.store.configs.write(
+            project, xml, expected_revision=expected_revision, author=author, reason=reason,
+            publish=lambda text: self.client.set_label_config(project_id, text),
+        )
+
+    def _id(self, project: str) -> int:
+        settings = self.store.projects.get(project)
+        if settings.source != SOURCE_LABEL_STUDIO or settings.source_project_id is None:
+            raise ValueError(f"project {project!r} does not live in Label Studio")
+        return settings.source_project_id

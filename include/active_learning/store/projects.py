@@ -1,0 +1,131 @@
+"""Projects and their active-learning settings: on or off, frequency, auto-deploy, the deployed model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from active_learning.store.base import Repository, find_project
+from active_learning.store.configs import next_revision
+from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_STORE, SOURCES, ConfigRevision, Project
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    id: int
+    name: str
+    active_learning: bool
+    frequency: int
+    auto_deploy: bool
+    text_key: str
+    deployed_model: str | None
+    config_revision: int
+    source: str = SOURCE_STORE
+    source_project_id: int | None = None
+
+
+class Projects(Repository):
+    def create(
+        self,
+        name: str,
+        labeling_config: str,
+        *,
+        active_learning: bool = False,
+        frequency: int = DEFAULT_FREQUENCY,
+        auto_deploy: bool = False,
+        text_key: str = "text",
+        author: str = "cli",
+        source: str = SOURCE_STORE,
+        source_project_id: int | None = None,
+    ) -> ProjectSettings:
+        check_frequency(frequency)
+        if source not in SOURCES or (source != SOURCE_STORE) != (source_project_id is not None):
+            raise ValueError(f"source {source!r} with project id {source_project_id!r}: a project id goes with a source other than {SOURCE_STORE!r}")
+        with self._session() as session:
+            project = Project(
+                name=name,
+                labeling_config=labeling_config,
+                active_learning=active_learning,
+                frequency=frequency,
+                auto_deploy=auto_deploy,
+                text_key=text_key,
+                config_revision=1,
+                source=source,
+                source_project_id=source_project_id,
+            )
+            session.add(project)
+            session.flush()
+            session.add(
+                ConfigRevision(project_id=project.id, revision=1, labeling_config=labeling_config, author=author, reason="project created")
+            )
+            return _settings(project)
+
+    def get(self, name: str) -> ProjectSettings:
+        with self._session() as session:
+            return _settings(find_project(session, name))
+
+    def exists(self, name: str) -> bool:
+        with self._session() as session:
+            return session.scalar(select(Project.id).where(Project.name == name)) is not None
+
+    def names(self) -> list[str]:
+        with self._session() as session:
+            return list(session.scalars(select(Project.name).order_by(Project.name)))
+
+    def update_settings(
+        self,
+        name: str,
+        *,
+        active_learning: bool | None = None,
+        frequency: int | None = None,
+        auto_deploy: bool | None = None,
+        expected_revision: int | None = None,
+        author: str = "",
+        reason: str = "settings",
+    ) -> ProjectSettings:
+        """Change the active-learning settings. With ``expected_revision`` (a form shown at that config
+        revision), only if the config is still at it, and the change is recorded as a revision (same
+        labeling config; ``author``, ``reason``) in the same transaction: a stale form changes nothing."""
+        with self._session() as session:
+            project = find_project(session, name)
+            if expected_revision is not None:
+                next_revision(session, project, project.labeling_config, expected_revision, author, reason)
+            if frequency is not None:
+                check_frequency(frequency)
+                project.frequency = frequency
+            if active_learning is not None:
+                project.active_learning = active_learning
+            if auto_deploy is not None:
+                project.auto_deploy = auto_deploy
+            return _settings(project)
+
+    def deployed_models(self) -> dict[str, str | None]:
+        """Project name -> the model its config was last deployed with."""
+        with self._session() as session:
+            return dict(session.execute(select(Project.name, Project.deployed_model)).all())
+
+    def set_deployed_model(self, name: str, model_name: str | None) -> None:
+        with self._session() as session:
+            find_project(session, name).deployed_model = model_name
+
+
+def check_frequency(frequency: int) -> None:
+    if frequency not in FREQUENCIES:
+        allowed = ", ".join(map(str, FREQUENCIES))
+        raise ValueError(f"frequency must be one of {allowed} new completions, not {frequency}")
+
+
+def _settings(project: Project) -> ProjectSettings:
+    return ProjectSettings(
+        id=project.id,
+        name=project.name,
+        active_learning=project.active_learning,
+        frequency=project.frequency,
+        auto_deploy=project.auto_deploy,
+        text_key=project.text_key,
+        deployed_model=project.deployed_model,
+        config_revision=project.config_revision,
+        source=project.source,
+        source_project_id=project.source_project_id,
+    )

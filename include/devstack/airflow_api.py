@@ -1,0 +1,75 @@
+"""Airflow's REST API as the local stack's callers use it: health, the admin user's token, DAGs parsed, runs.
+
+Both ways of running Airflow here (``embedded``, ``cluster``) use Airflow's simple auth manager, which
+writes the generated admin password into the Airflow home; the demo, the tests and the benchmarks read
+Airflow through this one client instead of each logging in on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from devstack.services import Service, http_json, wait_until
+
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+
+
+def airflow_healthy(base_url: str) -> bool:
+    """The metadata database, the scheduler and the DAG processor all report healthy."""
+    try:
+        health = http_json(f"{base_url}/api/v2/monitor/health", timeout=3)
+    except OSError:
+        return False
+    return all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor"))
+
+
+def admin_password(airflow_home: Path) -> str:
+    """The admin password the simple auth manager generated under ``airflow_home`` (``AIRFLOW_HOME``)."""
+    return json.loads((airflow_home / PASSWORDS_FILE).read_text())["admin"]
+
+
+class AirflowApi:
+    """``/api/v2`` of the Airflow at ``base_url`` as its admin user; the token is minted on first use and
+    again when the API refuses it (an expired token in a long benchmark)."""
+
+    def __init__(self, base_url: str, airflow_home: Path) -> None:
+        self.base_url = base_url
+        self.airflow_home = airflow_home
+        self._token: str | None = None
+
+    def token(self) -> str:
+        if self._token is None:
+            body = {"username": "admin", "password": admin_password(self.airflow_home)}
+            self._token = http_json(f"{self.base_url}/auth/token", data=body)["access_token"]
+        return self._token
+
+    def get(self, path: str, *, timeout: float = 15) -> Any:
+        """``GET /api/v2/<path>``."""
+        try:
+            return http_json(f"{self.base_url}/api/v2/{path}", token=self.token(), timeout=timeout)
+        except urllib.error.HTTPError as error:
+            if error.code not in (401, 403):
+                raise
+        self._token = None
+        return http_json(f"{self.base_url}/api/v2/{path}", token=self.token(), timeout=timeout)
+
+    def dag_runs(self, dag_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        return self.get(f"dags/{dag_id}/dagRuns?limit={limit}")["dag_runs"]
+
+    def wait_for_dags(self, dag_ids: Iterable[str], *, timeout: float = 180, services: Sequence[Service] = ()) -> None:
+        """Until the DAG processor has parsed every one of ``dag_ids`` (the API lists them)."""
+        wanted = set(dag_ids)
+
+        def parsed() -> bool:
+            try:
+                listed = {dag["dag_id"] for dag in self.get("dags?limit=100")["dags"]}
+            except OSError:
+                return False
+            return wanted <= listed
+
+        wait_until(parsed, timeout=timeout, services=services,
+                   what=f"the DAGs {sorted(wanted)} in Airflow (`airflow dags list-import-errors` says why not)")

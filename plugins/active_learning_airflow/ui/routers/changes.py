@@ -1,0 +1,87 @@
+"""Changing a project: its active-learning settings, and "train now". Both need permission to
+trigger the training DAG, since both decide when it runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+
+from active_learning.constants import TRAINING_DAG_ID, TRIGGERED_BY_HAND
+from active_learning_airflow.ui.auth import may_train
+from active_learning_airflow.ui.domain import domain, known_project
+from active_learning_airflow.ui.inputs import ProjectName, SettingsBody, TrainBody
+from active_learning_airflow.ui.links import links
+from active_learning_airflow.ui.revisions import reason, refused_as_stale, stale
+from airflow.api_fastapi.core_api.security import GetUserDep
+
+router = APIRouter(prefix="/api/project", dependencies=[Depends(may_train)])
+
+
+@router.post("/settings")
+def change_settings(project: ProjectName, body: SettingsBody, user: GetUserDep) -> dict[str, Any]:
+    """Switch active learning, its frequency and auto-deploy; recorded as a config revision by the user."""
+    from active_learning.store.models import FREQUENCIES
+
+    backends = domain()
+    current = known_project(backends, project)
+    if body.frequency is not None and body.frequency not in FREQUENCIES:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"frequency must be one of {', '.join(map(str, FREQUENCIES))} new completions, not {body.frequency}",
+        )
+    wanted = {
+        "active_learning": body.active_learning,
+        "frequency": body.frequency,
+        "auto_deploy": body.auto_deploy,
+    }
+    changes = {k: v for k, v in wanted.items() if v is not None and v != getattr(current, k)}
+    config = backends.store.configs.read(project)
+    if config.revision != body.config_revision:
+        raise stale(project, body.config_revision, config.revision)
+    if not changes:
+        return {"changed": False, "config_revision": config.revision, "message": "nothing to change"}
+    summary = describe_settings({k: changes.get(k, getattr(current, k)) for k in wanted})
+    with refused_as_stale(backends, project, body.config_revision):  # the change and its revision: one transaction
+        revision = backends.store.projects.update_settings(
+            project, **changes, expected_revision=body.config_revision, author=user.get_name(),
+            reason=reason(f"settings: {summary}"),
+        ).config_revision
+    return {"changed": True, "config_revision": revision, "message": f"{project}: {summary}"}
+
+
+@router.post("/train")
+def trigger_training(
+    request: Request, project: ProjectName, user: GetUserDep, body: TrainBody | None = None
+) -> dict[str, Any]:
+    """Trigger the training DAG for the project through Airflow, as the user: the run shows in Airflow's UI."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
+    from airflow.utils.types import DagRunTriggeredByType
+
+    known_project(domain(), project)
+    conf = {"project": project, "source": TRIGGERED_BY_HAND, "deploy": (body or TrainBody()).deploy}
+    try:
+        run = trigger_dag(
+            TRAINING_DAG_ID, conf=conf, triggered_by=DagRunTriggeredByType.UI,
+            triggering_user_name=user.get_name(),
+        )
+    except DagNotFound as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"Airflow has not loaded the DAG {TRAINING_DAG_ID!r} yet: {error}") from None
+    except DagRunAlreadyExists as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    except ValueError as error:  # the DAG's Params refused the conf
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+    if run is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Airflow created no run")
+    return {"dag_id": TRAINING_DAG_ID, "dag_run_id": run.run_id, "state": str(run.state), "conf": conf,
+            "url": f"{links(request)['airflow']}dags/{TRAINING_DAG_ID}/runs/{run.run_id}"}
+
+
+def describe_settings(values: dict[str, Any]) -> str:
+    """The settings in words: the revision's reason and the page's message say what is now in force."""
+    if not values["active_learning"]:
+        return "active learning off"
+    after_training = "deploy right after training" if values["auto_deploy"] else "register only"
+    return f"active learning on, every {values['frequency']} new completions, {after_training}"
