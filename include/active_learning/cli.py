@@ -15,6 +15,8 @@ from typing import Any
 
 from active_learning.backends import Backends
 from active_learning.constants import DEPLOY_ALWAYS, DEPLOY_AUTO, DEPLOY_REGISTER_ONLY
+from active_learning.preannotation.export import FORMATS
+from active_learning.preannotation.queue import STRATEGIES, UNCERTAINTY
 from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_LABEL_STUDIO, SOURCE_STORE, utcnow
 
 
@@ -218,6 +220,34 @@ def cmd_evaluate(backends: Backends, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preannotate(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.preannotation.run import preannotate
+
+    print(json.dumps(preannotate(backends, args.project).as_dict(), indent=2))
+    return 0
+
+
+def cmd_next(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.preannotation.queue import next_tasks
+
+    entries = next_tasks(backends, args.project, n=args.n, strategy=args.strategy, seed=args.seed)
+    if args.json:
+        print(json.dumps([entry.as_dict() for entry in entries], indent=2))
+        return 0
+    for entry in entries:
+        score = "-" if entry.score is None else f"{entry.score:.4f}"
+        print(f"{entry.task:20} {score:>8}  {entry.model or '-'}")
+    return 0
+
+
+def cmd_export_predictions(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.preannotation.export import export_predictions
+
+    written = export_predictions(backends, args.project, Path(args.out), export_format=args.format)
+    print(f"{args.out}: {written} tasks awaiting annotation, with the deployed model's pre-annotations")
+    return 0
+
+
 def _print_problems(problems: Sequence[Any]) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -297,6 +327,23 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("rollback", cmd_rollback, "make an earlier config revision live again")
     sub.add_argument("--project", required=True)
     sub.add_argument("--to", type=int, help="revision number (default: the one before the live one)")
+
+    sub = command("preannotate", cmd_preannotate,
+                  "pre-annotate the tasks awaiting annotation with the deployed model (only those not done yet)")
+    sub.add_argument("--project", required=True)
+
+    sub = command("next", cmd_next, "the tasks to annotate next (default: least confident first)")
+    sub.add_argument("--project", required=True)
+    sub.add_argument("--n", type=int, default=50, help="how many (default 50)")
+    sub.add_argument("--strategy", choices=STRATEGIES, default=UNCERTAINTY)
+    sub.add_argument("--seed", type=int, default=0, help="the random strategy's seed (default 0)")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("export-predictions", cmd_export_predictions,
+                  "write the tasks awaiting annotation with their pre-annotations, for a tool to import")
+    sub.add_argument("--project", required=True)
+    sub.add_argument("--format", required=True, choices=FORMATS)
+    sub.add_argument("--out", required=True)
 
     sub = command("evaluate", cmd_evaluate, "score a registered model on an export's completions (JSON)")
     sub.add_argument("--model", required=True)

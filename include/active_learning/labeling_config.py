@@ -59,6 +59,7 @@ class LabelSpec:
     labels_name: str
     line: int | None
     assertion: bool = False  # Annotation Lab assertion label (assertion="true"): a status of an entity, not NER
+    to_name: str = ""  # the <Text> the <Labels> point at (its first toName): a result item's to_name
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ def _label_specs(tree: etree._ElementTree) -> list[LabelSpec]:
             labels_name=labels.get("name", ""),
             line=label.sourceline,
             assertion=label.get("assertion", "").lower() == "true",
+            to_name=labels.get("toName", "").split(",")[0].strip(),
         )
         for label, labels in _label_elements(tree)
     ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from active_learning.selection import TrainingExample
-from active_learning.store import ConfigState, ProjectStatus
+from active_learning.store import ConfigState, ProjectStatus, TaskText
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,9 @@ class CompletionSource(Protocol):
     def training_count(self, project: str) -> int | None: ...
 
     def write_config(self, project: str, xml: str, *, expected_revision: int, author: str, reason: str) -> ConfigState: ...
+
+    def unannotated_ids(self, project: str) -> list[str]: ...
+
+    def tasks_to_preannotate(self, project: str, model: str, *, page_size: int) -> Iterator[list[TaskText]]: ...
+
+    def publish_predictions(self, project: str, model: str) -> int: ...

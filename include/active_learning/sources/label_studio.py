@@ -15,7 +15,7 @@ writes our revision and PATCHes Label Studio in one store transaction: a config 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 
@@ -27,10 +27,11 @@ from active_learning.sources.label_studio_client import (
     LabelStudioConnection,
     connection_from_env,
 )
-from active_learning.store import AnnotationStore, ConfigState, ProjectStatus
+from active_learning.store import AnnotationStore, ConfigState, ProjectStatus, TaskText
 from active_learning.store.models import SOURCE_LABEL_STUDIO
 
 log = logging.getLogger(__name__)
+PUSH_BATCH = 100
 
 
 class LabelStudioSource:
@@ -102,6 +103,43 @@ class LabelStudioSource:
             project, xml, expected_revision=expected_revision, author=author, reason=reason,
             publish=lambda text: self.client.set_label_config(project_id, text),
         )
+
+    def unannotated_ids(self, project: str) -> list[str]:
+        return [task.task_id for task in self._unannotated(project)]
+
+    def tasks_to_preannotate(self, project: str, model: str, *, page_size: int) -> Iterator[list[TaskText]]:
+        """The tasks with no submitted annotation that ``model`` has not pre-annotated, a page at a time."""
+        done = self.store.predictions.scores(project, model)
+        page: list[TaskText] = []
+        for task in self._unannotated(project):
+            if task.task_id not in done:
+                page.append(task)
+            if len(page) == page_size:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def publish_predictions(self, project: str, model: str) -> int:
+        """Send the model's predictions not sent yet, 100 a request, each batch marked sent once Label Studio
+        took it; then make the model's predictions the ones annotators see (the project's model_version)."""
+        project_id = self._id(project)
+        sent = 0
+        while batch := self.store.predictions.unpushed(project, model, limit=PUSH_BATCH):
+            self.client.import_predictions(project_id, [
+                {"task": int(p.task_id), "result": p.result, "score": p.score, "model_version": model} for p in batch
+            ])
+            self.store.predictions.mark_pushed(project, model, [p.task_id for p in batch])
+            sent += len(batch)
+        self.client.set_model_version(project_id, model)
+        return sent
+
+    def _unannotated(self, project: str) -> Iterator[TaskText]:
+        text_key = self.store.projects.get(project).text_key
+        for task in self.client.tasks(self._id(project)):
+            if int(task.get("total_annotations") or 0) == 0:
+                data = task.get("data") or {}
+                yield TaskText(int(task["id"]), str(task["id"]), str(data.get(text_key) or ""), data.get("title"))
 
     def _id(self, project: str) -> int:
         settings = self.store.projects.get(project)

@@ -183,6 +183,28 @@ class LabelStudioClient:
         with response:
             yield from iter_json_array(response.iter_content(STREAM_CHUNK))
 
+    def tasks(self, project_id: int) -> Iterator[dict[str, Any]]:
+        """Every task of the project, page by page in id order, with its annotation counts."""
+        page_number = 1
+        while True:
+            body = self.request_json("GET", "/api/tasks/", params={
+                "project": int(project_id), "page": page_number, "page_size": PAGE_SIZE, "fields": "all",
+            })
+            tasks = body.get("tasks", []) if isinstance(body, dict) else body
+            yield from tasks
+            if len(tasks) < PAGE_SIZE:
+                return
+            page_number += 1
+
+    def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> Any:
+        """``[{task, result, score, model_version}]`` in one request. Not retried here: a request whose
+        answer was lost may have created them, and a retry would show annotators each one twice."""
+        return self.request_json("POST", f"/api/projects/{int(project_id)}/import/predictions", json_body=predictions, retry=False)
+
+    def set_model_version(self, project_id: int, model_version: str) -> None:
+        """Which model's predictions annotators see as pre-annotations."""
+        self.request_json("PATCH", f"/api/projects/{int(project_id)}/", json_body={"model_version": model_version})
+
     # -- for set-up scripts and tests --------------------------------------------------------------
 
     def create_project(self, title: str, label_config: str) -> dict[str, Any]:

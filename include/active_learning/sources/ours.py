@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 from active_learning.sources.base import TrainingSet
-from active_learning.store import AnnotationStore, ConfigState, ProjectStatus
+from active_learning.store import AnnotationStore, ConfigState, ProjectStatus, TaskText
 from active_learning.store.models import SOURCE_STORE
 
 
@@ -31,3 +32,16 @@ class StoreSource:
 
     def write_config(self, project: str, xml: str, *, expected_revision: int, author: str, reason: str) -> ConfigState:
         return self.store.configs.write(project, xml, expected_revision=expected_revision, author=author, reason=reason)
+
+    def unannotated_ids(self, project: str) -> list[str]:
+        return self.store.predictions.unannotated_ids(project)
+
+    def tasks_to_preannotate(self, project: str, model: str, *, page_size: int) -> Iterator[list[TaskText]]:
+        after = 0
+        while page := self.store.predictions.unannotated_texts(project, model=model, after_row=after, limit=page_size):
+            yield page
+            after = page[-1].row
+
+    def publish_predictions(self, project: str, model: str) -> int:
+        """Nothing to send: annotators take our pre-annotations from ``export-predictions``."""
+        return 0

@@ -9,6 +9,7 @@ One engine, one part per job, each call its own short transaction:
 | ``store.trainings`` | the training history |
 | ``store.configs`` | the live labeling config and its revisions (compare-and-set) |
 | ``store.status`` | every project's status in one statement: the poll, the page and the CLI read it |
+| ``store.predictions`` | pre-annotations per task and model, the tasks awaiting annotation |
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from active_learning.store.base import EPOCH, UnknownProjectError
 from active_learning.store.completions import Completions, ImportResult
 from active_learning.store.configs import ConfigConflictError, Configs, ConfigState, RevisionView
 from active_learning.store.db import connect, create_schema
+from active_learning.store.predictions import NewPrediction, Predictions, TaskText
 from active_learning.store.projects import Projects, ProjectSettings
 from active_learning.store.status import ConfigIssue, LastTraining, ProjectStatus, Statuses
 from active_learning.store.trainings import Trainings, TrainingView
@@ -34,6 +36,7 @@ class AnnotationStore:
         self.trainings = Trainings(engine, sessions)
         self.configs = Configs(engine, sessions)
         self.status = Statuses(engine, sessions)
+        self.predictions = Predictions(engine, sessions)
 
 
 __all__ = [
@@ -43,10 +46,12 @@ __all__ = [
     "ConfigIssue",
     "ConfigState",
     "ImportResult",
+    "NewPrediction",
     "LastTraining",
     "ProjectSettings",
     "ProjectStatus",
     "RevisionView",
+    "TaskText",
     "TrainingView",
     "UnknownProjectError",
     "connect",

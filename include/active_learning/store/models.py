@@ -10,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Float,
     Index,
     Integer,
     String,
@@ -70,6 +71,8 @@ class Project(Base):
     frequency: Mapped[int] = mapped_column(Integer, default=DEFAULT_FREQUENCY)
     auto_deploy: Mapped[bool] = mapped_column(default=False)
     deployed_model: Mapped[str | None] = mapped_column(String(200))
+    # The deployed model whose pre-annotation was last announced (see store.predictions.announce).
+    announced_model: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # "store": tasks, completions and the live config are ours. "label_studio": they live in Label Studio
     # project ``source_project_id``; settings, training history and config revisions stay here.
@@ -173,3 +176,27 @@ class ConfigRevision(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     author: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
+
+
+class Prediction(Base):
+    """A model's pre-annotation of one task: its spans as result items and its confidence in [0, 1].
+
+    ``task_source_id`` names the task as the user knows it (the export's id, or Label Studio's task id),
+    so predictions of both sources live here; ``pushed_at``: sent to Label Studio.
+    """
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("project_id", "task_source_id", "model_name", name="uq_predictions_task_model"),
+        # The queue: a project's tasks by the deployed model's confidence, least confident first.
+        Index("ix_predictions_project_model_score", "project_id", "model_name", "score"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    task_source_id: Mapped[str] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(String(200))
+    score: Mapped[float] = mapped_column(Float)
+    result: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,73 @@
+"""A spaCy NER model's entities for a text, and how sure it is of them: one number per task in [0, 1].
+
+**The score** is the probability the model gives its best analysis of the *whole* text, as a beam search
+of width :data:`BEAM_WIDTH` estimates it: the entity recogniser's transition scores sum to a score per
+complete analysis (every token inside or outside an entity, with a label), and a softmax over the
+analyses left in the beam turns the best one's into a probability. A text where the model sees no entity
+has a score too: the probability of the all-outside analysis. 1.0 means no other analysis came close;
+near 1 / :data:`BEAM_WIDTH`, the model could as well have read the text otherwise. The entities are those
+of that best analysis. One model and one text always give the same entities and score (no sampling, no
+dropout at inference).
+
+Width 4 costs about as much as spaCy's greedy ``nlp.pipe`` (the tok2vec layer, shared by every analysis,
+dominates), where width 8 cost 1.5x (measured with a WNUT-17 model, 3,000 tweets): see
+``bench/preannotation.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from active_learning.exports import Span
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
+
+log = logging.getLogger(__name__)
+
+BEAM_WIDTH = 4
+NER_PIPE = "ner"
+
+
+@dataclass(frozen=True)
+class ScoredText:
+    spans: tuple[Span, ...]  # character offsets into the text
+    score: float
+
+
+def predict(nlp: Language, texts: Sequence[str], *, batch_size: int = 256) -> Iterator[ScoredText | None]:
+    """One :class:`ScoredText` per text, in order; None for a text the model cannot process (logged)."""
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        try:
+            yield from _predict_batch(nlp, batch)
+        except Exception:  # one bad text must not cost the batch: find it, score the rest one by one
+            for text in batch:
+                try:
+                    yield from _predict_batch(nlp, [text])
+                except Exception as error:
+                    log.warning("could not pre-annotate a text of %d characters: %s", len(text), error)
+                    yield None
+
+
+def _predict_batch(nlp: Language, texts: Sequence[str]) -> Iterator[ScoredText]:
+    ner = nlp.get_pipe(NER_PIPE)
+    with nlp.select_pipes(disable=[NER_PIPE]):
+        docs: list[Doc] = list(nlp.pipe(texts, batch_size=len(texts)))
+    beams = ner.beam_parse(docs, beam_width=BEAM_WIDTH)
+    ner.set_annotations(docs, beams)  # the best analysis of each beam
+    for doc, beam in zip(docs, beams, strict=True):
+        yield ScoredText(_spans(doc.ents), _best_probability(beam))
+
+
+def _best_probability(beam: object) -> float:
+    probs: Iterable[float] = getattr(beam, "probs", ()) or (1.0,)
+    return min(max(float(max(probs)), 0.0), 1.0)
+
+
+def _spans(ents: Iterable[object]) -> tuple[Span, ...]:
+    return tuple(Span(ent.start_char, ent.end_char, ent.label_) for ent in ents)  # type: ignore[attr-defined]
