@@ -2,14 +2,18 @@
 
 1. creates the annotation store and MLflow store under ``--home`` (default ``.data/demo``),
 2. imports the sample project's first 40 completions (threshold: 50) with active learning and
-   auto-deploy on,
+   auto-deploy on, and 30 tasks nobody has annotated yet,
 3. starts Airflow (``airflow standalone``: scheduler, DAG processor, triggerer, API server;
    LocalExecutor on SQLite) with a poll every minute,
 4. imports 50 more completions, so the project crosses its threshold,
 5. waits for the sensor to launch the training, the model to be registered and deployed, and the
-   config to be validated; then prints what happened and how to open the Airflow and MLflow UIs.
+   config to be validated,
+6. waits for the deploy's asset event to run the pre-annotation: the deployed model pre-annotates the 30
+   tasks, and the queue lists the least confident first; then prints what happened and how to open the
+   Airflow and MLflow UIs.
 
-Exit status 0 when the config names the new model and every Airflow run succeeded.
+Exit status 0 when the config names the new model, every task awaiting annotation has its prediction
+from it, and every Airflow run succeeded.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+from active_learning.constants import DEPLOY_DAG_ID, PREANNOTATE_DAG_ID, SENSOR_DAG_ID, TRAINING_DAG_ID
+from active_learning.settings import REPO_ROOT
 from devstack.airflow_api import PASSWORDS_FILE
 from devstack.embedded import EmbeddedAirflow, airflow_environment
-from active_learning.settings import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "include" / "sample"
 SHARED_WNUT = REPO_ROOT.parent / "shared" / "data" / "wnut17"
@@ -48,9 +53,10 @@ def main() -> int:
 
     step("1. annotation store and MLflow store")
     _cli(cli, "init")
-    step(f"2. project {PROJECT!r}: 40 completions, active learning on (every 50), auto-deploy on")
+    step(f"2. project {PROJECT!r}: 40 completions, active learning on (every 50), auto-deploy on; 30 tasks to annotate")
     _cli(cli, "import", str(SAMPLE / "completions_batch1.json"), "--project", PROJECT,
          "--config", str(SAMPLE / "labeling_config.xml"), "--enable", "--frequency", "50", "--auto-deploy")
+    _cli(cli, "import", str(SAMPLE / "tasks_to_annotate.json"), "--project", PROJECT)
     if SHARED_WNUT.is_dir():
         _cli(cli, "import", str(SHARED_WNUT / "tasks.json"), "--project", "wnut17",
              "--config", str(SHARED_WNUT / "labeling_config.xml"))
@@ -61,12 +67,16 @@ def main() -> int:
     started = time.monotonic()
     airflow.start()
     try:
-        airflow.wait_for_dags({"active_learning_sensor", "active_learning_training", "active_learning_deploy"})
+        airflow.wait_for_dags({SENSOR_DAG_ID, TRAINING_DAG_ID, DEPLOY_DAG_ID, PREANNOTATE_DAG_ID})
         step("4. annotators submit 50 more completions: the project crosses its threshold")
         _cli(cli, "import", str(SAMPLE / "completions_batch2.json"), "--project", PROJECT)
         _cli(cli, "projects")
         step("5. waiting for the sensor to launch training, and for the deploy")
         training = _wait_for_training(args.timeout)
+        if training["status"] == "success":
+            step("6. waiting for the deploy's asset event to pre-annotate the tasks awaiting annotation")
+            _wait_for_preannotation(args.timeout)
+            _cli(cli, "next", "--project", PROJECT, "--n", "5")
         ok = _report(airflow, training, time.monotonic() - started)
     finally:
         if args.keep_running and airflow.process:
@@ -114,6 +124,21 @@ def _wait_for_training(timeout: float) -> dict:
     raise TimeoutError(f"no finished training after {timeout:.0f} s")
 
 
+def _wait_for_preannotation(timeout: float) -> None:
+    from active_learning.backends import Backends
+
+    store = Backends().store
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = store.projects.get(PROJECT).deployed_model
+        waiting = store.predictions.unannotated_ids(PROJECT)
+        if model and len(store.predictions.scores(PROJECT, model, waiting)) == len(waiting):
+            print(f"  {len(waiting)} tasks pre-annotated by {model}", flush=True)
+            return
+        time.sleep(3)
+    raise TimeoutError(f"the tasks awaiting annotation were not pre-annotated after {timeout:.0f} s")
+
+
 def _report(airflow: EmbeddedAirflow, training: dict, seconds: float) -> bool:
     from active_learning.backends import Backends
 
@@ -128,19 +153,22 @@ def _report(airflow: EmbeddedAirflow, training: dict, seconds: float) -> bool:
         revisions[0].labeling_config.splitlines(keepends=True), revisions[-1].labeling_config.splitlines(keepends=True),
         "revision 1", f"revision {revisions[-1].revision}",
     ))
-    runs = {dag: airflow.api.dag_runs(dag) for dag in ("active_learning_sensor", "active_learning_training")}
+    runs = {dag: airflow.api.dag_runs(dag) for dag in (SENSOR_DAG_ID, TRAINING_DAG_ID, PREANNOTATE_DAG_ID)}
     print("\nAirflow runs:")
     for dag, dag_runs in runs.items():
         for run in dag_runs:
             print(f"  {dag:26} {run['dag_run_id']:70} {run['state']}")
     deployed = backends.store.projects.get(PROJECT).deployed_model
+    waiting = backends.store.predictions.unannotated_ids(PROJECT)
     ok = (
         training["status"] == "success"
         and deployed == training["model_name"]
         and f'model="{deployed}"' in backends.store.configs.read(PROJECT).xml
-        and any(run["state"] == "success" for run in runs["active_learning_training"])
+        and any(run["state"] == "success" for run in runs[TRAINING_DAG_ID])
+        and any(run["state"] == "success" for run in runs[PREANNOTATE_DAG_ID])
+        and len(backends.store.predictions.scores(PROJECT, deployed, waiting)) == len(waiting) > 0
     )
-    print(f"\n{'OK' if ok else 'FAILED'}: sensor -> training -> MLflow -> deploy in {seconds:.0f} s (from Airflow start)")
+    print(f"\n{'OK' if ok else 'FAILED'}: sensor -> training -> MLflow -> deploy -> pre-annotation in {seconds:.0f} s (from Airflow start)")
     print(f"""
 Airflow UI:  {airflow.url}  (user admin, password in {airflow.api.airflow_home / PASSWORDS_FILE})
              start it again with: scripts/airflow.sh standalone

@@ -175,3 +175,44 @@ def test_export_predictions_in_both_formats(queued: Backends, tmp_path: Path, ca
     their_item = next(item for task in theirs for c in task["completions"] for item in c["result"] if item["type"] == "labels")
     ours = next(item for task in alab for p in task["predictions"] for item in p["result"])
     assert set(ours) == set(their_item) and set(ours["value"]) <= set(their_item["value"])
+
+
+def test_the_project_page_shows_the_queue(queued: Backends) -> None:
+    from active_learning.project_page import project_detail
+    from active_learning.store.models import utcnow
+
+    preannotate(queued, PROJECT)
+    model = queued.store.projects.get(PROJECT).deployed_model
+    queue = project_detail(queued, PROJECT, utcnow())["queue"]
+
+    assert (queue["awaiting"], queue["predicted"], queue["deployed_model"]) == (50, {model: 50}, model)
+    shown = [entry["score"] for entry in queue["least_confident"]]
+    assert len(shown) == 10 and shown == sorted(score for score, _ in predictions(queued).values())[:10]
+
+
+def test_every_deploy_and_a_rollback_are_announced_and_the_restored_model_s_predictions_are_current(
+    queued: Backends,
+) -> None:
+    import time
+
+    from active_learning.deploy.deployment import rollback
+
+    first = queued.store.projects.get(PROJECT).deployed_model
+    assert queued.store.predictions.announce() == [PROJECT]  # the fixture's auto-deploy
+    assert queued.store.predictions.announce() == []  # announced once
+    preannotate(queued, PROJECT)
+    first_scores = {task: score for task, (score, _) in predictions(queued).items()}
+
+    time.sleep(1.1)  # model names carry the training second
+    second = train_now(queued, PROJECT, choice="deploy")["model_name"]
+    assert queued.store.predictions.announce() == [PROJECT]
+    preannotate(queued, PROJECT)
+    assert [entry.model for entry in next_tasks(queued, PROJECT, n=100)] == [second] * 50
+
+    rollback(queued, PROJECT, to_revision=queued.store.configs.revisions(PROJECT)[-2].revision, author="test")
+    assert queued.store.projects.get(PROJECT).deployed_model == first
+    assert queued.store.predictions.announce() == [PROJECT]
+    assert preannotate(queued, PROJECT).predicted == 0  # its predictions are kept: nothing to redo
+    restored = next_tasks(queued, PROJECT, n=100)
+    assert {entry.model for entry in restored} == {first}
+    assert {entry.task: entry.score for entry in restored} == first_scores

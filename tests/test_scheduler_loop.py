@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(t
     )
     log = home / "airflow-standalone.log"
     assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}\n(see {log})"
-    assert "OK: sensor -> training -> MLflow -> deploy" in done.stdout
+    assert "OK: sensor -> training -> MLflow -> deploy -> pre-annotation" in done.stdout
 
     env["ACTIVE_LEARNING_HOME"] = str(home)
     check = subprocess.run(
@@ -34,3 +35,14 @@ def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(t
     )
     assert '"source": "active_learning"' in check.stdout and '"status": "success"' in check.stdout
     assert check.stdout.count('"run_key"') == 1  # exactly one training for the one crossing
+
+    # The deploy's asset event ran the pre-annotation: each of the 30 tasks awaiting annotation has one
+    # prediction from the deployed model, and the queue lists them least confident first.
+    queue = subprocess.run(
+        [sys.executable, "-m", "active_learning", "next", "--project", "demo-news", "--n", "100", "--json"],
+        env=env, capture_output=True, text=True,
+    )
+    entries = json.loads(queue.stdout)
+    deployed = json.loads(check.stdout)[-1]["model_name"]
+    assert len(entries) == 30 and {entry["model"] for entry in entries} == {deployed}
+    assert [entry["score"] for entry in entries] == sorted(entry["score"] for entry in entries)

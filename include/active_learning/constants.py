@@ -18,3 +18,9 @@ DEPLOY_CHOICES = (DEPLOY_AUTO, DEPLOY_ALWAYS, DEPLOY_REGISTER_ONLY)
 # What started a training: the sensor, at a threshold crossing, or a person (CLI, page, DAG form).
 TRIGGERED_BY_ACTIVE_LEARNING = "active_learning"
 TRIGGERED_BY_HAND = "manual"
+
+# Pre-annotation: its DAG runs on the asset event a deploy emits (a model deployed into a config, by
+# training, by hand, by an MLflow alias move, or by a rollback); the event's extra names the projects.
+PREANNOTATE_DAG_ID = "active_learning_preannotate"
+DEPLOYED_MODELS_ASSET = "active_learning_deployed_models"
+DEPLOYED_MODELS_ASSET_URI = "x-active-learning://deployed-models"

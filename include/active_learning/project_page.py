@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from active_learning import naming
-from active_learning.status import issues_from, named_models, project_statuses
+from active_learning.status import named_models, project_statuses
 from active_learning.store import AnnotationStore, TrainingView
 from active_learning.store.models import FREQUENCIES
 
@@ -27,6 +27,7 @@ _MLFLOW_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overview-m
 def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, Any]:
     """Everything the project page shows. Raises UnknownProjectError for an unknown project."""
     from active_learning.deploy.deployment import config_problems
+    from active_learning.preannotation.queue import queue_summary
     from active_learning.training.learning_curve import curve_rows
 
     store = backends.store
@@ -62,7 +63,7 @@ def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, 
                 "metrics": training.metrics if training else None,
                 "source": training.source if training else None,
             })
-        issues = issues_from(problems)
+        issues = list(problems)
     except Exception as error:  # MLflow down or misconfigured: the rest of the page still helps
         reason = f"no answer within {MLFLOW_TIMEOUT:.0f} s" if isinstance(error, TimeoutError) else str(error)
         models_error = f"{type(error).__name__}: {reason}"[:500]
@@ -82,6 +83,7 @@ def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, 
             for r in reversed(revisions)
         ],
         "learning_curve": curve_rows(history),
+        "queue": queue_summary(backends, name),
     }
 
 

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from active_learning import naming
 from active_learning.constants import DEPLOY_AUTO, TRIGGERED_BY_ACTIVE_LEARNING, TRIGGERED_BY_HAND
-from active_learning.store import ConfigIssue, ProjectStatus
+from active_learning.store import ProjectStatus
 
 if TYPE_CHECKING:
     from active_learning.backends import Backends
+    from active_learning.labeling_config import ConfigProblem
 
 
 class Pollable(Protocol):
@@ -89,7 +90,7 @@ def project_statuses(backends: Backends, as_of: datetime, *, name: str | None = 
     its projects; a Label Studio that does not answer leaves its projects' counts empty."""
     pretrained = backends.pretrained
 
-    def check(xml: str, own: frozenset[str], registered: frozenset[str]) -> tuple[ConfigIssue, ...]:
+    def check(xml: str, own: frozenset[str], registered: frozenset[str]) -> tuple[ConfigProblem, ...]:
         return config_issues(xml, pretrained=pretrained, registered=registered, project_models=own)
 
     rows = backends.store.status.everything(as_of, name=name, check=check)
@@ -139,7 +140,7 @@ def config_issues(
     pretrained: frozenset[str],
     registered: frozenset[str],
     project_models: frozenset[str],
-) -> tuple[ConfigIssue, ...]:
+) -> tuple[ConfigProblem, ...]:
     """The config's problems, as ``validate-config --project`` reports them (the same function), but
     only computed in full when the cached parse shows there is one: a valid config costs a set lookup."""
     parsed = _parsed(xml)
@@ -149,8 +150,4 @@ def config_issues(
 
     problems = validate_config(xml, pretrained=pretrained, registered=registered | project_models,
                                project_models=project_models)
-    return tuple(issues_from(problems))
-
-
-def issues_from(problems: list[Any]) -> list[ConfigIssue]:
-    return [ConfigIssue(p.message, p.label, p.model, p.line) for p in problems]
+    return tuple(problems)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from active_learning import naming
 from active_learning.preannotation.run import NoDeployedModelError
+from active_learning.store.models import SOURCE_STORE
 
 if TYPE_CHECKING:
     from active_learning.backends import Backends
@@ -46,6 +47,25 @@ def next_tasks(backends: Backends, project: str, *, n: int = 50, strategy: str =
     if model is None or naming.parse_model_name(model) is None:  # nothing deployed, or a pretrained model
         raise NoDeployedModelError(project)
     return least_confident(waiting, backends.store.predictions.scores(project, model, waiting), model)[:n]
+
+
+def queue_summary(backends: Backends, project: str, *, n: int = 10) -> dict[str, Any]:
+    """What the page shows of a project's queue: tasks awaiting annotation, how many each model
+    pre-annotated, and the deployed model's least confident ones. Our store only: a Label Studio
+    project's queue is in Label Studio (its Data Manager sorts by the prediction score)."""
+    settings = backends.store.projects.get(project)
+    model = settings.deployed_model
+    if settings.source != SOURCE_STORE:
+        return {"awaiting": None, "predicted": {}, "deployed_model": model, "least_confident": []}
+    waiting = backends.store.predictions.unannotated_ids(project)
+    scores = backends.store.predictions.scores(project, model, waiting) if model else {}
+    ranked = least_confident(waiting, scores, model or "") if scores else []
+    return {
+        "awaiting": len(waiting),
+        "predicted": backends.store.predictions.counts(project),
+        "deployed_model": model,
+        "least_confident": [entry.as_dict() for entry in ranked[:n] if entry.score is not None],
+    }
 
 
 def least_confident(waiting: list[str], scores: dict[str, float], model: str) -> list[QueueEntry]:

@@ -23,7 +23,7 @@ from active_learning.store.configs import ConfigConflictError, Configs, ConfigSt
 from active_learning.store.db import connect, create_schema
 from active_learning.store.predictions import NewPrediction, Predictions, TaskText
 from active_learning.store.projects import Projects, ProjectSettings
-from active_learning.store.status import ConfigIssue, LastTraining, ProjectStatus, Statuses
+from active_learning.store.status import LastTraining, ProjectStatus, Statuses
 from active_learning.store.trainings import Trainings, TrainingView
 
 
@@ -43,7 +43,6 @@ __all__ = [
     "EPOCH",
     "AnnotationStore",
     "ConfigConflictError",
-    "ConfigIssue",
     "ConfigState",
     "ImportResult",
     "NewPrediction",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, literal, or_, select, text, type_coerce
 from sqlalchemy.orm import aliased
@@ -24,6 +24,9 @@ from active_learning.naming import trained_at
 from active_learning.store.base import EPOCH, Repository, aware
 from active_learning.store.counters import recount_all
 from active_learning.store.models import SOURCE_STORE, Completion, Project, TrainingRun, UTCDateTime
+
+if TYPE_CHECKING:
+    from active_learning.labeling_config import ConfigProblem
 
 
 @dataclass(frozen=True)
@@ -43,16 +46,6 @@ class LastTraining:
 
 
 @dataclass(frozen=True)
-class ConfigIssue:
-    """One problem of a labeling config, naming the label and the bad model where it is about one."""
-
-    message: str
-    label: str | None = None
-    model: str | None = None
-    line: int | None = None
-
-
-@dataclass(frozen=True)
 class ProjectStatus:
     """One project as the poll, the page and the CLI see it. Counts are None where the source was not asked."""
 
@@ -69,7 +62,7 @@ class ProjectStatus:
     last_training_as_of: datetime | None  # that training's as_of: it names the next crossing's run
     last_training_count: int = 0  # another source's count that training read (0: none)
     last_training: LastTraining | None = None  # the latest training, any status (read for people only)
-    problems: tuple[ConfigIssue, ...] = ()  # the labeling config's (checked for people only)
+    problems: tuple[ConfigProblem, ...] = ()  # the labeling config's (checked for people only)
 
     @property
     def due(self) -> bool:
@@ -107,7 +100,7 @@ class ProjectStatus:
 
 
 #: ``check(labeling config, this project's registered models, every registered model)``
-ConfigCheck = Callable[[str, frozenset[str], frozenset[str]], tuple[ConfigIssue, ...]]
+ConfigCheck = Callable[[str, frozenset[str], frozenset[str]], tuple["ConfigProblem", ...]]
 
 
 class Statuses(Repository):

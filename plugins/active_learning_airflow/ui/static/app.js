@@ -240,6 +240,7 @@
           <p class="muted small">Checked against ${d.validation.source === "mlflow" ? "MLflow's registered models" : "the models in the training history (MLflow unreachable)"} and the pretrained models.</p>
         </section>
       </div>
+      <section class="card" id="queue-card">${queueHtml(d.queue)}</section>
       <section class="card" id="history-card">${historyHtml(d)}</section>
       <section class="card curve" id="curve-card">${curveHtml(d.learning_curve)}</section>
       <section class="card" id="models-card">${modelsHtml(d, perms)}</section>
@@ -395,6 +396,19 @@
           <th class="num">Precision</th><th class="num">Recall</th><th class="num">F1</th><th>Per label (F1), model</th><th>Links</th></tr></thead>
         <tbody>${pending}${rows || (pending ? "" : `<tr><td colspan="10" class="muted">No training yet.</td></tr>`)}</tbody>
       </table>`;
+  }
+
+  function queueHtml(queue) {
+    if (queue.awaiting === null) return `<h2>Annotation queue</h2><p class="muted">In Label Studio: its Data Manager sorts tasks by
+      the pre-annotation score of ${queue.deployed_model ? `<code>${esc(queue.deployed_model)}</code>` : "the deployed model"}.</p>`;
+    const models = Object.entries(queue.predicted).map(([model, n]) => `<code class="small">${esc(model)}</code> ${n}`).join(" · ");
+    const rows = queue.least_confident.map((e) => `<tr><td><code>${esc(e.task)}</code></td><td class="num">${score(e.score)}</td></tr>`).join("");
+    return `
+      <h2>Annotation queue</h2>
+      <p><b id="queue-awaiting">${queue.awaiting}</b> tasks await annotation; pre-annotated: ${models || "none yet"}.</p>
+      ${rows ? `<p class="muted small">Least confident first (<code>active-learning next --project …</code> lists them all):</p>
+      <table class="grid" id="queue"><thead><tr><th>Task</th><th class="num">Confidence</th></tr></thead><tbody>${rows}</tbody></table>`
+      : `<p class="muted">No pre-annotation by the deployed model yet.</p>`}`;
   }
 
   function curveHtml(rows) {
