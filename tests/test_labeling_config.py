@@ -83,7 +83,7 @@ def test_shared_configs_parse_with_labels_and_no_structure_problems(relative):
 def test_list_labels_of_config_preannotations():
     labels = list_labels(shared_bytes("formats/annotation_lab/Config_Preannotations.txt"))
 
-    assert labels[0] == LabelSpec(value="PROBLEM", model="ner_clinical", labels_name="label", line=3)
+    assert labels[0] == LabelSpec(value="PROBLEM", model="ner_clinical", labels_name="label", line=3, to_name="text")
     assert [label.value for label in labels] == [
         "PROBLEM", "TEST", "TREATMENT", "Present", "Absent", "Possible", "Planned",
         "Someoneelse", "Past", "Family", "None", "Hypotetical",

@@ -158,7 +158,7 @@ def test_a_database_from_before_the_migrations_is_stamped_and_kept(engine: Engin
 
     with engine.connect() as connection:
         assert current_revision(connection) == head_revision()
-    assert AnnotationStore(engine).project_names() == ["news"]
+    assert AnnotationStore(engine).projects.names() == ["news"]
     assert schema_diffs(engine) == []
 
 
@@ -177,7 +177,7 @@ from active_learning.store import AnnotationStore, connect, create_schema
 engine = connect(sys.argv[1])
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 create_schema(engine)
-print(AnnotationStore(engine).project_names())
+print(AnnotationStore(engine).projects.names())
 """
 
 
