@@ -68,6 +68,18 @@ def test_model_quality_quick() -> None:
         assert out.count(row) == 2, row  # one row per corpus
 
 
+@pytest.mark.shared_data
+def test_active_learning_quick() -> None:
+    shared_file("wnut17/dev_tasks.json")
+    shared_file("ncbi_disease/dev_tasks.json")
+    out = run_quick("active_learning.py")
+    for corpus in ("wnut17", "ncbi_disease"):
+        assert f"{corpus}: mean dev F1 per round" in out
+        for curve in ("uncertainty", "random", "whole pool"):
+            assert f"  {corpus} {curve} seed 0: F1 " in out, (corpus, curve)
+    assert "annotations to reach 95% of the whole-pool model's F1" in out
+
+
 @pytest.mark.scheduler
 def test_trigger_latency_quick() -> None:
     out = run_quick("trigger_latency.py", timeout=1200)
@@ -78,3 +90,16 @@ def test_trigger_latency_quick() -> None:
 def test_label_studio_poll_quick() -> None:
     out = run_quick("label_studio_poll.py", timeout=900)
     assert "poll at 5 Label Studio projects: 1 request(s)" in out, "a poll is one request per 100 projects"
+
+
+@pytest.mark.shared_data
+@pytest.mark.label_studio
+def test_preannotation_quick() -> None:
+    shared_file("wnut17/tasks.json")
+    shared_file("wnut17/dev_tasks.json")
+    out = run_quick("preannotation.py", timeout=900)
+    assert "preannotate, first run (beam 4, stored) | 1,000 |" in out and "preannotate, second run (nothing new)" in out
+    assert re.search(r"second run / first run: [\d.]+ %", out) and "peak RSS of the pre-annotating process" in out
+    # 200 predictions: the model's count, 2 pushes of 100, the model_version; again: nothing sent.
+    assert re.search(r"push 200 predictions\s*\|\s*200 \|\s*4 \|", out), "the push takes more requests"
+    assert re.search(r"push again: nothing new\s*\|\s*0 \|\s*2 \|", out)

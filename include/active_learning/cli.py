@@ -17,6 +17,8 @@ from active_learning.backends import Backends
 from active_learning.constants import DEPLOY_ALWAYS, DEPLOY_AUTO, DEPLOY_REGISTER_ONLY
 from active_learning.preannotation.export import FORMATS
 from active_learning.preannotation.queue import STRATEGIES, UNCERTAINTY
+from active_learning.preannotation.simulation import EXPERIMENT as SIMULATION_EXPERIMENT
+from active_learning.preannotation.simulation import SIMULATION_OVERRIDES, STRATEGIES as SIMULATION_STRATEGIES
 from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_LABEL_STUDIO, SOURCE_STORE, utcnow
 
 
@@ -240,6 +242,19 @@ def cmd_next(backends: Backends, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.preannotation.simulation import SimulationError, SimulationSettings, load_simulation, run_simulation
+
+    settings = SimulationSettings(args.strategy, args.seed_size, args.batch, args.rounds, args.seed)
+    try:
+        simulation = load_simulation(Path(args.tasks), Path(args.config), Path(args.eval_tasks), settings)
+    except SimulationError as error:  # wrong usage: nothing trained, no MLflow run
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(run_simulation(backends.registry, simulation), indent=2))
+    return 0
+
+
 def cmd_export_predictions(backends: Backends, args: argparse.Namespace) -> int:
     from active_learning.preannotation.export import export_predictions
 
@@ -338,6 +353,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--strategy", choices=STRATEGIES, default=UNCERTAINTY)
     sub.add_argument("--seed", type=int, default=0, help="the random strategy's seed (default 0)")
     sub.add_argument("--json", action="store_true")
+
+    sub = command("simulate", cmd_simulate,
+                  "replay active learning on labelled tasks: F1 on --eval-tasks after each round of a strategy (JSON), "
+                  "to decide whether it pays off")
+    sub.epilog = ("Round 0 trains on --seed-size random tasks; each round after it pre-annotates the rest of the pool with "
+                  "the newest model, reveals the --batch tasks the strategy picks (their completions play the annotator) "
+                  "and trains again. Training is the live loop's, from scratch each round with a fixed, faster budget: "
+                  f"spaCy overrides {SIMULATION_OVERRIDES}, then ACTIVE_LEARNING_SPACY_OVERRIDES. The curve is also "
+                  f"logged to MLflow, experiment {SIMULATION_EXPERIMENT!r}. Wrong usage exits 2.")
+    sub.add_argument("--tasks", required=True, help="labelled export: the pool")
+    sub.add_argument("--config", required=True, help="labeling config XML (its NER labels are trained)")
+    sub.add_argument("--eval-tasks", required=True, help="labelled export every round's model is scored on")
+    sub.add_argument("--strategy", default=UNCERTAINTY, metavar="{" + ",".join(SIMULATION_STRATEGIES) + "}",
+                     help=f"default {UNCERTAINTY}")
+    sub.add_argument("--seed-size", type=int, required=True, help="tasks round 0 trains on, drawn at random")
+    sub.add_argument("--batch", type=int, required=True, help="tasks each round reveals")
+    sub.add_argument("--rounds", type=int, required=True, help="rounds after round 0")
+    sub.add_argument("--seed", type=int, default=0, help="draws the seed tasks and the random order; spaCy's seed (default 0)")
 
     sub = command("export-predictions", cmd_export_predictions,
                   "write the tasks awaiting annotation with their pre-annotations, for a tool to import")

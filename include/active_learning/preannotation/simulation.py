@@ -1,0 +1,226 @@
+"""Would active learning pay off here? The loop replayed on tasks that are labelled already.
+
+The pool's completions play the annotator. Round 0 trains on ``seed_size`` tasks drawn at random; each of
+the ``rounds`` after it pre-annotates the rest of the pool with the newest model (:func:`predict`, as the
+live loop does), reveals the ``batch`` tasks the strategy picks and trains again:
+
+* ``uncertainty``: least confident first, the live queue's :func:`least_confident` on ``predict``'s scores;
+* ``random``: the next tasks of one seeded shuffle of the pool.
+
+For one seed both strategies start from the same seed tasks, so their curves differ only by what they
+chose. Every round's model is scored on the eval export by :func:`score_ner` (spaCy's scorer, exact spans,
+the completion each task's selection policy chooses), and the curve goes to MLflow: experiment
+:data:`EXPERIMENT` (apart from the projects' ``active-learning/<project>``), one run per simulation,
+metrics at step = annotations, the tasks each round revealed in ``simulation.json``.
+
+**Training** is the live loop's (:func:`split_examples` into train and dev, :func:`to_docs`, :func:`train_ner`
+with ``include/configs/ner.cfg``), made faster by :data:`SIMULATION_OVERRIDES`: every round trains from
+scratch for a fixed budget of steps (the live loop: up to 6,000), the same for every round and both
+strategies, so a round costs the same whatever its data and the curve measures the data, not a training
+history. ``ACTIVE_LEARNING_SPACY_OVERRIDES`` applies on top, as in the live loop.
+
+**The seed** draws the seed tasks and the random order and is spaCy's (``system.seed`` and ``training.seed``):
+on the CPU the same arguments give the same curve.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from active_learning.exports import read_export
+from active_learning.labeling_config import list_labels, text_key
+from active_learning.preannotation.queue import RANDOM, UNCERTAINTY, least_confident
+from active_learning.preannotation.scoring import predict
+from active_learning.selection import TrainingExample, training_example
+from active_learning.settings import local_artifact_root
+from active_learning.training.dataset import split_examples, to_docs, write_docbin
+from active_learning.training.spacy_ner import load_model, load_training_overrides, score_ner, train_ner
+from active_learning.training.steps import MIN_EXAMPLES
+from active_learning.training.workspace import workspace
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+
+    from active_learning.registry import ModelRegistry
+
+EXPERIMENT = "active-learning-simulations"
+STRATEGIES = (UNCERTAINTY, RANDOM)
+#: Each round's training budget: 400 steps, scored on its dev part every 100 (model-best as in the live loop).
+SIMULATION_OVERRIDES: dict[str, object] = {"training.max_steps": 400, "training.eval_frequency": 100}
+METRICS = ("f1", "precision", "recall", "seconds")
+
+
+class SimulationError(ValueError):
+    """Arguments or data a simulation cannot run with (the CLI's usage errors)."""
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    strategy: str
+    seed_size: int
+    batch: int
+    rounds: int
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise SimulationError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
+        for flag, value, least, why in (("--seed-size", self.seed_size, MIN_EXAMPLES, " (training needs a train and a dev task)"),
+                                        ("--batch", self.batch, 1, ""), ("--rounds", self.rounds, 0, "")):
+            if value < least:
+                raise SimulationError(f"{flag} must be at least {least}, not {value}{why}")
+
+    @property
+    def annotations(self) -> int:
+        """Tasks revealed by the last round."""
+        return self.seed_size + self.batch * self.rounds
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What a simulation runs on, read and checked: the pool, the tasks to score on, where they came from."""
+
+    settings: SimulationSettings
+    pool: list[TrainingExample]
+    evaluation: list[TrainingExample]
+    files: dict[str, str]  # tasks, eval_tasks, config -> file name, for MLflow
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    annotations: int
+    precision: float
+    recall: float
+    f1: float
+    seconds: float  # the round's wall time: pre-annotation and choice, training, scoring
+    revealed: tuple[str, ...]  # task ids this round added (round 0: the seed tasks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"annotations": self.annotations, "precision": self.precision, "recall": self.recall,
+                "f1": self.f1, "seconds": self.seconds}
+
+
+def load_simulation(tasks: Path, config: Path, eval_tasks: Path, settings: SimulationSettings) -> Simulation:
+    """Read and check everything before anything trains; bad arguments raise :class:`SimulationError`."""
+    settings.check()
+    xml = config.read_text(encoding="utf-8")
+    pool, evaluation = load_examples(tasks, xml), load_examples(eval_tasks, xml)
+    if not evaluation:
+        raise SimulationError(f"--eval-tasks {eval_tasks} has no task with a submitted completion to score on")
+    if settings.seed_size > len(pool):
+        raise SimulationError(f"--seed-size {settings.seed_size} is larger than the pool ({len(pool)} labelled tasks in {tasks})")
+    if settings.annotations > len(pool):
+        raise SimulationError(f"--seed-size {settings.seed_size} + --batch {settings.batch} x --rounds {settings.rounds} = "
+                              f"{settings.annotations} tasks, more than the pool's {len(pool)} ({tasks})")
+    return Simulation(settings, pool, evaluation, {"tasks": tasks.name, "eval_tasks": eval_tasks.name, "config": config.name})
+
+
+def load_examples(path: Path, xml: str) -> list[TrainingExample]:
+    """The export's tasks with the completion the selection policy chooses, spans of the config's NER labels."""
+    labels = {label.value for label in list_labels(xml) if not label.assertion}
+    tasks, _ = read_export(path, text_key=text_key(xml), allowed_labels=labels)
+    chosen = (training_example(task.source_id, task.text, task.completions) for task in tasks)
+    return [example for example in chosen if example is not None]
+
+
+def training_overrides(seed: int) -> dict[str, object]:
+    return SIMULATION_OVERRIDES | load_training_overrides() | {"system.seed": seed, "training.seed": seed}
+
+
+def run_simulation(registry: ModelRegistry, simulation: Simulation) -> dict[str, Any]:
+    """Simulate, logging each round to MLflow as it ends; returns ``{"strategy", "rounds": [...]}``."""
+    settings = simulation.settings
+    overrides = training_overrides(settings.seed)
+    run_id = _start_run(registry, simulation, overrides)
+    rounds: list[RoundResult] = []
+    try:
+        for result in simulate(simulation, overrides):
+            rounds.append(result)
+            _log_round(registry, run_id, result)
+    except BaseException:
+        registry.finish_run(run_id, "FAILED")
+        raise
+    summary = {"strategy": settings.strategy, "rounds": [result.as_dict() for result in rounds]}
+    registry.client.log_dict(run_id, {**summary, "revealed": [list(result.revealed) for result in rounds]}, "simulation.json")
+    registry.finish_run(run_id)
+    return summary
+
+
+def simulate(simulation: Simulation, overrides: dict[str, object]) -> Iterator[RoundResult]:
+    """One :class:`RoundResult` per round, round 0 (the seed tasks) first."""
+    import spacy
+
+    settings, pool = simulation.settings, simulation.pool
+    blank = spacy.blank("en")
+    evaluation, _ = to_docs(blank, simulation.evaluation)
+    order = list(pool)
+    random.Random(settings.seed).shuffle(order)
+    labelled = order[: settings.seed_size]
+    revealed, nlp = labelled, None
+    with workspace(f"simulation-{uuid.uuid4().hex[:12]}", "rounds") as folder:
+        for round_number in range(settings.rounds + 1):
+            started = time.perf_counter()
+            if nlp is not None:
+                revealed = next_batch(settings, pool, order, {example.task_id for example in labelled}, nlp)
+                labelled = labelled + revealed
+            nlp = _train(blank, labelled, folder / f"round-{round_number}", overrides)
+            scores = score_ner(nlp, evaluation)
+            yield RoundResult(len(labelled), scores.precision, scores.recall, scores.f1,
+                              round(time.perf_counter() - started, 3), tuple(example.task_id for example in revealed))
+
+
+def next_batch(
+    settings: SimulationSettings, pool: Sequence[TrainingExample], order: Sequence[TrainingExample], labelled: set[str], nlp: Language
+) -> list[TrainingExample]:
+    """The tasks the strategy reveals next; uncertainty pre-annotates every waiting task first, as the live loop."""
+    if settings.strategy == RANDOM:
+        return [example for example in order if example.task_id not in labelled][: settings.batch]
+    waiting = {example.task_id: example for example in pool if example.task_id not in labelled}  # in the pool's order
+    scored = predict(nlp, [example.text for example in waiting.values()])
+    scores = {task: result.score for task, result in zip(waiting, scored, strict=True) if result is not None}
+    return [waiting[entry.task] for entry in least_confident(list(waiting), scores, "simulation")[: settings.batch]]
+
+
+def _train(blank: Language, examples: list[TrainingExample], folder: Path, overrides: dict[str, object]) -> Language:
+    """The live loop's training on ``examples`` (split into train and dev as it splits them); the model, in memory."""
+    corpora = [write_docbin(to_docs(blank, part)[0], folder / f"{name}.spacy")
+               for name, part in zip(("train", "dev"), split_examples(examples), strict=True)]
+    with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for the result
+        outcome = train_ner(*corpora, folder / "output", overrides=overrides)
+    nlp = load_model(outcome.model_dir)
+    shutil.rmtree(folder)  # a round's model lives on in memory only
+    return nlp
+
+
+def _start_run(registry: ModelRegistry, simulation: Simulation, overrides: dict[str, object]) -> str:
+    settings = simulation.settings
+    experiment = registry.client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else registry.client.create_experiment(
+        EXPERIMENT, artifact_location=local_artifact_root())
+    run = registry.client.create_run(
+        experiment_id, run_name=f"{settings.strategy} seed {settings.seed} on {simulation.files['tasks']} {datetime.now():%Y-%m-%d %H:%M:%S}"
+    )
+    registry.log_params(run.info.run_id, {
+        "strategy": settings.strategy, "seed_size": settings.seed_size, "batch": settings.batch, "rounds": settings.rounds,
+        "seed": settings.seed, "pool": len(simulation.pool), "eval_size": len(simulation.evaluation), **simulation.files,
+        **{f"spacy.{key}": value for key, value in overrides.items()},
+    })
+    return run.info.run_id
+
+
+def _log_round(registry: ModelRegistry, run_id: str, result: RoundResult) -> None:
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    values = result.as_dict()
+    registry.client.log_batch(run_id, metrics=[Metric(name, float(values[name]), stamp, result.annotations) for name in METRICS])
