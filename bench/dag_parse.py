@@ -9,8 +9,8 @@ Two measurements, the files interleaved:
    parses. This is what the target (each file at most 1.2x the trivial file) is judged on.
 2. **cold exec** - a fresh interpreter per run, ``import airflow.sdk`` done, then
    ``runpy.run_path(file)`` timed: everything the file imports counts (``python -X importtime``'s view).
-   It also lists the heavy modules (spaCy, MLflow, lxml, pandas, the domain package
-   ``active_learning``) that parsing imported: there must be none.
+   It also lists the heavy modules (spaCy, MLflow, lxml, pandas, the domain package ``active_learning``
+   beyond its leaf module ``active_learning.constants``) that parsing imported: there must be none.
 
     python bench/dag_parse.py                 # N = 30 (2: N = 5), about 2 minutes
     python bench/dag_parse.py --quick         # N = 5 (2: N = 1), about 40 seconds
@@ -32,10 +32,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
 from _common import PYTHON, REPO, RESULTS, load_average, median, print_table, ratio_line, save_json  # noqa: E402
 
-HEAVY = ("spacy", "mlflow", "lxml", "pandas", "active_learning")
+HEAVY = ("spacy", "mlflow", "lxml", "pandas")
+DOMAIN_AT_PARSE_TIME = {"active_learning", "active_learning.constants"}  # DAG ids, deploy choices: a leaf module
+
+
+def heavy_modules(modules: set[str]) -> list[str]:
+    """Heavy packages (by top-level name) and domain modules beyond the leaf one (by full name) in ``modules``."""
+    heavy = {name.split(".")[0] for name in modules} & set(HEAVY)
+    domain = {name for name in modules if name.split(".")[0] == "active_learning"} - DOMAIN_AT_PARSE_TIME
+    return sorted(heavy | domain)
+
+
 TRIVIAL = '''from datetime import datetime
 
 from airflow.sdk import DAG, task
@@ -72,12 +83,14 @@ def worker_cold(path: str) -> None:
 
     import airflow.sdk  # noqa: F401
 
+    # As the DAG processor sees it: bench/ is not on its path.
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+
     before = set(sys.modules)
     start = time.perf_counter()
     runpy.run_path(path)
     seconds = time.perf_counter() - start
-    loaded = {m.split(".")[0] for m in sys.modules}
-    print(json.dumps({"seconds": seconds, "heavy": sorted(loaded & set(HEAVY)),
+    print(json.dumps({"seconds": seconds, "heavy": heavy_modules(set(sys.modules)),
                       "new_modules": len(set(sys.modules) - before)}), flush=True)
 
 
@@ -197,7 +210,7 @@ def main() -> int:
     print_table(["target", "measured", "met"], [
         *[[f"{r['file']}: processor parse time / trivial file", f"{r['processor_ratio']:.2f}x", "yes" if r["processor_ratio"] <= 1.2 else "NO"]
           for r in dag_results],
-        ["nothing heavy (spaCy, MLflow, lxml, pandas, active_learning) imported at parse time", ", ".join(heavy) or "none imported",
+        ["nothing heavy (spaCy, MLflow, lxml, pandas, active_learning beyond .constants) imported at parse time", ", ".join(heavy) or "none imported",
          "yes" if not heavy else "NO"],
     ], title="targets (each file <= 1.2x the trivial file)")
     save_json("dag_parse", {"rounds": rounds, "cold_rounds": cold_rounds, "results": results, "load_average": load_average()}, out)

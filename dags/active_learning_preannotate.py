@@ -21,9 +21,16 @@ from typing import Any
 
 from active_learning.constants import PREANNOTATE_DAG_ID
 from active_learning_airflow.assets import DEPLOYED_MODELS, announced_projects
-from active_learning_airflow.params import DRAFT_07
+from active_learning_airflow.params import DRAFT_07, add_trigger_form
 from active_learning_airflow.tasks import domain_task
 from airflow.sdk import DAG, Param, task
+
+TRIGGER_FORM = {
+    "project": Param(
+        None, type=["null", "string"], title="Project", **DRAFT_07,
+        description="Pre-annotate this project now; empty: the projects the triggering deploys named",
+    ),
+}
 
 with DAG(
     dag_id=PREANNOTATE_DAG_ID,
@@ -34,13 +41,7 @@ with DAG(
     catchup=False,
     tags=["active-learning", "ner"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": 2.0},
-    params={
-        "project": Param(
-            None, type=["null", "string"], title="Project", **DRAFT_07,
-            description="Pre-annotate this project now; empty: the projects the triggering deploys named",
-        ),
-    },
-):
+) as dag:
 
     @task
     def projects_to_preannotate(params: dict[str, Any], triggering_asset_events: Any = None) -> list[str]:
@@ -55,3 +56,5 @@ with DAG(
             return preannotate_project(backends, project).as_dict()
 
     preannotate.expand(project=projects_to_preannotate())
+
+add_trigger_form(dag, TRIGGER_FORM)

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from typing import Any
 
+from active_learning.constants import SENSOR_DAG_ID, TRAINING_DAG_ID
+from active_learning_airflow.assets import DEPLOYED_MODELS, announce
 from active_learning_airflow.sensors import DueProjectsSensor
+from active_learning_airflow.tasks import domain_task
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, task
-
-TRAINING_DAG_ID = "active_learning_training"
+from airflow.sdk.exceptions import AirflowSkipException
 
 with DAG(
-    dag_id="active_learning_sensor",
+    dag_id=SENSOR_DAG_ID,
     description="Poll active-learning projects and launch one training per threshold crossing",
     doc_md=__doc__,
     schedule=os.environ.get("ACTIVE_LEARNING_POLL_SCHEDULE", "*/5 * * * *"),
@@ -40,10 +43,10 @@ with DAG(
     @task
     def apply_mlflow_deploys() -> list[str]:
         """Write into the labeling config every `deployed` alias moved by hand in MLflow."""
-        from active_learning_airflow.connections import task_backends
         from active_learning.deploy.deployment import apply_alias_moves
 
-        return [f"{result.project}: {result.model_name}" for result in apply_alias_moves(task_backends())]
+        with domain_task() as backends:
+            return [f"{result.project}: {result.model_name}" for result in apply_alias_moves(backends)]
 
     due_projects = DueProjectsSensor(task_id="wait_for_due_projects")
 
@@ -55,4 +58,14 @@ with DAG(
         retries=2,
     ).expand_kwargs(due_projects.output)
 
-    apply_mlflow_deploys()
+    @task(outlets=[DEPLOYED_MODELS])
+    def announce_deployments(outlet_events: Any = None) -> list[str]:
+        """Name in an asset event every project whose deployed model changed outside a deploy task (the
+        CLI, the page, a rollback, an alias moved in MLflow): active_learning_preannotate puts it to work."""
+        with domain_task() as backends:
+            announced = announce(outlet_events, backends)
+        if not announced:
+            raise AirflowSkipException("no deployed model changed since the last announcement")  # no event
+        return announced
+
+    apply_mlflow_deploys() >> announce_deployments()

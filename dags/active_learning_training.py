@@ -14,15 +14,44 @@ branch and fails with one line per bad model name.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from active_learning.constants import DEPLOY_ALWAYS, DEPLOY_AUTO, DEPLOY_CHOICES, DEPLOY_REGISTER_ONLY, TRAINING_DAG_ID
+from active_learning_airflow.assets import DEPLOYED_MODELS, announce
 from active_learning_airflow.callbacks import mark_training_failed
-from active_learning_airflow.errors import fail_without_retry
-from active_learning_airflow.params import DRAFT_07
-from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+from active_learning_airflow.params import DRAFT_07, add_trigger_form
+from active_learning_airflow.tasks import domain_task
+from airflow.sdk import DAG, Param, TriggerRule, task
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import DagRunProtocol
+
+TRIGGER_FORM = {
+    "project": Param("", type="string", minLength=1, title="Project", description="Name of the annotation project", **DRAFT_07),
+    "deploy": Param(
+        DEPLOY_AUTO,
+        enum=list(DEPLOY_CHOICES),
+        title="Deploy",
+        **DRAFT_07,
+        description=f"{DEPLOY_AUTO}: the project's auto-deploy flag, then the deploy gate; {DEPLOY_ALWAYS}: update the "
+        f"config (gate overridden); {DEPLOY_REGISTER_ONLY}: only register",
+    ),
+    "gate_tolerance": Param(
+        0.0, type="number", minimum=0, maximum=1, title="Gate tolerance", **DRAFT_07,
+        description="auto-deploy only if new F1 >= deployed F1 - tolerance, both scored on the fixed evaluation set",
+    ),
+    "as_of": Param(
+        None,
+        type=["null", "string"],
+        format="date-time",
+        title="Completions as of",
+        **DRAFT_07,
+        description="Train on completions that arrived up to this time (UTC); empty: now",
+    ),
+}
 
 with DAG(
-    dag_id="active_learning_training",
+    dag_id=TRAINING_DAG_ID,
     description="Train, register and deploy a project's NER model",
     doc_md=__doc__,
     schedule=None,
@@ -36,106 +65,75 @@ with DAG(
         "max_retry_delay": timedelta(minutes=5),
         "on_failure_callback": mark_training_failed,
     },
-    params={
-        "project": Param("", type="string", minLength=1, title="Project", description="Name of the annotation project", **DRAFT_07),
-        "deploy": Param(
-            "auto",
-            enum=["auto", "deploy", "register_only"],
-            title="Deploy",
-            **DRAFT_07,
-            description="auto: the project's auto-deploy flag, then the deploy gate; deploy: update the config "
-            "(gate overridden); register_only: only register",
-        ),
-        "gate_tolerance": Param(
-            0.0, type="number", minimum=0, maximum=1, title="Gate tolerance", **DRAFT_07,
-            description="auto-deploy only if new F1 >= deployed F1 - tolerance, both scored on the fixed evaluation set",
-        ),
-        "as_of": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Completions as of",
-            **DRAFT_07,
-            description="Train on completions that arrived up to this time (UTC); empty: now",
-        ),
-    },
-):
+) as dag:
 
     @task
-    def prepare_data() -> dict[str, Any]:
-        from active_learning.training import steps as training_pipeline
+    def prepare_data(params: dict[str, Any], dag_run: DagRunProtocol, run_id: str) -> dict[str, Any]:
         from active_learning.status import training_source
-        from active_learning_airflow.connections import task_backends
+        from active_learning.training import steps as training_steps
 
-        context = get_current_context()
-        params, dag_run = context["params"], context["dag_run"]
         as_of = datetime.fromisoformat(params["as_of"]) if params.get("as_of") else dag_run.run_after
         # The sensor says so in the run's conf; not a form field, so a run started by hand is "manual".
         source = training_source(dag_run.conf or {})
-        with fail_without_retry():
-            return training_pipeline.prepare_data(
-                task_backends(), params["project"], run_key=context["run_id"], source=source, as_of=as_of
-            )
+        with domain_task() as backends:
+            return training_steps.prepare_data(backends, params["project"], run_key=run_id, source=source, as_of=as_of)
 
-    @task(retries=1)
+    @task(retries=1)  # the slow step: a retry trains again
     def train(prepared: dict[str, Any]) -> dict[str, Any]:
-        from active_learning.training import steps as training_pipeline
-        from active_learning_airflow.connections import task_backends
+        from active_learning.training import steps as training_steps
 
-        return training_pipeline.train(task_backends(), run_key=prepared["run_key"], mlflow_run_id=prepared["mlflow_run_id"])
+        with domain_task() as backends:
+            return training_steps.train(backends, run_key=prepared["run_key"], mlflow_run_id=prepared["mlflow_run_id"])
 
     @task
     def register(prepared: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-        from active_learning.training import steps as training_pipeline
-        from active_learning_airflow.connections import task_backends
+        from active_learning.training import steps as training_steps
 
-        return training_pipeline.register(
-            task_backends(), run_key=prepared["run_key"], model_uri=trained["model_uri"], labels=trained["labels"]
-        )
+        with domain_task() as backends:
+            return training_steps.register(
+                backends, run_key=prepared["run_key"], model_uri=trained["model_uri"], labels=trained["labels"]
+            )
 
     @task.branch
-    def choose_deploy_path(registered: dict[str, Any]) -> str:
-        """auto: the project's auto-deploy flag and the deploy gate; deploy / register_only: as asked."""
-        from active_learning.training import steps as training_pipeline
-        from active_learning_airflow.connections import task_backends
+    def choose_deploy_path(registered: dict[str, Any], params: dict[str, Any], run_id: str) -> str:
+        """The project's auto-deploy flag and the deploy gate, or the run's deploy choice; returns a task id."""
+        from active_learning.deploy import steps as deploy_steps
+        from active_learning.registry import ModelVersionInfo
 
-        context = get_current_context()
-        with fail_without_retry():
-            deploy = training_pipeline.decide_deploy(
-                task_backends(), context["run_id"], registered["project"], registered["model_name"],
-                choice=context["params"]["deploy"], tolerance=float(context["params"]["gate_tolerance"]),
+        with domain_task() as backends:
+            deploy = deploy_steps.decide(
+                backends, run_id, ModelVersionInfo.from_dict(registered),
+                choice=params["deploy"], tolerance=float(params["gate_tolerance"]),
             )
         return "update_config" if deploy else "register_only"
 
+    @task(outlets=[DEPLOYED_MODELS])  # the deployed model goes to work: active_learning_preannotate
+    def update_config(registered: dict[str, Any], run_id: str, outlet_events: Any = None) -> list[str]:
+        from active_learning.deploy import steps as deploy_steps
+        from active_learning.registry import ModelVersionInfo
+
+        with domain_task() as backends:
+            model = ModelVersionInfo.from_dict(registered)
+            deploy_steps.deploy(backends, run_id, model, author=f"airflow:{TRAINING_DAG_ID}")
+            return announce(outlet_events, backends)
+
     @task
-    def update_config(registered: dict[str, Any]) -> None:
-        from active_learning.training import steps as training_pipeline
-        from active_learning_airflow.connections import task_backends
+    def register_only(registered: dict[str, Any], run_id: str) -> None:
+        from active_learning.deploy import steps as deploy_steps
+        from active_learning.registry import ModelVersionInfo
 
-        with fail_without_retry():
-            training_pipeline.deploy_trained(
-                task_backends(), get_current_context()["run_id"], registered["project"], registered["model_name"],
-                author="airflow:active_learning_training",
-            )
-
-    @task
-    def register_only(registered: dict[str, Any]) -> None:
-        from active_learning.training import steps as training_pipeline
-        from active_learning_airflow.connections import task_backends
-
-        with fail_without_retry():
-            training_pipeline.keep_as_candidate(
-                task_backends(), get_current_context()["run_id"], registered["project"], registered["model_name"]
-            )
+        with domain_task() as backends:
+            deploy_steps.keep_as_candidate(backends, run_id, ModelVersionInfo.from_dict(registered))
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-    def validate_config(registered: dict[str, Any]) -> None:
-        from active_learning.training import steps as training_pipeline
-        from active_learning_airflow.connections import task_backends
+    def validate_config(registered: dict[str, Any], run_id: str) -> None:
+        from active_learning.deploy import steps as deploy_steps
 
-        with fail_without_retry():
-            training_pipeline.validate_and_finish(task_backends(), get_current_context()["run_id"], registered["project"])
+        with domain_task() as backends:
+            deploy_steps.validate_and_finish(backends, run_id, registered["project"])
 
     prepared = prepare_data()
     registered = register(prepared, train(prepared))
     choose_deploy_path(registered) >> [update_config(registered), register_only(registered)] >> validate_config(registered)
+
+add_trigger_form(dag, TRIGGER_FORM)

@@ -69,10 +69,10 @@ def test_model_quality_quick() -> None:
 
 
 @pytest.mark.shared_data
-def test_active_learning_quick() -> None:
+def test_uncertainty_vs_random_quick() -> None:
     shared_file("wnut17/dev_tasks.json")
     shared_file("ncbi_disease/dev_tasks.json")
-    out = run_quick("active_learning.py")
+    out = run_quick("uncertainty_vs_random.py")
     for corpus in ("wnut17", "ncbi_disease"):
         assert f"{corpus}: mean dev F1 per round" in out
         for curve in ("uncertainty", "random", "whole pool"):

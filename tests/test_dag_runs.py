@@ -29,8 +29,8 @@ def dagbag():  # type: ignore[no-untyped-def]
 def project(backends: Backends, sample_tasks, sample_config: str, request):  # type: ignore[no-untyped-def]
     """An active-learning project past its threshold (90 completions, every 50), named after the test."""
     name = request.node.name.replace("test_", "")[:40]
-    backends.store.create_project(name, sample_config, active_learning=True, frequency=50, auto_deploy=True)
-    backends.store.import_tasks(name, sample_tasks)
+    backends.store.projects.create(name, sample_config, active_learning=True, frequency=50, auto_deploy=True)
+    backends.store.completions.import_tasks(name, sample_tasks)
     return name
 
 
@@ -45,6 +45,21 @@ def training_runs(run_id: str) -> list[tuple[str, str]]:
 
 def task_states(dag_run) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def announced() -> list[list[str]]:
+    """The projects each deployed-models asset event named, oldest first."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    from active_learning.constants import DEPLOYED_MODELS_ASSET
+
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == DEPLOYED_MODELS_ASSET).order_by(AssetEvent.id)
+        )
+        return [event.extra.get("projects", []) for event in events]
 
 
 def test_the_sensor_launches_one_training_per_crossing(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
@@ -67,34 +82,35 @@ def test_training_with_auto_deploy_updates_the_config_and_validates(dagbag, back
     assert run.state == "success", states
     assert states["update_config"] == "success" and states["register_only"] == "skipped"
     assert states["validate_config"] == "success"
-    [training] = backends.store.history(project)
+    [training] = backends.store.trainings.history(project)
     assert training.status == "success" and training.run_key == run.run_id
-    assert f'model="{training.model_name}"' in backends.store.read_config(project).xml
-    assert backends.store.project(project).deployed_model == training.model_name
+    assert f'model="{training.model_name}"' in backends.store.configs.read(project).xml
+    assert backends.store.projects.get(project).deployed_model == training.model_name
+    assert announced()[-1] == [project]  # the asset event that puts the model to work
 
 
 def test_training_with_register_only_leaves_the_config_alone(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
-    config = backends.store.read_config(project)
+    config = backends.store.configs.read(project)
     run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "deploy": "register_only"})
     states = task_states(run)
     assert run.state == "success", states
     assert states["update_config"] == "skipped" and states["register_only"] == "success"
-    assert backends.store.read_config(project) == config
+    assert backends.store.configs.read(project) == config
     [model] = backends.registry.project_models(project)
     assert CANDIDATE in model.aliases
 
 
 def test_an_invalid_config_fails_the_deploy_without_writing_and_the_history_says_why(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
-    state = backends.store.read_config(project)
-    backends.store.write_config(project, state.xml.replace('"ner_dl"', '"ner_dl_v9"'), expected_revision=state.revision,
+    state = backends.store.configs.read(project)
+    backends.store.configs.write(project, state.xml.replace('"ner_dl"', '"ner_dl_v9"'), expected_revision=state.revision,
                            author="test", reason="a typo")
-    broken = backends.store.read_config(project)
+    broken = backends.store.configs.read(project)
     run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "deploy": "auto"})
     states = task_states(run)
     assert run.state == "failed"
     assert states["update_config"] == "failed" and states["validate_config"] == "upstream_failed", states
-    assert backends.store.read_config(project) == broken
-    [training] = backends.store.history(project)
+    assert backends.store.configs.read(project) == broken
+    [training] = backends.store.trainings.history(project)
     assert training.status == "failed" and "ner_dl_v9" in training.error and "MISC" in training.error
 
 
@@ -103,5 +119,35 @@ def test_the_deploy_dag_deploys_a_chosen_model(dagbag, backends: Backends, proje
     [model] = backends.registry.project_models(project)
     run = dagbag.dags["active_learning_deploy"].test(run_conf={"project": project, "model_name": model.model_name})
     assert run.state == "success", task_states(run)
-    assert f'model="{model.model_name}"' in backends.store.read_config(project).xml
-    assert backends.store.revisions(project)[-1].reason == "manual deploy"
+    assert f'model="{model.model_name}"' in backends.store.configs.read(project).xml
+    assert backends.store.configs.revisions(project)[-1].reason == "manual deploy"
+    assert announced()[-1] == [project]
+
+
+def test_a_deploy_outside_airflow_is_announced_by_the_next_poll_and_only_once(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
+    from active_learning.loop import train_now
+
+    train_now(backends, project, choice="deploy")  # as the CLI deploys: no asset event of its own
+    events = len(announced())
+    sensor_dag = dagbag.dags["active_learning_sensor"]
+    first = sensor_dag.test()
+    assert task_states(first)["announce_deployments"] == "success" and announced()[events:] == [[project]]
+    again = sensor_dag.test()
+    assert task_states(again)["announce_deployments"] == "skipped" and len(announced()) == events + 1
+
+
+def test_the_preannotate_dag_puts_the_deployed_model_to_work(dagbag, backends: Backends, sample_config: str) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from active_learning.exports import read_export
+    from active_learning.loop import train_now
+
+    backends.store.projects.create("queued", sample_config)
+    backends.store.completions.import_tasks("queued", read_export(SAMPLE / "completions_batch1.json")[0])
+    waiting = [replace(task, completions=()) for task in read_export(SAMPLE / "completions_batch2.json")[0]]
+    backends.store.completions.import_tasks("queued", waiting)
+    model = train_now(backends, "queued", choice="deploy")["model_name"]
+
+    run = dagbag.dags["active_learning_preannotate"].test(run_conf={"project": "queued"})
+    assert run.state == "success", task_states(run)
+    assert set(backends.store.predictions.scores("queued", model)) == {task.source_id for task in waiting}

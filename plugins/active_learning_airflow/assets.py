@@ -1,7 +1,7 @@
 """The asset the loop's DAGs share: a model was deployed into a project's labeling config.
 
 Deploy tasks list it in their ``outlets`` and name the projects in the event's ``extra``
-(``{"projects": [...]}``, see :func:`announce_deployments`); ``active_learning_preannotate`` is scheduled
+(``{"projects": [...]}``, see :func:`announce`); ``active_learning_preannotate`` is scheduled
 on it, so a deployed model goes to work as soon as it is deployed.
 """
 
@@ -15,7 +15,7 @@ from airflow.sdk import Asset
 DEPLOYED_MODELS = Asset(name=DEPLOYED_MODELS_ASSET, uri=DEPLOYED_MODELS_ASSET_URI)
 
 
-def announce_deployments(outlet_events: Any, backends: Any) -> list[str]:
+def announce(outlet_events: Any, backends: Any) -> list[str]:
     """Every project whose deployed model changed since it was last announced (by this task, or by a
     deploy outside Airflow: the CLI, the page, a rollback), named in this task's asset event."""
     projects = backends.store.predictions.announce()

@@ -24,6 +24,10 @@ class DueProjectsSensor(BaseSensorOperator):
     Studio projects (none when there are none). Between pokes the sensor is rescheduled and
     holds no worker slot; a poke that finds nothing due before ``timeout`` ends the task as skipped.
     Pokes after the first catch completions committed late with an arrival time before the poll time.
+
+    A class, not ``@task.sensor``: it keeps these settings with the poke, and its ``poke`` runs without a
+    DAG run (tests/test_faults.py); the decorator would save no parse time, and its PythonSensor logs a
+    deprecation warning each time the DAG file is parsed (Airflow 3.3, standard provider).
     """
 
     ui_color = "#d6eaf8"
@@ -43,6 +47,8 @@ class DueProjectsSensor(BaseSensorOperator):
         from active_learning.status import poll
         from active_learning_airflow.connections import task_backends
 
+        # Not tasks.domain_task(): with soft_fail, Airflow skips a task that fails without retry, and a
+        # refused Label Studio token must fail this one.
         as_of = poll_time(context)
         sources = task_backends().sources
         due = poll(sources, as_of)

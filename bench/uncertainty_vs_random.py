@@ -22,10 +22,10 @@ ratio, uncertainty's annotations / random's for that (target <= 0.60x on at leas
 uncertainty's mean F1 never more than 0.01 below random's at any round). A strategy that does not reach it
 within the rounds needs more than the last round's annotations: the ratio is then a bound.
 
-    python bench/active_learning.py            # both corpora, 3 seeds: 26-55 minutes (see above)
-    python bench/active_learning.py --quick    # first tasks of each corpus, 50 training steps, 1 seed: about a minute
+    python bench/uncertainty_vs_random.py            # both corpora, 3 seeds: 26-55 minutes (see above)
+    python bench/uncertainty_vs_random.py --quick    # first tasks of each corpus, 50 training steps, 1 seed: about a minute
 
-The full run writes ``bench/results/active_learning.json`` and ``docs/bench/active_learning.png`` (F1 against
+The full run writes ``bench/results/uncertainty_vs_random.json`` and ``docs/bench/uncertainty_vs_random.png`` (F1 against
 annotations per strategy and corpus).
 """
 
@@ -199,7 +199,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=None, help="default 0,1,2 (quick: 0)")
     parser.add_argument("--jobs", type=int, default=2, help="simulations at a time (default 2: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="write <out>/active_learning.json (full run: bench/results)")
-    parser.add_argument("--plot", type=Path, default=None, help="the plot's path (full run: docs/bench/active_learning.png; quick: drawn in the work folder, not kept)")
+    parser.add_argument("--plot", type=Path, default=None, help="the plot's path (full run: docs/bench/uncertainty_vs_random.png; quick: drawn in the work folder, not kept)")
     args = parser.parse_args()
     corpora = [c for c in args.corpora.split(",") if c]
     missing = [c for c in corpora if not (SHARED_DATA / c / "tasks.json").is_file()]
@@ -218,11 +218,11 @@ def main() -> int:
             results = list(pool.map(lambda job: run_job(job, work, overrides), jobs))
         summaries = [summarize(results, corpus) for corpus in corpora]
         report(summaries, seeds)
-        plot(summaries, args.plot or (work / "active_learning.png" if args.quick else DOCS / "active_learning.png"))
+        plot(summaries, args.plot or (work / "uncertainty_vs_random.png" if args.quick else DOCS / "uncertainty_vs_random.png"))
     wall = time.perf_counter() - started
     print(f"wall time {wall:.0f} s for {len(jobs)} simulations ({sum(r['wall'] for r in results):.0f} process-seconds, "
           f"{args.jobs} at a time); load average {load_average()}", flush=True)
-    save_json("active_learning", {"quick": args.quick, "seeds": seeds, "plans": {c: plans[c].__dict__ for c in corpora},
+    save_json("uncertainty_vs_random", {"quick": args.quick, "seeds": seeds, "plans": {c: plans[c].__dict__ for c in corpora},
                                   "wall": wall, "results": results, "summaries": summaries, "load_average": load_average()},
               args.out or (None if args.quick else RESULTS))
     best = min(summaries, key=lambda s: (not s["met"], s["ratio"]))
