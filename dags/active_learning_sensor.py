@@ -9,7 +9,8 @@ of `active_learning_training`, whose run id names the crossing: a second poll, o
 the same crossing is skipped by Airflow instead of training twice.
 
 `apply_mlflow_deploys` applies `deployed` aliases that a person moved in the MLflow model browser to the
-projects' labeling configs, validated first.
+projects' labeling configs, validated first, and announces every deploy made outside a deploy task (alias
+moves, the CLI, the page, rollbacks) in an asset event that runs `active_learning_preannotate`.
 
 Backfill a past range with `airflow backfill create --dag-id active_learning_sensor --from-date ... --to-date ...`.
 """
@@ -40,13 +41,20 @@ with DAG(
     default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
 ):
 
-    @task
-    def apply_mlflow_deploys() -> list[str]:
-        """Write into the labeling config every `deployed` alias moved by hand in MLflow."""
+    @task(outlets=[DEPLOYED_MODELS])
+    def apply_mlflow_deploys(outlet_events: Any = None) -> list[str]:
+        """Write into the labeling config every `deployed` alias moved by hand in MLflow, then name in an
+        asset event every project whose deployed model changed outside a deploy task (an alias move, the
+        CLI, the page, a rollback): active_learning_preannotate puts it to work. Skipped (no event) when
+        nothing changed."""
         from active_learning.deploy.deployment import apply_alias_moves
 
         with domain_task() as backends:
-            return [f"{result.project}: {result.model_name}" for result in apply_alias_moves(backends)]
+            apply_alias_moves(backends)
+            announced = announce(outlet_events, backends)
+        if not announced:
+            raise AirflowSkipException("no deployed model changed since the last announcement")
+        return announced
 
     due_projects = DueProjectsSensor(task_id="wait_for_due_projects")
 
@@ -58,14 +66,4 @@ with DAG(
         retries=2,
     ).expand_kwargs(due_projects.output)
 
-    @task(outlets=[DEPLOYED_MODELS])
-    def announce_deployments(outlet_events: Any = None) -> list[str]:
-        """Name in an asset event every project whose deployed model changed outside a deploy task (the
-        CLI, the page, a rollback, an alias moved in MLflow): active_learning_preannotate puts it to work."""
-        with domain_task() as backends:
-            announced = announce(outlet_events, backends)
-        if not announced:
-            raise AirflowSkipException("no deployed model changed since the last announcement")  # no event
-        return announced
-
-    apply_mlflow_deploys() >> announce_deployments()
+    apply_mlflow_deploys()

@@ -131,9 +131,9 @@ def test_a_deploy_outside_airflow_is_announced_by_the_next_poll_and_only_once(da
     events = len(announced())
     sensor_dag = dagbag.dags["active_learning_sensor"]
     first = sensor_dag.test()
-    assert task_states(first)["announce_deployments"] == "success" and announced()[events:] == [[project]]
+    assert task_states(first)["apply_mlflow_deploys"] == "success" and announced()[events:] == [[project]]
     again = sensor_dag.test()
-    assert task_states(again)["announce_deployments"] == "skipped" and len(announced()) == events + 1
+    assert task_states(again)["apply_mlflow_deploys"] == "skipped" and len(announced()) == events + 1
 
 
 def test_the_preannotate_dag_puts_the_deployed_model_to_work(dagbag, backends: Backends, sample_config: str) -> None:  # type: ignore[no-untyped-def]

@@ -6,16 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from active_learning.backends import Backends
+from active_learning.exports import read_export
 from active_learning.selection import training_example
 from active_learning.training.dataset import to_docs
-from active_learning.deploy.deployment import DeployError
-from active_learning.exports import read_export
 
 
 def evaluate_export(backends: Backends, model_name: str, tasks_path: Path) -> dict[str, Any]:
     info = backends.registry.find_model(model_name)
     if info is None:
-        raise DeployError(f"no registered model named {model_name!r}")
+        raise LookupError(f"no registered model named {model_name!r}")
     return score_export(backends.registry.load_model(info), tasks_path, labels=info.labels) | {"model": model_name}
 
 
