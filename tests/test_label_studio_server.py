@@ -6,19 +6,28 @@ authenticates with a personal access token (a JWT refresh token), as Label Studi
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
 import pytest
+from sqlalchemy import update
 
 from active_learning import cli
 from active_learning.backends import Backends
+from active_learning.deploy.deployment import rollback
+from active_learning.loop import train_now
+from active_learning.preannotation.run import preannotate
+from active_learning.sources import label_studio_client
 from active_learning.sources.label_studio_client import LabelStudioClient, LabelStudioConnection
 from devstack.label_studio import LocalLabelStudio, sample_tasks
 from active_learning.status import poll, training_run_id
-from active_learning.store.models import utcnow
+from active_learning.store.models import Prediction, utcnow
 from conftest import SAMPLE
 from test_dag_runs import dagbag, task_states, training_runs  # noqa: F401  (dagbag is a fixture)
+from test_preannotation import PROJECT, queued  # noqa: F401  (queued is a fixture)
 
 pytestmark = pytest.mark.label_studio
 
@@ -121,3 +130,83 @@ def test_a_config_label_studio_refuses_is_a_validation_error_and_nothing_is_writ
 def _one_task(client: LabelStudioClient, project_id: int) -> list[int]:
     client.import_tasks(project_id, [{"data": {"text": "Ada Lovelace wrote."}}])
     return [task["id"] for task in client.request_json("GET", "/api/tasks/", params={"project": project_id})["tasks"]]
+
+
+def test_the_deployed_model_pre_annotates_each_task_awaiting_annotation_once_and_a_rollback_brings_its_predictions_back(
+    client: LabelStudioClient, connected: None, backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project_id = ls_project(client, "al-preannotate", "completions_batch1.json")  # 40 annotated tasks
+    client.import_tasks(project_id, [{"data": task["data"]} for task in sample_tasks("completions_batch2.json")])  # 50 waiting
+    connect("ls-pre", project_id)
+    train_now(backends, "ls-pre", choice="deploy")
+    first = backends.store.projects.get("ls-pre").deployed_model
+    monkeypatch.setattr(label_studio_client, "TASK_PAGE_SIZE", 16)  # several pages of tasks
+
+    report = preannotate(backends, "ls-pre")
+
+    assert (report.model, report.predicted, report.published) == (first, 50, 50)
+    assert _predictions_read_back(client, project_id) == {first: 50}
+    assert client.project(project_id)["model_version"] == first
+
+    # Every answer lost (nothing marked sent here): the next run asks Label Studio and sends nothing again.
+    with backends.store.engine.begin() as connection:
+        connection.execute(update(Prediction).values(pushed_at=None))
+    assert preannotate(backends, "ls-pre").published == 0
+    assert _predictions_read_back(client, project_id) == {first: 50}
+
+    train_now(backends, "ls-pre", choice="deploy")
+    second = backends.store.projects.get("ls-pre").deployed_model
+    assert second != first and preannotate(backends, "ls-pre").published == 50
+    assert client.project(project_id)["model_version"] == second
+
+    rollback(backends, "ls-pre", to_revision=2, author="test")  # the first model's config, deployed again
+    assert backends.store.projects.get("ls-pre").deployed_model == first
+    again = preannotate(backends, "ls-pre")
+
+    assert (again.predicted, again.published) == (0, 0)
+    assert client.project(project_id)["model_version"] == first
+    assert _predictions_read_back(client, project_id) == {first: 50, second: 50}
+
+
+def test_an_export_with_predictions_imports_into_label_studio_as_pre_annotated_tasks(
+    queued: Backends, client: LabelStudioClient, tmp_path: Path  # noqa: F811
+) -> None:
+    preannotate(queued, PROJECT)
+    model = queued.store.projects.get(PROJECT).deployed_model
+    out = tmp_path / "pre-annotated.json"
+    assert cli.main(["export-predictions", "--project", PROJECT, "--format", "label-studio", "--out", str(out)]) == 0
+    exported = json.loads(out.read_text())
+    project_id = ls_project(client, "al-exported")
+
+    client.import_tasks(project_id, exported)
+
+    tasks = _all_tasks(client, project_id)
+    assert [task["data"] for task in tasks] == [task["data"] for task in exported]
+    for task, sent in zip(tasks, exported, strict=True):
+        [prediction] = task["predictions"]
+        [expected] = sent["predictions"]
+        assert prediction["model_version"] == model and prediction["score"] == pytest.approx(expected["score"])
+        assert [item["value"] for item in prediction["result"]] == [item["value"] for item in expected["result"]]
+    assert _predictions_read_back(client, project_id) == {model: 50}
+
+
+def _all_tasks(client: LabelStudioClient, project_id: int) -> list[dict[str, Any]]:
+    """Every task with its predictions, read as a user would (one page of Label Studio's task list)."""
+    body = client.request_json("GET", "/api/tasks/", params={"project": project_id, "fields": "all", "page_size": 1000})
+    assert body["total"] == len(body["tasks"])
+    return body["tasks"]
+
+
+def _predictions_read_back(client: LabelStudioClient, project_id: int) -> dict[str, int]:
+    """model_version -> tasks predicted, after checking that each task awaiting annotation has exactly one
+    prediction (with a score) of each model, and annotated tasks none."""
+    predicted: dict[str, int] = {}
+    for task in _all_tasks(client, project_id):
+        versions = [prediction["model_version"] for prediction in task["predictions"]]
+        assert len(versions) == len(set(versions)), f"task {task['id']} has a prediction twice: {versions}"
+        assert all(0.0 <= prediction["score"] <= 1.0 for prediction in task["predictions"])
+        if task["total_annotations"]:
+            assert versions == []
+        for version in versions:
+            predicted[version] = predicted.get(version, 0) + 1
+    return predicted

@@ -10,6 +10,11 @@ names the crossing and the run), and the count it records is the one read *befor
 nothing that arrives meanwhile is ever missed by the next poll. A deploy validates locally first, then
 writes our revision and PATCHes Label Studio in one store transaction: a config Label Studio refuses
 (400) leaves both as they were.
+
+Pre-annotation reads the tasks awaiting annotation (``total_annotations`` = 0: no submitted, non-cancelled
+annotation) from ``GET /api/tasks/``, filtered by Label Studio, and sends the deployed model's predictions
+to ``POST /api/projects/{id}/import/predictions``, each prediction once, then PATCHes the project's
+``model_version`` (which predictions annotators see).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from active_learning.sources.label_studio_client import (
     DEFAULT_CONN_ID,
     LabelStudioClient,
     LabelStudioConnection,
+    LabelStudioValidationError,
     connection_from_env,
 )
 from active_learning.store import AnnotationStore, ConfigState, ProjectStatus, TaskText
@@ -105,13 +111,13 @@ class LabelStudioSource:
         )
 
     def unannotated_ids(self, project: str) -> list[str]:
-        return [task.task_id for task in self._unannotated(project)]
+        return [task.task_id for task in self._awaiting_annotation(project)]
 
     def tasks_to_preannotate(self, project: str, model: str, *, page_size: int) -> Iterator[list[TaskText]]:
         """The tasks with no submitted annotation that ``model`` has not pre-annotated, a page at a time."""
         done = self.store.predictions.scores(project, model)
         page: list[TaskText] = []
-        for task in self._unannotated(project):
+        for task in self._awaiting_annotation(project):
             if task.task_id not in done:
                 page.append(task)
             if len(page) == page_size:
@@ -122,24 +128,61 @@ class LabelStudioSource:
 
     def publish_predictions(self, project: str, model: str) -> int:
         """Send the model's predictions not sent yet, 100 a request, each batch marked sent once Label Studio
-        took it; then make the model's predictions the ones annotators see (the project's model_version)."""
+        took it; then make the model's predictions the ones annotators see (the project's model_version).
+
+        A prediction is never sent twice. Sending is not retried (:meth:`LabelStudioClient.import_predictions`),
+        so a batch whose answer was lost may be in Label Studio though not marked sent here: when Label Studio
+        already holds predictions of the model, each batch is first checked against it, and the tasks that
+        have one are marked sent instead. A model whose predictions all went earlier (a rollback) sends
+        nothing and only becomes the project's model_version again. A task deleted in Label Studio meanwhile
+        (Label Studio then refuses its whole batch) has its prediction dropped. Returns how many were sent.
+        """
         project_id = self._id(project)
+        held = self.client.model_versions(project_id).get(model, 0)
         sent = 0
         while batch := self.store.predictions.unpushed(project, model, limit=PUSH_BATCH):
-            self.client.import_predictions(project_id, [
-                {"task": int(p.task_id), "result": p.result, "score": p.score, "model_version": model} for p in batch
-            ])
+            ids = {int(p.task_id) for p in batch}
+            present = self._already_there(project, project_id, model, ids) if held else set()
+            payload = [{"task": int(p.task_id), "result": p.result, "score": p.score, "model_version": model}
+                       for p in batch if int(p.task_id) not in present]
+            if payload:
+                try:
+                    self.client.import_predictions(project_id, payload)
+                except LabelStudioValidationError:
+                    gone = self._deleted(project, project_id, ids)
+                    if not gone:
+                        raise
+                    self.store.predictions.mark_pushed(project, model, [p.task_id for p in batch if int(p.task_id) in gone])
+                    continue  # the batch again, without them
+                sent += len(payload)
             self.store.predictions.mark_pushed(project, model, [p.task_id for p in batch])
-            sent += len(batch)
-        self.client.set_model_version(project_id, model)
+        if sent or held:
+            self.client.set_model_version(project_id, model)
+        else:  # Label Studio refuses a model_version it holds no prediction of (no task awaited annotation)
+            log.info("Label Studio project %s holds no prediction of %s: its model_version is left as it is", project_id, model)
         return sent
 
-    def _unannotated(self, project: str) -> Iterator[TaskText]:
+    def _already_there(self, project: str, project_id: int, model: str, ids: set[int]) -> set[int]:
+        """Those of ``ids`` Label Studio holds a prediction of ``model`` for (sent by an attempt whose answer was lost)."""
+        present = {int(task["id"]) for task in self.client.tasks(project_id, among=ids, predicted_by=model)}
+        if present:
+            log.warning("Label Studio project %s already holds %s's predictions of %d tasks (%s): not sent again",
+                        project_id, model, len(present), project)
+        return present
+
+    def _deleted(self, project: str, project_id: int, ids: set[int]) -> set[int]:
+        """Those of ``ids`` Label Studio no longer has: it refuses (400) a batch that names one."""
+        gone = ids - {int(task["id"]) for task in self.client.tasks(project_id, among=ids)}
+        if gone:
+            log.warning("Label Studio project %s (%s) no longer has tasks %s: their predictions are dropped",
+                        project_id, project, sorted(gone))
+        return gone
+
+    def _awaiting_annotation(self, project: str) -> Iterator[TaskText]:
         text_key = self.store.projects.get(project).text_key
-        for task in self.client.tasks(self._id(project)):
-            if int(task.get("total_annotations") or 0) == 0:
-                data = task.get("data") or {}
-                yield TaskText(int(task["id"]), str(task["id"]), str(data.get(text_key) or ""), data.get("title"))
+        for task in self.client.tasks(self._id(project), awaiting_annotation=True):
+            data = task.get("data") or {}
+            yield TaskText(int(task["id"]), str(task["id"]), str(data.get(text_key) or ""), data.get("title"))
 
     def _id(self, project: str) -> int:
         settings = self.store.projects.get(project)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "label_studio_default"
 PAGE_SIZE = 100  # Label Studio's largest page of /api/projects
+TASK_PAGE_SIZE = 1000  # /api/tasks has no limit by default (TASK_API_PAGE_SIZE_MAX); a lower one is followed
 STREAM_CHUNK = 1 << 16
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
@@ -183,26 +184,58 @@ class LabelStudioClient:
         with response:
             yield from iter_json_array(response.iter_content(STREAM_CHUNK))
 
-    def tasks(self, project_id: int) -> Iterator[dict[str, Any]]:
-        """Every task of the project, page by page in id order, with its annotation counts."""
-        page_number = 1
-        while True:
-            body = self.request_json("GET", "/api/tasks/", params={
-                "project": int(project_id), "page": page_number, "page_size": PAGE_SIZE, "fields": "all",
-            })
-            tasks = body.get("tasks", []) if isinstance(body, dict) else body
-            yield from tasks
-            if len(tasks) < PAGE_SIZE:
-                return
-            page_number += 1
+    def tasks(
+        self, project_id: int, *, awaiting_annotation: bool = False, among: Iterable[int] | None = None,
+        predicted_by: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The project's tasks in id order, :data:`TASK_PAGE_SIZE` a request, each with ``total_annotations``
+        (submitted, not cancelled: drafts and skips don't count) and ``data``.
 
-    def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> Any:
-        """``[{task, result, score, model_version}]`` in one request. Not retried here: a request whose
-        answer was lost may have created them, and a retry would show annotators each one twice."""
-        return self.request_json("POST", f"/api/projects/{int(project_id)}/import/predictions", json_body=predictions, retry=False)
+        ``awaiting_annotation``: only tasks with no such annotation. ``among``: only these task ids.
+        ``predicted_by``: only tasks with a prediction of that ``model_version``, with their ``predictions``.
+        Label Studio filters (its Data Manager's ``query``), and each page starts after the last id read,
+        not at a page number: a task annotated meanwhile shifts no page, and the last page is the one
+        that holds the rest (``total`` counts what is left), never a 404 ("Invalid page") past the end.
+        """
+        selected = None if among is None else {"all": False, "included": sorted({int(task) for task in among})}
+        if selected is not None and not selected["included"]:
+            return
+        last = 0
+        while True:
+            filters = [_filter("id", "greater", "Number", last)]
+            if awaiting_annotation:
+                filters.append(_filter("total_annotations", "equal", "Number", 0))
+            if predicted_by is not None:  # "contains" is a substring match (v1 in v10): checked exactly below
+                filters.append(_filter("predictions_model_versions", "contains", "List", [predicted_by]))
+            query = {"filters": {"conjunction": "and", "items": filters}, "ordering": ["tasks:id"]}
+            params = {"project": int(project_id), "page": 1, "page_size": TASK_PAGE_SIZE,
+                      "query": json.dumps(query | ({"selectedItems": selected} if selected else {}))}
+            if predicted_by is not None:
+                params["fields"] = "all"  # each task's predictions, with their model_version
+            body = self.request_json("GET", "/api/tasks/", params=params)
+            tasks = body.get("tasks", [])
+            for task in tasks:
+                if predicted_by is None or any(p.get("model_version") == predicted_by for p in task.get("predictions") or ()):
+                    yield task
+            if not tasks or len(tasks) >= int(body.get("total") or 0):
+                return
+            last = int(tasks[-1]["id"])
+
+    def model_versions(self, project_id: int) -> dict[str, int]:
+        """``model_version`` -> how many predictions of it the project holds (one request)."""
+        return {str(version): int(count) for version, count in
+                (self.request_json("GET", f"/api/projects/{int(project_id)}/model-versions/") or {}).items()}
+
+    def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
+        """``[{task, result, score, model_version}]`` in one request; Label Studio takes all or none (a task
+        it does not have refuses the whole list: 400). Not retried here: a request whose answer was lost
+        may have created them, and a retry would show annotators each one twice."""
+        body = self.request_json("POST", f"/api/projects/{int(project_id)}/import/predictions", json_body=predictions, retry=False)
+        return int((body or {}).get("created") or 0)
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
-        """Which model's predictions annotators see as pre-annotations."""
+        """Which model's predictions annotators see as pre-annotations. Label Studio refuses (400) a version
+        the project holds no prediction of (nor a live ML backend of that title)."""
         self.request_json("PATCH", f"/api/projects/{int(project_id)}/", json_body={"model_version": model_version})
 
     # -- for set-up scripts and tests --------------------------------------------------------------
@@ -360,6 +393,11 @@ def _flatten(value: Any, into: list[str], prefix: str = "") -> None:
             _flatten(item, into, prefix)
     elif value not in (None, ""):
         into.append(f"{prefix}{value}".strip())
+
+
+def _filter(field: str, operator: str, kind: str, value: Any) -> dict[str, Any]:
+    """One item of a Data Manager query's ``filters``."""
+    return {"filter": f"filter:tasks:{field}", "operator": operator, "type": kind, "value": value}
 
 
 def iter_json_array(chunks: Iterable[bytes]) -> Iterator[Any]:
