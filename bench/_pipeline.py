@@ -59,13 +59,14 @@ def timer(name: str, fn: Any) -> Any:
 def instrument() -> None:
     """Wrap the pipeline's parts with timers (names are the phases of the report)."""
     from active_learning import registry
+    from active_learning.store import completions, configs, projects, trainings
     from active_learning.training import spacy_ner as training, steps as training_pipeline
-    from active_learning.store import repository
 
-    store = repository.AnnotationStore
-    store.training_examples = timer("prepare: read completions + select (store)", store.training_examples)
-    for name in ("start_training", "update_training", "read_config", "training", "project"):
-        setattr(store, name, timer("store bookkeeping", getattr(store, name)))
+    reads = completions.Completions
+    reads.training_examples = timer("prepare: read completions + select (store)", reads.training_examples)
+    for part, name in ((trainings.Trainings, "start"), (trainings.Trainings, "update"), (trainings.Trainings, "get"),
+                       (configs.Configs, "read"), (projects.Projects, "get")):
+        setattr(part, name, timer("store bookkeeping", getattr(part, name)))
     training_pipeline.to_docs = timer("prepare: convert to spaCy docs", training_pipeline.to_docs)
     training_pipeline.write_docbin = timer("prepare: write DocBins", training_pipeline.write_docbin)
     training_pipeline.dataset_digest = timer("prepare: digest + split", training_pipeline.dataset_digest)

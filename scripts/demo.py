@@ -75,7 +75,7 @@ def main() -> int:
         training = _wait_for_training(args.timeout)
         if training["status"] == "success":
             step("6. waiting for the deploy's asset event to pre-annotate the tasks awaiting annotation")
-            _wait_for_preannotation(args.timeout)
+            _wait_for_preannotation(airflow, args.timeout)
             _cli(cli, "next", "--project", PROJECT, "--n", "5")
         ok = _report(airflow, training, time.monotonic() - started)
     finally:
@@ -124,16 +124,19 @@ def _wait_for_training(timeout: float) -> dict:
     raise TimeoutError(f"no finished training after {timeout:.0f} s")
 
 
-def _wait_for_preannotation(timeout: float) -> None:
+def _wait_for_preannotation(airflow: EmbeddedAirflow, timeout: float) -> None:
     from active_learning.backends import Backends
 
     store = Backends().store
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        model = store.projects.get(PROJECT).deployed_model
-        waiting = store.predictions.unannotated_ids(PROJECT)
-        if model and len(store.predictions.scores(PROJECT, model, waiting)) == len(waiting):
-            print(f"  {len(waiting)} tasks pre-annotated by {model}", flush=True)
+        runs = airflow.api.dag_runs(PREANNOTATE_DAG_ID)
+        if any(run["state"] in {"success", "failed"} for run in runs):
+            model = store.projects.get(PROJECT).deployed_model
+            waiting = store.predictions.unannotated_ids(PROJECT)
+            done = len(store.predictions.scores(PROJECT, model, waiting)) if model else 0
+            print(f"  {PREANNOTATE_DAG_ID}: {', '.join(run['state'] for run in runs)}; {done} of {len(waiting)} tasks "
+                  f"awaiting annotation pre-annotated by {model}", flush=True)
             return
         time.sleep(3)
     raise TimeoutError(f"the tasks awaiting annotation were not pre-annotated after {timeout:.0f} s")
