@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,9 @@ class LocalLabelStudio:
             "PATH": f"{self.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
             "LABEL_STUDIO_BASE_DATA_DIR": str(folder / "data"),
             "DJANGO_DB": "sqlite",
+            # It signs the tokens: the server and the shell that mints one must share it. Left to Label
+            # Studio, each process that finds no data/.env yet generates its own (a refused PAT, seen).
+            "SECRET_KEY": secrets.token_urlsafe(48),
         }
         self.service = Service(
             "label-studio",
