@@ -6,17 +6,20 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from active_learning.constants import DEPLOY_DAG_ID, PREANNOTATE_DAG_ID
+from devstack.embedded import EmbeddedAirflow
 from devstack.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.scheduler
-def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(tmp_path: Path) -> None:
+def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "demo"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     for key in [k for k in env if k.startswith("AIRFLOW")]:
@@ -46,3 +49,36 @@ def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(t
     deployed = json.loads(check.stdout)[-1]["model_name"]
     assert len(entries) == 30 and {entry["model"] for entry in entries} == {deployed}
     assert [entry["score"] for entry in entries] == sorted(entry["score"] for entry in entries)
+
+    # A manual deploy through the real scheduler: a second model, registered only, deployed with the
+    # deploy DAG; that deploy's asset event runs the pre-annotation, and the queue follows the new model.
+    trained = subprocess.run(
+        [sys.executable, "-m", "active_learning", "train", "--project", "demo-news", "--no-deploy"],
+        env=env, capture_output=True, text=True,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    second = trained.stdout.strip().splitlines()[-1]
+    for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
+        monkeypatch.delenv(key)  # this Airflow's settings, not the test session's
+    airflow = EmbeddedAirflow(home, port=free_port(), poll_schedule="0 0 1 1 *")  # no poll: only the deploy
+    airflow.start()
+    try:
+        airflow.wait_for_dags({DEPLOY_DAG_ID, PREANNOTATE_DAG_ID})
+        airflow.api.trigger(DEPLOY_DAG_ID, {"project": "demo-news", "model_name": second})
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            entries = json.loads(subprocess.run(
+                [sys.executable, "-m", "active_learning", "next", "--project", "demo-news", "--n", "100", "--json"],
+                env=env, capture_output=True, text=True,
+            ).stdout or "[]")
+            runs = airflow.api.dag_runs(PREANNOTATE_DAG_ID)
+            if {entry["model"] for entry in entries} == {second} and len(runs) == 2 and all(r["state"] == "success" for r in runs):
+                break
+            time.sleep(3)
+        else:
+            raise AssertionError(f"no pre-annotation by {second} after the manual deploy: {entries[:3]}, {runs} (see {airflow.log_path})")
+        assert len(entries) == 30 and all(entry["score"] is not None for entry in entries)
+        deploys = airflow.api.dag_runs(DEPLOY_DAG_ID)
+        assert [run["state"] for run in deploys] == ["success"]
+    finally:
+        airflow.stop()

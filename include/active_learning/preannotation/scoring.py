@@ -1,17 +1,16 @@
 """A spaCy NER model's entities for a text, and how sure it is of them: one number per task in [0, 1].
 
-**The score** is the probability the model gives its best analysis of the *whole* text, as a beam search
-of width :data:`BEAM_WIDTH` estimates it: the entity recogniser's transition scores sum to a score per
-complete analysis (every token inside or outside an entity, with a label), and a softmax over the
-analyses left in the beam turns the best one's into a probability. A text where the model sees no entity
-has a score too: the probability of the all-outside analysis. 1.0 means no other analysis came close;
-near 1 / :data:`BEAM_WIDTH`, the model could as well have read the text otherwise. The entities are those
-of that best analysis. One model and one text always give the same entities and score (no sampling, no
-dropout at inference).
+**The score** weighs the model's best analysis of the *whole* text against its runner-up: the entity
+recogniser's transition scores sum to a score per complete analysis (every token inside or outside an
+entity, with a label); a beam search of width :data:`BEAM_WIDTH` keeps the two best, and a softmax over
+them gives the best one's probability. 1.0: no other reading came close; 0.5: the model could as well
+have read the text the other way. A text where the model sees no entity has a score too (the all-outside
+analysis against the runner-up). The entities are those of the best analysis. One model and one text
+always give the same entities and score (no sampling, no dropout at inference).
 
-Width 4 costs about as much as spaCy's greedy ``nlp.pipe`` (the tok2vec layer, shared by every analysis,
-dominates), where width 8 cost 1.5x (measured with a WNUT-17 model, 3,000 tweets): see
-``bench/preannotation.py``.
+Width 2 costs what spaCy's greedy ``nlp.pipe`` costs (0.95x on a WNUT-17 model, 3,000 tweets; the tok2vec
+layer, shared by both analyses, dominates); width 4 cost 1.21-1.27x and width 8 1.65x, which put
+pre-annotation below 0.8x of ``nlp.pipe``'s throughput (``bench/preannotation.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BEAM_WIDTH = 4
+BEAM_WIDTH = 2
 NER_PIPE = "ner"
 
 
