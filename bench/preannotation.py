@@ -9,7 +9,7 @@ imports of spaCy and MLflow, interleaved ``--repeat`` times:
 * **bare** - ``spacy.load`` of the deployed model's folder, then ``nlp.pipe`` over the same texts
   (greedy, batch 256): the floor;
 * **preannotate, first run** - ``preannotate(backends, project)`` on a fresh copy of the store: reads the
-  waiting tasks a page at a time, loads the model from MLflow, scores each text by beam search (width 4),
+  waiting tasks a page at a time, loads the model from MLflow, scores each text by beam search (width ``BEAM_WIDTH``),
   stores the predictions a committed page at a time;
 * **preannotate, second run** - the same again: nothing new, so one page read and no model loaded.
 
@@ -42,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PYTHON, RESULTS, SHARED_DATA, load_average, median, print_table, ratio_line, save_json  # noqa: E402
 from _training import QUICK_OVERRIDES, environment, run_child  # noqa: E402
+from active_learning.preannotation.scoring import BEAM_WIDTH  # noqa: E402
 
 PROJECT = "bench-preannotation"
 LS_PROJECT = "bench-preannotation-ls"
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     rows = [
         ["bare: spacy.load + nlp.pipe (greedy)", args.tasks, f"{bare_s:.2f}", f"{args.tasks / bare_s:,.0f}",
          f"{max(c.maxrss_mb for c in bare):.0f}", f"{bare[0].report['entities']:,}"],
-        ["preannotate, first run (beam 4, stored)", args.tasks, f"{first_s:.2f}", f"{args.tasks / first_s:,.0f}",
+        [f"preannotate, first run (beam {BEAM_WIDTH}, stored)", args.tasks, f"{first_s:.2f}", f"{args.tasks / first_s:,.0f}",
          f"{max(c.maxrss_mb for c in first):.0f}", f"{first[0].report['entities']:,}"],
         ["preannotate, second run (nothing new)", 0, f"{second_s:.3f}", "-", f"{max(c.maxrss_mb for c in second):.0f}", "-"],
     ]
