@@ -37,6 +37,10 @@ DATASET_DIR = "dataset"
 MODEL_DIR = "model"
 
 
+class UntrustedModelError(ValueError):
+    """A registered version that would run code of its own when loaded."""
+
+
 @dataclass(frozen=True)
 class ModelVersionInfo:
     registered_name: str
@@ -284,18 +288,31 @@ class ModelRegistry:
         return ModelVersionInfo.from_mlflow(self.client.get_model_version(registered_name, str(version)))
 
     def download_model(self, info: ModelVersionInfo, destination: Path) -> Path:
-        """The version's spaCy pipeline folder, downloaded under ``destination``."""
+        """The version's spaCy pipeline folder, downloaded under ``destination``. A version whose MLmodel
+        ships code is refused: loading it through MLflow would put that code on ``sys.path``, and whoever
+        can register a version in MLflow is not trusted to run code in workers or the API server."""
         import mlflow
+        import yaml
 
-        folder = mlflow.artifacts.download_artifacts(
+        folder = Path(mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{info.registered_name}/{info.version}", dst_path=str(destination)
-        )
-        return Path(folder) / "model.spacy"  # where MLflow's spaCy flavor keeps the pipeline
+        ))
+        mlmodel = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8")) or {}
+        flavors = mlmodel.get("flavors") or {}
+        if mlmodel.get("code") or any(isinstance(conf, dict) and conf.get("code") for conf in flavors.values()):
+            raise UntrustedModelError(f"{info.registered_name} version {info.version} ({info.model_name or 'not ours'}) "
+                                      "ships code with the model: refused, nothing of it was loaded")
+        return folder / "model.spacy"  # where MLflow's spaCy flavor keeps the pipeline
 
     def load_model(self, info: ModelVersionInfo) -> Any:
-        import mlflow
+        """The version's spaCy pipeline, loaded by ``spacy.load`` from its downloaded folder (weights and
+        config only; see :meth:`download_model`)."""
+        import tempfile
 
-        return mlflow.spacy.load_model(f"models:/{info.registered_name}/{info.version}")
+        import spacy
+
+        with tempfile.TemporaryDirectory(prefix="al-model-") as folder:
+            return spacy.load(self.download_model(info, Path(folder)))
 
     def _search_versions(self, filter_string: str) -> list[ModelVersionInfo]:
         found: list[ModelVersionInfo] = []

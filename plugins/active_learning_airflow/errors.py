@@ -16,11 +16,12 @@ def fail_without_retry() -> Iterator[None]:
     from active_learning.sources.label_studio_client import LabelStudioAuthError
     from active_learning.labeling_config import LabelingConfigError
     from active_learning.preannotation.run import NoDeployedModelError
+    from active_learning.registry import UntrustedModelError
     from active_learning.store import UnknownProjectError
     from active_learning.training.steps import NotEnoughDataError
 
     try:
         yield
     except (DeployError, LabelStudioAuthError, LabelingConfigError, UnknownProjectError, NotEnoughDataError,
-            NoDeployedModelError) as error:
+            NoDeployedModelError, UntrustedModelError) as error:
         raise AirflowFailException(str(error)) from error
