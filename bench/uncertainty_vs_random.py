@@ -198,7 +198,7 @@ def main() -> int:
     parser.add_argument("--corpora", default=",".join(FULL))
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=None, help="default 0,1,2 (quick: 0)")
     parser.add_argument("--jobs", type=int, default=2, help="simulations at a time (default 2: one per core)")
-    parser.add_argument("--out", type=Path, default=None, help="write <out>/active_learning.json (full run: bench/results)")
+    parser.add_argument("--out", type=Path, default=None, help="write <out>/uncertainty_vs_random.json (full run: bench/results)")
     parser.add_argument("--plot", type=Path, default=None, help="the plot's path (full run: docs/bench/uncertainty_vs_random.png; quick: drawn in the work folder, not kept)")
     args = parser.parse_args()
     corpora = [c for c in args.corpora.split(",") if c]
