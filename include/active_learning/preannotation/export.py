@@ -47,8 +47,7 @@ def _tasks(
     predictions: dict[str, tuple[float, list[dict[str, Any]]]], export_format: str,
 ) -> Iterator[dict[str, Any]]:
     created = utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")
-    after = 0
-    while page := backends.store.predictions.unannotated_texts(project, after_row=after):
+    for page in backends.store.predictions.unannotated_pages(project):
         for task in page:
             data = {text_key: task.text} | ({"title": task.title} if task.title else {})
             predicted = predictions.get(task.task_id)
@@ -59,7 +58,6 @@ def _tasks(
                 yield {"id": _task_id(task.task_id), "data": data, "completions": [], "predictions": entries}
             else:
                 yield {"data": data, "predictions": entries}
-        after = page[-1].row
 
 
 def _task_id(task_id: str) -> int | str:

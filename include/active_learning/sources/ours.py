@@ -37,10 +37,7 @@ class StoreSource:
         return self.store.predictions.unannotated_ids(project)
 
     def tasks_to_preannotate(self, project: str, model: str, *, page_size: int) -> Iterator[list[TaskText]]:
-        after = 0
-        while page := self.store.predictions.unannotated_texts(project, model=model, after_row=after, limit=page_size):
-            yield page
-            after = page[-1].row
+        return self.store.predictions.unannotated_pages(project, model=model, page_size=page_size)
 
     def publish_predictions(self, project: str, model: str) -> int:
         """Nothing to send: annotators take our pre-annotations from ``export-predictions``."""

@@ -7,7 +7,7 @@ them (the export's id, or Label Studio's task id).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,14 @@ class Predictions(Repository):
                     Prediction.model_name == model,
                 ))
             return [TaskText(*row) for row in session.execute(query)]
+
+    def unannotated_pages(self, name: str, *, model: str | None = None, page_size: int = 1000) -> Iterator[list[TaskText]]:
+        """Every task awaiting annotation (with ``model``, those it has not pre-annotated yet), a page at a
+        time, each page read in its own transaction after the last one's rows."""
+        after = 0
+        while page := self.unannotated_texts(name, model=model, after_row=after, limit=page_size):
+            yield page
+            after = page[-1].row
 
     def unannotated_ids(self, name: str) -> list[str]:
         """Every task awaiting annotation, in store order (the order of the exports)."""
