@@ -1,14 +1,17 @@
-"""docker-compose.yaml, as ``docker-compose config`` renders it (nothing is started: no Docker engine needed).
+"""docker-compose.yaml, as ``docker-compose config`` renders it (nothing is started: no Docker engine needed),
+and the .env that scripts/compose-env.sh writes for it.
 
 Skips, saying so, where the docker-compose binary is absent (CI installs Debian's docker-compose).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +28,7 @@ AIRFLOW_SERVICES = (
     "airflow-triggerer",
     "airflow-init",
 )
-# Every secret the compose file takes, with a sentinel value no default could equal.
+# Every secret the compose file requires, with a sentinel value to recognise it by.
 SECRETS = {
     "POSTGRES_PASSWORD": "sentinel-postgres-pw",
     "ANNOTATIONS_DB_PASSWORD": "sentinel-annotations-pw",
@@ -36,9 +39,13 @@ SECRETS = {
     "AIRFLOW_FERNET_KEY": "sentinel-fernet-key",
     "AIRFLOW_ADMIN_PASSWORD": "sentinel-admin-pw",
 }
+# The JWT secret the compose file and .env.example used to fall back to: public, so anyone could sign an
+# admin token with it.
+OLD_DEFAULT_JWT_SECRET = "change-me-jwt-secret-0123456789abcdef"
+COMPOSE_ENV = REPO / "scripts" / "compose-env.sh"
 
 
-def render(tmp_path: Path, env_file: Path | None = None, **variables: str) -> dict[str, Any]:
+def compose_config(tmp_path: Path, env_file: Path | None = None, **variables: str) -> subprocess.CompletedProcess[str]:
     """``docker-compose config`` with only ``variables`` (and ``env_file``) set: no .env of the checkout
     and no variable of the calling shell leaks in."""
     binary = shutil.which("docker-compose")
@@ -48,17 +55,42 @@ def render(tmp_path: Path, env_file: Path | None = None, **variables: str) -> di
         env_file = tmp_path / "empty.env"
         env_file.write_text("")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **variables}
-    done = subprocess.run(
+    return subprocess.run(
         [binary, "--env-file", str(env_file), "-f", "docker-compose.yaml", "config"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
+
+
+def render(tmp_path: Path, env_file: Path | None = None, **variables: str) -> dict[str, Any]:
+    done = compose_config(tmp_path, env_file, **variables)
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
 
 
+def write_env(folder: Path, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    """scripts/compose-env.sh writing ``folder/.env``, with this PATH (default: the tests' own)."""
+    return subprocess.run(
+        [str(COMPOSE_ENV), str(folder / ".env")],
+        env={"PATH": path or os.environ.get("PATH", ""), "HOME": str(folder)},
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+
+
+def env_values(env_file: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in env_file.read_text().splitlines() if re.match(r"^[A-Z_]+=", line))
+
+
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return render(tmp_path_factory.mktemp("compose"))
+def generated_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("compose-env")
+    write_env(folder)
+    return folder / ".env"
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, generated_env: Path) -> dict[str, Any]:
+    """The file as a team runs it: with the .env that scripts/compose-env.sh writes."""
+    return render(tmp_path_factory.mktemp("compose"), env_file=generated_env)
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +157,22 @@ def test_mlflow_serves_artifacts_from_postgresql_and_accepts_its_service_name(co
     assert option(command, "--port") == "5000"
 
 
+def published_ports(config: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """Each publishing service's ports as (host address, host port), from either of compose's forms
+    (long: a mapping; short: "[ADDRESS:]PORT:TARGET[/PROTOCOL]")."""
+    ports: dict[str, list[tuple[str, str]]] = {}
+    for name, service in config["services"].items():
+        for entry in service.get("ports", []):
+            if isinstance(entry, dict):
+                ports.setdefault(name, []).append((entry.get("host_ip", ""), str(entry["published"])))
+            else:
+                parts = entry.split("/")[0].split(":")
+                ports.setdefault(name, []).append((":".join(parts[:-2]), parts[-2] if len(parts) > 1 else ""))
+    return ports
+
+
 def test_the_page_links_to_the_mlflow_ui_where_a_browser_reaches_it(config: dict[str, Any]) -> None:
-    published = config["services"]["mlflow"]["ports"][0]
-    host_port = str(published["published"]) if isinstance(published, dict) else published.split(":")[0]
+    [(_, host_port)] = published_ports(config)["mlflow"]
     for name, service in config["services"].items():
         if name.startswith("airflow-"):
             link = urlsplit(service["environment"]["ACTIVE_LEARNING_MLFLOW_UI_URL"])
@@ -190,13 +235,141 @@ def test_no_secret_is_hard_coded(secret_config: dict[str, Any]) -> None:
     assert checked >= 40
 
 
-def test_env_example_documents_the_defaults(tmp_path: Path, config: dict[str, Any]) -> None:
-    """Works without .env, and .env.example holds exactly the defaults it falls back to."""
-    assert render(tmp_path, env_file=REPO / ".env.example") == config
-    documented = {line.split("=", 1)[0] for line in (REPO / ".env.example").read_text().splitlines() if re.match(r"^[A-Z_]+=", line)}
-    used = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)(?::-[^}]*)?\}", (REPO / "docker-compose.yaml").read_text()))
-    assert used - {"AIRFLOW_PROJ_DIR"} <= documented, "every variable docker-compose.yaml reads is in .env.example"
-    assert set(SECRETS) <= documented
+def test_env_example_documents_every_setting_and_leaves_the_secrets_empty(tmp_path: Path, secret_config: dict[str, Any]) -> None:
+    """.env.example names every variable the file reads, holds exactly the defaults of the non-secret ones,
+    and leaves every secret empty."""
+    assert render(tmp_path, env_file=REPO / ".env.example", **SECRETS) == secret_config
+    documented = env_values(REPO / ".env.example")
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)(?::[-?][^}]*)?\}", (REPO / "docker-compose.yaml").read_text()))
+    assert used - {"AIRFLOW_PROJ_DIR"} <= set(documented), "every variable docker-compose.yaml reads is in .env.example"
+    assert {name: documented[name] for name in SECRETS} == dict.fromkeys(SECRETS, "")
+    assert documented["ACTIVE_LEARNING_BIND_ADDRESS"] == "127.0.0.1"
+
+
+def test_every_secret_is_required_with_no_fallback() -> None:
+    """Every use of a secret is ${NAME:?...}: compose stops, naming it, while it is unset or empty."""
+    compose = (REPO / "docker-compose.yaml").read_text()
+    for name in SECRETS:
+        # Not $$NAME: that is the container's own shell variable, escaped from compose.
+        uses = re.findall(rf"(?<!\$)\${name}\b|(?<!\$)\$\{{{name}\b[^}}]*\}}", compose)
+        assert uses, f"{name} is not used"
+        assert set(uses) == {f"${{{name}:?{name} missing, run scripts/compose-env.sh}}"}, uses
+
+
+@pytest.mark.parametrize("env_file", [None, REPO / ".env.example"], ids=["without .env", "with .env.example copied unchanged"])
+def test_compose_refuses_to_start_without_generated_secrets(tmp_path: Path, env_file: Path | None) -> None:
+    done = compose_config(tmp_path, env_file)
+    assert done.returncode != 0
+    missing = re.search(r"\b([A-Z_]+) missing, run scripts/compose-env.sh$", done.stderr.strip())
+    assert missing is not None and missing.group(1) in SECRETS, done.stderr
+
+
+def test_compose_env_writes_every_secret_into_env_that_compose_uses(generated_env: Path, config: dict[str, Any]) -> None:
+    assert generated_env.stat().st_mode & 0o777 == 0o600
+    values = env_values(generated_env)
+    generated = {name: values[name] for name in SECRETS}
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43,}=?", value) for value in generated.values()), "URL-safe, 32 bytes or more"
+    assert len(generated["AIRFLOW_JWT_SECRET"]) >= 64, "an HS512 key should have 64 bytes or more (RFC 7518, 3.2)"
+    assert {name: value for name, value in values.items() if name not in SECRETS} == {
+        name: value for name, value in env_values(REPO / ".env.example").items() if name not in SECRETS
+    }, "every other setting as .env.example has it"
+    services = config["services"]
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == generated["AIRFLOW_JWT_SECRET"] != OLD_DEFAULT_JWT_SECRET
+        assert env["AIRFLOW__API__SECRET_KEY"] == generated["AIRFLOW_API_SECRET_KEY"]
+        assert env["AIRFLOW__CORE__FERNET_KEY"] == generated["AIRFLOW_FERNET_KEY"]
+        assert password(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]) == generated["POSTGRES_PASSWORD"]
+        assert password(env["AIRFLOW__CELERY__BROKER_URL"]) == generated["REDIS_PASSWORD"]
+        assert password(env["ACTIVE_LEARNING_DB_URL"]) == generated["ANNOTATIONS_DB_PASSWORD"]
+    assert services["airflow-init"]["environment"]["AIRFLOW_ADMIN_PASSWORD"] == generated["AIRFLOW_ADMIN_PASSWORD"]
+    assert password(services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]) == generated["MLFLOW_DB_PASSWORD"]
+    # Redis answers only with its password, the same the broker URL carries.
+    redis = services["redis"]
+    assert "--requirepass" in " ".join(redis["command"])
+    assert redis["environment"]["REDIS_PASSWORD"] == redis["environment"]["REDISCLI_AUTH"] == generated["REDIS_PASSWORD"]
+
+
+def test_compose_env_never_overwrites_an_existing_env(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    write_env(tmp_path)
+    generated = env_file.read_text()
+    again = write_env(tmp_path)
+    assert "Kept the existing" in again.stdout and env_file.read_text() == generated
+    env_file.write_text("POSTGRES_PASSWORD=written-by-hand\n")
+    assert "WARNING" not in write_env(tmp_path).stderr
+    assert env_file.read_text() == "POSTGRES_PASSWORD=written-by-hand\n"
+    env_file.write_text("AIRFLOW_JWT_SECRET=change-me-jwt-secret-0123456789abcdef\n")  # copied from the old .env.example
+    assert "still holds published 'change-me' secrets" in write_env(tmp_path).stderr
+    assert [path.name for path in tmp_path.iterdir()] == [".env"], "no staging file left behind"
+
+
+def test_two_fresh_runs_generate_different_secrets(tmp_path: Path, generated_env: Path) -> None:
+    write_env(tmp_path)
+    first, second = env_values(generated_env), env_values(tmp_path / ".env")
+    assert [name for name in SECRETS if first[name] == second[name]] == []
+    assert len({first[name] for name in SECRETS}) == len(SECRETS), "each secret is generated on its own"
+
+
+@pytest.mark.parametrize("with_python", [True, False], ids=["python cryptography", "coreutils only"])
+def test_the_generated_fernet_key_is_valid(tmp_path: Path, with_python: bool) -> None:
+    from cryptography.fernet import Fernet
+
+    if with_python:
+        write_env(tmp_path)
+    else:
+        no_python = tmp_path / "bin"
+        no_python.mkdir()
+        (no_python / "python3").write_text("#!/bin/sh\nexit 127\n")
+        (no_python / "python3").chmod(0o755)
+        write_env(tmp_path, path=f"{no_python}:/usr/bin:/bin")
+    key = env_values(tmp_path / ".env")["AIRFLOW_FERNET_KEY"]
+    assert Fernet(key).decrypt(Fernet(key).encrypt(b"label studio token")) == b"label studio token"
+
+
+def test_published_ports_bind_loopback_unless_opened(tmp_path: Path, generated_env: Path, config: dict[str, Any]) -> None:
+    ports = published_ports(config)
+    assert {"airflow-apiserver", "mlflow"} <= set(ports)
+    assert {address for entries in ports.values() for address, _ in entries} == {"127.0.0.1"}
+    opened = published_ports(render(tmp_path, env_file=generated_env, ACTIVE_LEARNING_BIND_ADDRESS="0.0.0.0"))
+    assert {address for entries in opened.values() for address, _ in entries} == {"0.0.0.0"}
+    assert {name: [port for _, port in entries] for name, entries in opened.items()} == {
+        name: [port for _, port in entries] for name, entries in ports.items()
+    }
+
+
+# Airflow's auth manager, as the API server uses it on every bearer token (for /api/v2/* and the Active
+# Learning page's /active-learning/api/*), set up with the rendered environment of airflow-apiserver. The
+# tokens are written as an attacker would, without a jti, so that checking one needs no database.
+CHECK_TOKENS = """
+import asyncio, json, sys, time
+import jwt
+from airflow.api_fastapi.app import create_auth_manager
+
+manager = create_auth_manager()
+now = int(time.time())
+claims = {"sub": "admin", "role": "admin", "aud": "apache-airflow", "iat": now, "nbf": now, "exp": now + 600}
+answers = {}
+for name, secret in json.loads(sys.argv[1]).items():
+    try:
+        user = asyncio.run(manager.get_user_from_token(jwt.encode(claims, secret, algorithm="HS512")))
+        answers[name] = f"{user.get_name()}:{user.role}"
+    except jwt.InvalidTokenError as error:
+        answers[name] = type(error).__name__
+print(json.dumps(answers))
+"""
+
+
+def test_a_token_signed_with_the_old_default_secret_is_refused(tmp_path: Path, generated_env: Path, config: dict[str, Any]) -> None:
+    apiserver = config["services"]["airflow-apiserver"]["environment"]
+    env = {**{k: str(v) for k, v in apiserver.items()}, "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+           "AIRFLOW_HOME": str(tmp_path / "airflow")}
+    secrets = {"old default": OLD_DEFAULT_JWT_SECRET, "generated": env_values(generated_env)["AIRFLOW_JWT_SECRET"]}
+    done = subprocess.run([sys.executable, "-c", CHECK_TOKENS, json.dumps(secrets)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answers == {"old default": "InvalidSignatureError", "generated": "admin:admin"}
 
 
 def test_nothing_mounts_or_copies_env_files(config: dict[str, Any]) -> None:
