@@ -97,6 +97,23 @@ def user(client) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return token("alice", "user")
 
 
+def grant(monkeypatch: pytest.MonkeyPatch, rule: Any) -> None:
+    """Let ``rule(method, user, details)`` answer for the auth manager: the simple auth manager only has
+    global roles, others (FAB, Keycloak, multi-team) grant per DAG and per team."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    manager = get_auth_manager()
+    monkeypatch.setattr(manager, "is_authorized_dag", lambda *, method, user, access_entity=None, details=None:
+                        rule(method, user, details))
+
+
+@pytest.fixture
+def trainer(client, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A user who may trigger the training DAG, but not the deploy DAG."""
+    grant(monkeypatch, lambda method, user, details: method == "GET" or details.id != "active_learning_deploy")
+    return token("trainer", "user")
+
+
 def models_of(backends, project: str = PROJECT) -> list[str]:  # type: ignore[no-untyped-def]
     return [t.model_name for t in backends.store.trainings.history(project) if t.model_name]
 
@@ -143,6 +160,7 @@ CHANGES = [
     ("post", f"{UI}/api/project/train", {"params": {"project": PROJECT}, "json": {}}),
     ("post", f"{UI}/api/project/deploy", {"params": {"project": PROJECT}, "json": {"config_revision": 1, "model_name": "x"}}),
     ("post", f"{UI}/api/project/rollback", {"params": {"project": PROJECT}, "json": {"config_revision": 2, "to_revision": 1}}),
+    ("post", f"{UI}/api/project/comparison", {"params": {"project": PROJECT}, "json": {"model_name": "x_ner_20260101_000000"}}),
 ]
 
 
@@ -263,9 +281,6 @@ def test_settings_refuse_bad_input(client, backends, admin) -> None:  # type: ig
     assert odd.status_code == 422 and "50, 100, 200" in odd.json()["detail"]
     extra = client.post(url, params={"project": name}, headers=admin, json={"config_revision": 1, "frequency_": 100})
     assert extra.status_code == 422
-    # no JSON content type (what a cross-site form would send): refused
-    form_post = client.post(url, params={"project": name}, headers=admin, content='{"config_revision": 1}')
-    assert form_post.status_code == 422
     assert backends.store.projects.get(name).frequency == 50 and backends.store.configs.read(name).revision == 1
 
 
@@ -277,6 +292,46 @@ def test_a_settings_change_from_a_stale_form_is_refused(client, backends, admin)
                            json={"config_revision": 1, "active_learning": True})
     assert response.status_code == 409 and response.json()["detail"]["live_revision"] == 2
     assert backends.store.projects.get(name).active_learning is False
+
+
+def test_switching_auto_deploy_needs_permission_to_deploy(client, backends, trainer) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(backends, "trainer-settings", active_learning=True)
+    url = f"{UI}/api/project/settings"
+    listing = client.get(f"{UI}/api/projects", headers=trainer).json()
+    assert listing["permissions"] == {"can_change_settings": True, "can_train": True, "can_deploy": False}
+    on = client.post(url, params={"project": name}, headers=trainer, json={"config_revision": 1, "auto_deploy": True})
+    assert on.status_code == 403 and "'active_learning_deploy'" in on.json()["detail"]
+    assert backends.store.projects.get(name).auto_deploy is False
+    # the rest of the settings, and naming auto-deploy's value unchanged (the page's switch-on question), still work
+    same = client.post(url, params={"project": name}, headers=trainer,
+                       json={"config_revision": 1, "frequency": 200, "auto_deploy": False})
+    assert same.status_code == 200, same.text
+    assert backends.store.projects.get(name).frequency == 200
+
+
+# -- request forgery -----------------------------------------------------------------------------------------
+
+
+def test_changes_are_accepted_only_as_json_from_this_origin(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(backends, "forgery-target")
+    url, params = f"{UI}/api/project/train", {"project": name}
+    # what an HTML form on another site can send without a preflight: form-encoded, text/plain, or no body
+    for kwargs in ({"data": {"deploy": "deploy"}}, {"content": "{}", "headers": {"Content-Type": "text/plain"}}, {}):
+        response = client.post(url, params=params, **{**kwargs, "headers": admin | kwargs.get("headers", {})})
+        assert response.status_code == 415 and "application/json" in response.json()["detail"], kwargs
+    # JSON, but sent by another site's page (old browsers say so in Origin, newer ones in Sec-Fetch-Site)
+    for foreign in ({"Origin": "https://elsewhere.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Sec-Fetch-Site": "same-site", "Origin": "http://testserver"}):
+        response = client.post(url, params=params, headers=admin | foreign, json={"deploy": "register_only"})
+        assert response.status_code == 403 and "another site" in response.json()["detail"], foreign
+    settings = client.post(f"{UI}/api/project/settings", params=params, headers=admin | {"Sec-Fetch-Site": "cross-site"},
+                           json={"config_revision": 1, "active_learning": True})
+    assert settings.status_code == 403 and backends.store.projects.get(name).active_learning is False
+    assert client.get(f"{UI}/api/project", params=params, headers=admin).json()["pending_runs"] == []
+    # the page itself, and API clients that send neither header
+    for own in ({"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}, {}):
+        response = client.post(url, params=params, headers=admin | own, json={"deploy": "register_only"})
+        assert response.status_code == 200, (own, response.text)
 
 
 # -- train now -----------------------------------------------------------------------------------------------
@@ -308,6 +363,18 @@ def test_train_now_triggers_the_training_dag_through_airflow_as_the_user(client,
     assert bad.status_code == 422
 
 
+def test_training_with_the_gate_overridden_needs_permission_to_deploy(client, backends, trainer) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(backends, "trainer-training")
+    url, params = f"{UI}/api/project/train", {"project": name}
+    forced = client.post(url, params=params, headers=trainer, json={"deploy": "deploy"})
+    assert forced.status_code == 403 and "'active_learning_deploy'" in forced.json()["detail"]
+    registered = client.post(url, params=params, headers=trainer, json={"deploy": "register_only"})
+    assert registered.status_code == 200, registered.text
+    assert dag_run(registered.json()["dag_run_id"]).conf["deploy"] == "register_only"
+    pending = client.get(f"{UI}/api/project", params=params, headers=trainer).json()["pending_runs"]
+    assert [run["run_id"] for run in pending] == [registered.json()["dag_run_id"]]
+
+
 # -- models, deploy, rollback ----------------------------------------------------------------------------------
 
 
@@ -323,12 +390,23 @@ def test_the_comparison_with_the_deployed_model(client, backends, admin) -> None
     assert missing.status_code == 400 and "no registered model" in missing.json()["detail"]
 
 
-def test_rescoring_needs_the_deploy_permission_and_scores_like_the_gate(client, backends, admin, viewer) -> None:  # type: ignore[no-untyped-def]
+def test_rescoring_is_a_post_that_needs_the_deploy_permission_and_scores_like_the_gate(  # type: ignore[no-untyped-def]
+    client, backends, admin, viewer, monkeypatch
+) -> None:
+    from active_learning.deploy import gate
+
     _, second = models_of(backends)
-    params = {"project": PROJECT, "model_name": second, "rescore": "true"}
-    assert client.get(f"{UI}/api/project/comparison", params=params, headers=viewer).status_code == 403
-    scored = client.get(f"{UI}/api/project/comparison", params=params, headers=admin).json()["rescored"]
+    url, params = f"{UI}/api/project/comparison", {"project": PROJECT}
+    with monkeypatch.context() as patch:  # a navigation (GET) never loads models, whatever its query says
+        patch.setattr(gate, "compare_with_deployed", lambda *args: pytest.fail("a GET scored models"))
+        stored = client.get(url, params=params | {"model_name": second, "rescore": "true"}, headers=admin)
+        assert stored.status_code == 200 and "rescored" not in stored.json()
+    assert client.post(url, params=params, json={"model_name": second}, headers=viewer).status_code == 403
+    response = client.post(url, params=params, json={"model_name": second}, headers=admin)
+    assert response.status_code == 200, response.text
+    scored = response.json()["rescored"]
     assert scored["candidate"] == second and scored["eval_tasks"] > 0 and "evaluation tasks" in scored["description"]
+    assert response.json()["candidate"]["model_name"] == second  # and the stored comparison, as the GET's
 
 
 def test_deploy_then_roll_back(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
@@ -400,6 +478,26 @@ def test_the_project_page_still_answers_when_mlflow_is_down(client, backends, ad
     [problem] = detail["validation"]["problems"]  # checked against the training history instead
     assert detail["validation"]["source"] == "store" and problem["model"] == "ner_dll"
     assert detail["revisions"] and detail["project"]["name"] == BROKEN
+
+
+# -- teams ---------------------------------------------------------------------------------------------------------
+
+
+def test_the_page_asks_about_each_dag_with_its_team(client, backends, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Airflow 3.1+ auth managers may grant per team: the page's own permission checks name the DAG's team,
+    as Airflow's API (and this app's route guards) do; a team-scoped manager, where a DAG of no team is open
+    to all, would otherwise show and allow a user outside the DAGs' team what only the team may do."""
+    from airflow.models.dag import DagModel
+
+    monkeypatch.setattr(DagModel, "get_team_name", staticmethod(lambda dag_id, **_: "nlp"))
+    teams = {"nina": "nlp", "otto": "ops"}
+    grant(monkeypatch, lambda method, user, details: method == "GET" or details.team_name in (None, teams[user.get_name()]))
+    for name, may in (("nina", True), ("otto", False)):
+        listing = client.get(f"{UI}/api/projects", headers=token(name, "user")).json()
+        assert set(listing["permissions"].values()) == {may}, name
+    otto = client.post(f"{UI}/api/project/settings", params={"project": PROJECT}, headers=token("otto", "user"),
+                       json={"config_revision": 1, "frequency": 100})
+    assert otto.status_code == 403
 
 
 # -- speed -------------------------------------------------------------------------------------------------------

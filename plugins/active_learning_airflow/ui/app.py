@@ -5,18 +5,20 @@ Mounted by Airflow's API server under ``/active-learning`` (see ``plugins/active
 and built on its first request (see :mod:`active_learning_airflow.ui`). Changes go through the code the
 CLI and the DAGs use (``update_settings``, ``deploy_model``, ``rollback``, and Airflow's own
 ``trigger_dag`` for "train now"), with the Airflow user's name as the author; how a stale form is
-refused: :mod:`active_learning_airflow.ui.revisions`.
+refused: :mod:`active_learning_airflow.ui.revisions`; how a forged one is:
+:mod:`active_learning_airflow.ui.same_origin`.
 """
 
 from __future__ import annotations
 
 import html
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from active_learning_airflow.ui.routers import changes, deploys, page, reads
+from active_learning_airflow.ui.same_origin import same_origin_json
 from active_learning_airflow.ui.security_headers import SECURITY_HEADERS
 from airflow.api_fastapi.app import get_auth_manager
 
@@ -27,6 +29,7 @@ def create_app() -> FastAPI:
         description="The Active Learning page of Airflow's UI: projects, trainings, models, config revisions.",
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(same_origin_json)],  # every route: a change only as JSON from this origin
     )
     app.add_exception_handler(StarletteHTTPException, http_error)
     for routes in (page, reads, changes, deploys):

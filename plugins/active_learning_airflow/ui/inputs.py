@@ -33,6 +33,10 @@ class DeployBody(_Body):
     model_name: str = Field(min_length=1, max_length=200)
 
 
+class ComparisonBody(_Body):
+    model_name: str = Field(min_length=1, max_length=200)
+
+
 class RollbackBody(_Body):
     config_revision: int = Field(ge=1)
     to_revision: int = Field(ge=1)

@@ -1,5 +1,6 @@
 """Changing a project: its active-learning settings, and "train now". Both need permission to
-trigger the training DAG, since both decide when it runs."""
+trigger the training DAG, since both decide when it runs; what decides that a training's model goes
+live (switching auto-deploy, training with the gate overridden) also needs the deploy DAG's."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
-from active_learning.constants import TRAINING_DAG_ID, TRIGGERED_BY_HAND
-from active_learning_airflow.ui.auth import may_train
+from active_learning.constants import DEPLOY_ALWAYS, TRAINING_DAG_ID, TRIGGERED_BY_HAND
+from active_learning_airflow.ui.auth import may_train, require_deploy_permission
 from active_learning_airflow.ui.domain import domain, known_project
 from active_learning_airflow.ui.inputs import ProjectName, SettingsBody, TrainBody
 from active_learning_airflow.ui.links import links
@@ -36,6 +37,8 @@ def change_settings(project: ProjectName, body: SettingsBody, user: GetUserDep) 
         "auto_deploy": body.auto_deploy,
     }
     changes = {k: v for k, v in wanted.items() if v is not None and v != getattr(current, k)}
+    if "auto_deploy" in changes:
+        require_deploy_permission(user, "switching auto-deploy")
     config = backends.store.configs.read(project)
     if config.revision != body.config_revision:
         raise stale(project, body.config_revision, config.revision)
@@ -51,16 +54,17 @@ def change_settings(project: ProjectName, body: SettingsBody, user: GetUserDep) 
 
 
 @router.post("/train")
-def trigger_training(
-    request: Request, project: ProjectName, user: GetUserDep, body: TrainBody | None = None
-) -> dict[str, Any]:
-    """Trigger the training DAG for the project through Airflow, as the user: the run shows in Airflow's UI."""
+def trigger_training(request: Request, project: ProjectName, user: GetUserDep, body: TrainBody) -> dict[str, Any]:
+    """Trigger the training DAG for the project through Airflow, as the user: the run shows in Airflow's UI.
+    ``auto`` follows the project's auto-deploy flag (on this page, only a deployer switches it) and the gate."""
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.exceptions import DagNotFound, DagRunAlreadyExists
     from airflow.utils.types import DagRunTriggeredByType
 
+    if body.deploy == DEPLOY_ALWAYS:
+        require_deploy_permission(user, "deploying the new model with the gate overridden")
     known_project(domain(), project)
-    conf = {"project": project, "source": TRIGGERED_BY_HAND, "deploy": (body or TrainBody()).deploy}
+    conf = {"project": project, "source": TRIGGERED_BY_HAND, "deploy": body.deploy}
     try:
         run = trigger_dag(
             TRAINING_DAG_ID, conf=conf, triggered_by=DagRunTriggeredByType.UI,

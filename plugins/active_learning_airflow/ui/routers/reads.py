@@ -1,5 +1,6 @@
 """Reading projects: the list, one project, a config diff, a model comparison. Anyone who may read
-the training DAG's runs may read them all; scoring models now (``rescore``) also needs deploy rights."""
+the training DAG's runs may read them all; scoring models now (a POST: it loads two models) also needs
+deploy rights."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from active_learning_airflow.ui.airflow_runs import airflow_run_ids, pending_runs, training_dag_state
-from active_learning_airflow.ui.auth import may_read, permissions
+from active_learning_airflow.ui.auth import may_deploy, may_read, permissions
 from active_learning_airflow.ui.deploy_refusals import refused_request
 from active_learning_airflow.ui.domain import domain, known_project
-from active_learning_airflow.ui.inputs import ProjectName
+from active_learning_airflow.ui.inputs import ComparisonBody, ProjectName
 from active_learning_airflow.ui.links import links
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep
@@ -82,13 +83,9 @@ def config_diff(
 
 @router.get("/project/comparison")
 def compare_models(
-    project: ProjectName,
-    user: GetUserDep,
-    model_name: Annotated[str, Query(min_length=1, max_length=200)],
-    rescore: bool = False,
+    project: ProjectName, model_name: Annotated[str, Query(min_length=1, max_length=200)]
 ) -> dict[str, Any]:
-    """The model against the deployed one: their scores when trained (instant); with ``rescore``,
-    both scored now on the project's evaluation set, as the deploy gate does (loads both models)."""
+    """The model against the deployed one: their scores when trained (instant)."""
     from active_learning.deploy.deployment import find_project_model
     from active_learning.project_page import stored_comparison
 
@@ -98,13 +95,17 @@ def compare_models(
     if not any(training.model_name == model_name for training in history):
         with refused_request():  # not in this project's history: MLflow says whose it is, or that it does not exist
             find_project_model(backends, project, model_name)
-    result = stored_comparison(history, model_name, current.deployed_model)
-    if rescore:
-        if not permissions(user)["can_deploy"]:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "scoring models needs permission to deploy")
-        from active_learning.deploy.gate import compare_with_deployed
+    return stored_comparison(history, model_name, current.deployed_model)
 
-        with refused_request():
-            scored = compare_with_deployed(backends, project, model_name)
-        result["rescored"] = scored.as_dict() | {"description": scored.describe()}
+
+@router.post("/project/comparison", dependencies=[Depends(may_deploy)])
+def rescore_models(project: ProjectName, body: ComparisonBody) -> dict[str, Any]:
+    """The comparison, plus both models scored now on the project's evaluation set, as the deploy gate
+    does: it loads both models, so only on a deployer's explicit request, never on a navigation."""
+    from active_learning.deploy.gate import compare_with_deployed
+
+    result = compare_models(project, body.model_name)
+    with refused_request():
+        scored = compare_with_deployed(domain(), project, body.model_name)
+    result["rescored"] = scored.as_dict() | {"description": scored.describe()}
     return result

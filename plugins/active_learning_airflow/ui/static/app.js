@@ -253,6 +253,8 @@
   function settingsHtml(d) {
     const p = d.project;
     const may = d.permissions.can_change_settings;
+    const mayAuto = may && d.permissions.can_deploy; // auto-deploy decides what goes live: a deployer's choice
+    const keepsAuto = mayAuto ? "" : 'disabled title="changing auto-deploy needs permission to deploy"';
     const options = d.project.frequencies.map((n) => `<option value="${n}" ${n === p.frequency ? "selected" : ""}>${n}</option>`).join("");
     const dag = d.training_dag;
     const dagNote = !dag.loaded
@@ -272,13 +274,13 @@
         <div class="question" id="enable-question" hidden>
           <p>Deploy a newly trained model into the labeling config right after training?</p>
           <div class="buttons">
-            <button type="button" class="primary" id="enable-deploy-yes">Yes, deploy it after training</button>
-            <button type="button" id="enable-deploy-no">No, only register it</button>
+            <button type="button" class="primary" id="enable-deploy-yes" ${p.auto_deploy ? "" : keepsAuto}>Yes, deploy it after training</button>
+            <button type="button" id="enable-deploy-no" ${p.auto_deploy ? keepsAuto : ""}>No, only register it</button>
             <button type="button" class="link" id="enable-cancel">Cancel</button>
           </div>
         </div>
         <div class="line" id="auto-deploy-line" ${p.active_learning ? "" : "hidden"}>
-          <label class="switch"><input type="checkbox" role="switch" id="auto-deploy" ${p.auto_deploy ? "checked" : ""} ${may ? "" : "disabled"}> Deploy after training</label>
+          <label class="switch"><input type="checkbox" role="switch" id="auto-deploy" ${p.auto_deploy ? "checked" : ""} ${keepsAuto}> Deploy after training</label>
           <span class="muted small">${p.auto_deploy ? "each new model goes into the config if it scores at least as well as the deployed one" : "new models are only registered, for a person to deploy"}</span>
         </div>
         <div class="line">
@@ -309,7 +311,7 @@
         enabling = true; // show the dropdown and ask the deploy question; nothing is saved yet
         wrap.hidden = false;
         question.hidden = false;
-        document.getElementById("enable-deploy-yes").focus();
+        question.querySelector("button:not([disabled])").focus();
       } else if (!sw.checked && enabling) {
         cancelEnabling();
       } else if (!sw.checked) {
@@ -520,7 +522,7 @@
         event.target.disabled = true;
         out.textContent = "scoring both models…";
         try {
-          const scored = await api(`api/project/comparison?project=${q(name)}&model_name=${q(model)}&rescore=true`);
+          const scored = await api(`api/project/comparison?project=${q(name)}`, { method: "POST", body: { model_name: model } });
           out.textContent = scored.rescored.description;
         } catch (error) {
           out.textContent = error.message;
