@@ -50,6 +50,7 @@ from _common import DOCS, PG_ADMIN_URL, CpuMeter, RESULTS, load_average, median,
 from sqlalchemy import bindparam, create_engine, event, func, literal, select, text  # noqa: E402
 
 from active_learning import status as polling  # noqa: E402
+from active_learning.naming import safe_name  # noqa: E402
 from active_learning.store import AnnotationStore, connect, create_schema  # noqa: E402
 from active_learning.store.models import Completion, Project, TrainingRun  # noqa: E402
 from active_learning.store import EPOCH  # noqa: E402
@@ -65,8 +66,8 @@ COMPLETION_COLUMNS = ("id", "task_id", "project_id", "source_id", "annotator", "
                       "arrived_at", "ground_truth", "review_status", "cancelled", "spans")
 TASK_COLUMNS = ("id", "project_id", "source_id", "text", "title")
 TRAINING_COLUMNS = ("id", "project_id", "run_key", "source", "as_of", "status", "started_at", "ended_at")
-PROJECT_COLUMNS = ("id", "name", "labeling_config", "config_revision", "text_key", "active_learning", "frequency",
-                   "auto_deploy", "created_at")
+PROJECT_COLUMNS = ("id", "name", "safe_name", "labeling_config", "config_revision", "text_key", "active_learning",
+                   "frequency", "auto_deploy", "created_at")
 METHODS = ("poll", "loop", "whole")
 METHOD_LABELS = {"poll": "poll (what the sensor runs)", "loop": "(a) COUNT per project", "whole": "(b) whole-history GROUP BY"}
 
@@ -126,7 +127,7 @@ class Batch:
 
 def first_batch_projects(plan: Plan) -> list[list[Any]]:
     created = NOW - timedelta(days=800)
-    return [[int(i), project_name(int(i)), CONFIG, 1, "text", True, int(f), False, created]
+    return [[int(i), project_name(int(i)), safe_name(project_name(int(i))), CONFIG, 1, "text", True, int(f), False, created]
             for i, f in zip(plan.ids, plan.frequency)]
 
 

@@ -9,7 +9,8 @@ of `active_learning_training`, whose run id names the crossing: a second poll, o
 the same crossing is skipped by Airflow instead of training twice.
 
 `apply_mlflow_deploys` applies `deployed` aliases that a person moved in the MLflow model browser to the
-projects' labeling configs, validated first, and announces every deploy made outside a deploy task (alias
+projects' labeling configs, validated first (an alias on a version this loop did not register is refused),
+and announces every deploy made outside a deploy task (alias
 moves, the CLI, the page, rollbacks) in an asset event that runs `active_learning_preannotate`.
 
 Backfill a past range with `airflow backfill create --dag-id active_learning_sensor --from-date ... --to-date ...`.
@@ -46,12 +47,15 @@ with DAG(
         """Write into the labeling config every `deployed` alias moved by hand in MLflow, then name in an
         asset event every project whose deployed model changed outside a deploy task (an alias move, the
         CLI, the page, a rollback): active_learning_preannotate puts it to work. Skipped (no event) when
-        nothing changed."""
+        nothing changed. An alias on a version this loop did not register is refused: logged at once, and
+        the task fails on it once it has no announcement to lose (a failed task emits no asset event)."""
         from active_learning.deploy.deployment import apply_alias_moves
 
         with domain_task() as backends:
-            apply_alias_moves(backends)
+            moves = apply_alias_moves(backends)
             announced = announce(outlet_events, backends)
+            if not announced:
+                moves.raise_refused()
         if not announced:
             raise AirflowSkipException("no deployed model changed since the last announcement")
         return announced

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from active_learning.constants import DEPLOY_DAG_ID, PREANNOTATE_DAG_ID, SENSOR_DAG_ID, TRAINING_DAG_ID
-from active_learning.settings import REPO_ROOT
+from active_learning.settings import REPO_ROOT, hide_passwords
 from devstack.airflow_api import PASSWORDS_FILE
 from devstack.embedded import EmbeddedAirflow, airflow_environment
 
@@ -175,7 +175,7 @@ def _report(airflow: EmbeddedAirflow, training: dict, seconds: float) -> bool:
     print(f"""
 Airflow UI:  {airflow.url}  (user admin, password in {airflow.api.airflow_home / PASSWORDS_FILE})
              start it again with: scripts/airflow.sh standalone
-MLflow UI:   {sys.executable.rsplit('/', 1)[0]}/mlflow ui --backend-store-uri {backends.registry.tracking_uri} --port 5000
+MLflow UI:   {sys.executable.rsplit('/', 1)[0]}/mlflow ui --backend-store-uri {hide_passwords(backends.registry.tracking_uri)} --port 5000
              then open http://localhost:5000/#/models and search for "{PROJECT}"
 CLI:         ACTIVE_LEARNING_HOME={airflow.home} active-learning projects""")
     return ok

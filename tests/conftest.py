@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,17 @@ sys.path[:0] = [str(REPO / "dags"), str(REPO / "plugins")]
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_session_home, ignore_errors=True)
+
+
+def run_at_once(target: Callable[[], None], times: int = 2) -> None:
+    """``target`` in ``times`` threads started together, returning when all have ended."""
+    import threading
+
+    threads = [threading.Thread(target=target) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def shared_file(relative: str) -> Path:

@@ -80,6 +80,51 @@ def test_each_import_is_an_mlflow_run_with_its_skip_counts(home: Path, tmp_path:
     assert imported.info.run_name == "import export.json"
 
 
+def test_an_import_with_labels_mlflow_cannot_name_counts_them_and_ends_its_run(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from active_learning.backends import Backends
+
+    export = json.loads(Path(BATCH1).read_text())[:2]
+    export[0]["completions"][0]["result"][0]["value"]["labels"] = ["LOC/"]  # unknown labels, counted per label
+    export[1]["completions"][0]["result"][0]["value"]["labels"] = ["X" * 300]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export))
+    assert run(capsys, "import", str(path), "--project", "news", "--config", CONFIG)[0] == 0
+    [imported] = Backends().registry.client.search_runs(
+        [Backends().registry.experiment_id("news")], filter_string="tags.type = 'import'"
+    )
+    assert imported.info.status == "FINISHED"
+    unknown = sorted(key for key in imported.data.metrics if key.startswith("unknown_labels."))
+    assert len(unknown) == 2 and unknown[0].startswith("unknown_labels.LOC_-") and all(len(key) <= 250 for key in unknown)
+
+
+def test_an_mlflow_error_is_one_line_and_the_import_run_ends_failed(home: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from mlflow.exceptions import MlflowException
+
+    from active_learning.backends import Backends
+    from active_learning.registry import ModelRegistry
+
+    def refuse(self, run_id, metrics):  # type: ignore[no-untyped-def]
+        raise MlflowException("Invalid value for parameter 'metrics[0].name' supplied\n\nThe cause of this error is ...")
+
+    monkeypatch.setattr(ModelRegistry, "log_metrics", refuse)
+    code, _, err = run(capsys, "import", BATCH1, "--project", "news", "--config", CONFIG)
+    errors = [line for line in err.splitlines() if line.startswith("error")]  # MLflow also logs its store's creation
+    assert code == 1 and errors == ["error: MLflow: Invalid value for parameter 'metrics[0].name' supplied"]
+    assert "Traceback" not in err
+    [imported] = Backends().registry.client.search_runs(
+        [Backends().registry.experiment_id("news")], filter_string="tags.type = 'import'"
+    )
+    assert imported.info.status == "FAILED"
+
+
+def test_import_refuses_a_config_naming_an_unknown_model(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "config.xml"
+    config.write_text(Path(CONFIG).read_text().replace('<Label value="PER"', '<Label value="PER" model="news_ner_20990101_000000"'))
+    code, _, err = run(capsys, "import", BATCH1, "--project", "news", "--config", str(config))
+    assert code == 1 and "model 'news_ner_20990101_000000' is neither a pretrained model nor a registered model" in err
+    assert "news" not in projects(capsys)  # nothing written
+
+
 def test_a_frequency_outside_50_100_200_is_a_usage_error(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as exit_info:
         main(["import", BATCH1, "--project", "news", "--config", CONFIG, "--frequency", "70"])
@@ -153,3 +198,21 @@ def test_real_corpus_imports_with_its_published_counts(home: Path, capsys) -> No
     code, out, _ = run(capsys, "import", str(tasks), "--project", "ncbi", "--config", str(config))
     summary = json.loads(out)
     assert code == 0 and summary["new_tasks"] == 592 and summary["export"]["spans"] == 5134
+
+
+def test_import_refuses_names_no_project_may_have_and_projects_shows_safe_names(home: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for name, reason in (("..", "only dots"), (".", "only dots"), (" ", "empty or only whitespace"), ("", "empty")):
+        code, out, err = run(capsys, "import", BATCH1, "--project", name, "--config", CONFIG)
+        assert code == 1 and out == "" and err.startswith("error: ") and reason in err and len(err.splitlines()) == 1
+    assert projects(capsys) == {}
+
+    for name in ("a b", "a_b-c8687a08"):  # one safe name before
+        assert run(capsys, "import", BATCH1, "--project", name, "--config", CONFIG)[0] == 0
+    assert {name: row["safe_name"] for name, row in projects(capsys).items()} == {
+        "a b": "a_b-c8687a08", "a_b-c8687a08": "a_b-c8687a08-98c76cf9",
+    }
+
+    monkeypatch.setattr("active_learning.store.projects.safe_name", lambda name: "a_b-c8687a08")  # as a hash collision would
+    code, _, err = run(capsys, "import", BATCH1, "--project", "a  b", "--config", CONFIG)
+    assert code == 1 and "project name 'a  b' has the safe name 'a_b-c8687a08' of project 'a b'" in err
+    assert "a  b" not in projects(capsys)

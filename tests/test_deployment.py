@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,14 @@ from active_learning.backends import Backends
 from active_learning.deploy.deployment import (
     ConfigValidationError,
     DeployError,
+    ForeignAliasError,
+    find_project_model,
     apply_alias_moves,
     deploy_model,
     rollback,
     validate_project,
 )
-from active_learning.registry import CANDIDATE, DEPLOYED
+from active_learning.registry import CANDIDATE, DEPLOYED, TAG_MODEL_NAME, TAG_PROJECT, TAG_RUN_KEY
 from active_learning.loop import train_now
 
 PROJECT = "news desk"  # not a safe name: exercises the mapping to MLflow names
@@ -96,12 +99,45 @@ def test_deploying_the_same_model_again_writes_no_revision(trained) -> None:  # 
 def test_moving_the_alias_in_mlflow_is_applied_to_the_config(trained) -> None:  # type: ignore[no-untyped-def]
     backends, first, second = trained
     deploy_model(backends, PROJECT, first, author="test", reason="start")
-    version = backends.registry.find_model(second).version
+    version = backends.model(second).version
     backends.registry.set_alias(naming.registered_model_name(PROJECT), DEPLOYED, version)  # what a person does in the UI
-    [applied] = apply_alias_moves(backends)
+    [applied] = apply_alias_moves(backends).applied
     assert applied.model_name == second
     assert f'model="{second}"' in backends.store.configs.read(PROJECT).xml
-    assert apply_alias_moves(backends) == []  # applied once
+    assert apply_alias_moves(backends).applied == []  # applied once
+
+
+def test_a_version_this_loop_did_not_register_is_never_deployed_nor_used(trained) -> None:  # type: ignore[no-untyped-def]
+    """Someone with MLflow access registers versions under the project's model with tags like ours (a new
+    model name; a copy of a real one) and moves the alias: the store has no training of either."""
+    backends, first, _ = trained
+    deploy_model(backends, PROJECT, first, author="test", reason="start")
+    registered = naming.registered_model_name(PROJECT)
+    client = backends.registry.client
+    source = client.get_model_version(registered, str(backends.registry.version_by_alias(registered, DEPLOYED).version)).source
+
+    def forge(model_name: str) -> int:
+        tags = {TAG_PROJECT: PROJECT, TAG_MODEL_NAME: model_name, TAG_RUN_KEY: "forged"}
+        return int(client.create_model_version(registered, source=source, tags=tags).version)
+
+    new_name, copied = forge(naming.model_name(PROJECT, datetime.now(UTC))), forge(first)
+    config = backends.store.configs.read(PROJECT)
+    try:
+        backends.registry.set_alias(registered, DEPLOYED, new_name)
+        moves = apply_alias_moves(backends)
+        assert moves.applied == []
+        with pytest.raises(ForeignAliasError, match=f"version {new_name} of registered model '{registered}' was not registered by this loop"):
+            moves.raise_refused()
+        assert backends.store.configs.read(PROJECT) == config
+        # A copied model name still means the version its training registered, wherever it is looked up.
+        genuine = backends.store.trainings.that_registered(first).model_version
+        assert find_project_model(backends, PROJECT, first).version == genuine != copied
+        assert backends.deployed_version(PROJECT).version == genuine
+    finally:
+        for version in (new_name, copied):
+            client.delete_model_version(registered, str(version))
+        backends.registry.set_alias(registered, DEPLOYED, backends.deployed_version(PROJECT).version)
+    assert apply_alias_moves(backends).refused == []
 
 
 def test_unknown_and_foreign_models_are_refused_with_a_hint(trained) -> None:  # type: ignore[no-untyped-def]
@@ -152,7 +188,7 @@ def test_after_a_rollback_the_deployed_model_is_the_one_the_config_names(trained
     rollback(backends, PROJECT, to_revision=None, author="test")
     assert backends.store.projects.get(PROJECT).deployed_model == first
     assert backends.registry.version_by_alias(registered, DEPLOYED).model_name == first
-    assert apply_alias_moves(backends) == []  # the sensor does not undo the rollback
+    assert apply_alias_moves(backends).applied == []  # the sensor does not undo the rollback
 
     rollback(backends, PROJECT, to_revision=1, author="test")  # the config before any model of ours
     assert backends.store.projects.get(PROJECT).deployed_model is None

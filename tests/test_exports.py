@@ -430,3 +430,20 @@ def test_tasks_tagged_test_are_marked_for_the_evaluation_set(tags, test):
         raw["tags"] = tags
     [record], _ = read_export([raw])
     assert record.test is test
+
+
+def test_nul_characters_are_replaced_one_for_one_and_counted() -> None:
+    """PostgreSQL cannot store NUL; a replacement per character keeps every later offset where it was."""
+    text = "Al\x00ce met Bob in Paris."
+    tasks, summary = read_export([task(completion(item(0, 5, text="Al\x00ce"), item(10, 13), created_username="a\x00na"), text=text)])
+    [record] = tasks
+    assert record.text == "Al\ufffdce met Bob in Paris." and len(record.text) == len(text)
+    assert record.completions[0].spans == (Span(0, 5, "PER"), Span(10, 13, "PER"))
+    assert record.completions[0].annotator == "a\ufffdna"
+    assert summary.as_dict()["repaired"] == {"NUL characters replaced": 2}
+
+
+def test_ids_too_long_for_the_stores_indexes_are_skipped_and_counted() -> None:
+    tasks, summary = read_export([task(id="t" * 501), task(completion(id="c" * 501), id=2), task(id="t" * 500)])
+    assert [(record.source_id, len(record.completions)) for record in tasks] == [("2", 0), ("t" * 500, 0)]
+    assert summary.as_dict()["skipped"] == {"id too long": 2}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import run_at_once
 
 from active_learning import naming
 from active_learning.backends import Backends
@@ -33,7 +34,7 @@ def test_a_worse_model_is_registered_but_not_deployed(backends: Backends, deploy
     assert f"deployed {deployed} F1" in worse["deploy"]
     assert backends.store.projects.get("news").deployed_model == deployed
     assert f'model="{worse["model_name"]}"' not in backends.store.configs.read("news").xml
-    version = backends.registry.find_model(worse["model_name"])
+    version = backends.model(worse["model_name"])
     tags = backends.registry.client.get_model_version(version.registered_name, str(version.version)).tags
     assert tags["deploy_gate"] == "gate refused" and deployed in tags["deploy_gate_reason"]
     [latest] = [v for v in backends.registry.project_models("news") if v.model_name == worse["model_name"]]
@@ -72,3 +73,34 @@ def test_each_training_logs_the_learning_curve_over_the_projects_models(backends
     assert [row["model_name"] for row in rows] == [deployed, second["model_name"]]
     assert {"completions", "f1", "f1_PER", "f1_ORG", "f1_LOC"} <= rows[0].keys()
     assert (tmp_path / "learning_curve" / "learning_curve.png").stat().st_size > 5000
+
+
+def test_two_rescores_of_one_model_at_once_each_have_their_own_folder(home) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    from types import SimpleNamespace
+
+    from active_learning.deploy.gate import compare
+    from active_learning.registry import ModelVersionInfo
+
+    both_inside = threading.Barrier(2, timeout=30)
+    folders = []
+
+    def download_dataset(run_id, folder):  # type: ignore[no-untyped-def]
+        folders.append(folder)
+        both_inside.wait()  # each rescore holds its folder while the other one works
+        assert folder.is_dir()
+        raise LookupError("stop here: the folders are what this test is about")
+
+    backends = SimpleNamespace(deployed_version=lambda project: None, registry=SimpleNamespace(download_dataset=download_dataset))
+    model = ModelVersionInfo(registered_name="news_ner", version=1, model_name="news_ner_20261130_120000", project="news",
+                             trained_at="", labels=("PER",), run_id="run", aliases=())
+    results = []
+
+    def rescore() -> None:
+        try:
+            compare(backends, model)  # type: ignore[arg-type]
+        except LookupError as error:
+            results.append(error)
+
+    run_at_once(rescore)
+    assert len(results) == 2 and len(set(folders)) == 2

@@ -23,6 +23,7 @@ from active_learning.sources.label_studio_client import (
     LabelStudioError,
     LabelStudioValidationError,
     connection_from_env,
+    connection_url,
     iter_json_array,
 )
 from active_learning.store import NewPrediction
@@ -277,6 +278,22 @@ def test_the_connection_reads_airflow_s_uri_and_json_forms() -> None:
         connection_from_env(environ={"AIRFLOW_CONN_LABEL_STUDIO_DEFAULT": "http://ls.example.org"})
     assert LEGACY not in repr(uri) and "token" not in repr(uri)
     assert "label_studio_default" in str(missing.value)
+
+
+def test_a_host_without_a_scheme_is_reached_over_https() -> None:
+    assert connection_url("ls.example.org", port=8443) == "https://ls.example.org:8443"
+    uri = connection_from_env(environ={"AIRFLOW_CONN_LABEL_STUDIO_DEFAULT": f"label-studio://:{LEGACY}@ls.example.org"})
+    assert uri.url == "https://ls.example.org"
+
+
+def test_plain_http_to_another_host_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger=label_studio_client.__name__):
+        for loopback in ("http://127.0.0.1:8080", "http://localhost", "http://[::1]:8080"):
+            assert connection_url(loopback) == loopback
+        assert connection_url("ls.example.org", scheme="http") == "http://ls.example.org"
+    [warning] = caplog.records
+    assert "http://ls.example.org" in warning.getMessage() and "unencrypted" in warning.getMessage()
+    assert warning.levelno == logging.WARNING
 
 
 # -- pre-annotations: the task list, pushing predictions, the project's model_version ---------------------------

@@ -107,7 +107,7 @@ def test_upgrade_builds_exactly_what_the_models_declare(engine: Engine) -> None:
         for table in ("projects", "tasks", "completions", "training_runs", "config_revisions")
     }
     assert uniques == {
-        "projects": {("name",), ("source", "source_project_id")},
+        "projects": {("name",), ("safe_name",), ("source", "source_project_id")},
         "tasks": {("project_id", "source_id")},
         "completions": {("task_id", "source_id")},
         "training_runs": {("run_key",), ("model_name",)},
@@ -267,3 +267,63 @@ def test_the_poll_counters_are_filled_from_the_history_on_upgrade(engine: Engine
     create_schema(engine)
     with engine.connect() as connection:
         assert connection.execute(text(counters)).all() == kept
+
+
+def _project_rows_at_0005(engine: Engine, names: list[str]) -> None:
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0005")
+        for name in names:
+            connection.execute(text(
+                "INSERT INTO projects (name, labeling_config, config_revision, text_key, active_learning, frequency, "
+                "auto_deploy, created_at) VALUES (:name, :config, 1, 'text', false, 50, false, '2026-01-01 00:00:00')"
+            ), {"name": name, "config": CONFIG})
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # the downgrade rebuilds `projects`: with foreign keys on, that would cascade-delete the rest
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        command.downgrade(alembic_config(connection), revision)
+        connection.commit()
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def test_existing_projects_get_their_safe_names_on_upgrade(engine: Engine) -> None:
+    """0006 fills projects.safe_name: unchanged for names that were safe or hashed, new only for names
+    in the hashed form or of dots; and it goes down and up again."""
+    from active_learning.naming import safe_name
+
+    names = ["news", "a b", "a_b-c8687a08", "news-20261101", ".."]
+    _project_rows_at_0005(engine, names)
+
+    create_schema(engine)
+
+    safe_names = "SELECT name, safe_name FROM projects"
+    with engine.connect() as connection:
+        stored = dict(connection.execute(text(safe_names)).all())
+    assert stored == {name: safe_name(name) for name in names}
+    assert (stored["news"], stored["a b"]) == ("news", "a_b-c8687a08") and len(set(stored.values())) == len(names)
+    assert schema_diffs(engine) == []
+    _downgrade(engine, "0005")
+    assert "safe_name" not in {column["name"] for column in inspect(engine).get_columns("projects")}
+    create_schema(engine)
+    with engine.connect() as connection:
+        assert dict(connection.execute(text(safe_names)).all()) == stored
+
+
+def test_an_upgrade_finding_two_projects_with_one_safe_name_stops_and_names_them(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from active_learning import naming
+
+    _project_rows_at_0005(engine, ["a b", "a  b"])
+    monkeypatch.setattr(naming, "safe_name", lambda name: "a_b-c8687a08")  # as a hash collision would
+
+    with pytest.raises(RuntimeError, match="projects 'a b' and 'a  b' have one safe name, 'a_b-c8687a08': rename one"):
+        create_schema(engine)
+
+    with engine.connect() as connection:
+        assert current_revision(connection) == "0005"  # nothing half-done
+    assert "safe_name" not in {column["name"] for column in inspect(engine).get_columns("projects")}

@@ -20,7 +20,7 @@ from active_learning.loop import train_now
 from active_learning.preannotation.queue import least_confident, next_tasks
 from active_learning.preannotation.run import NoDeployedModelError, preannotate
 from active_learning.preannotation.scoring import predict
-from conftest import SAMPLE, shared_file
+from conftest import SAMPLE, run_at_once, shared_file
 
 PROJECT = "news"
 ALAB_DEMO = "formats/annotation_lab/alab_demo.json"
@@ -216,3 +216,35 @@ def test_every_deploy_and_a_rollback_are_announced_and_the_restored_model_s_pred
     restored = next_tasks(queued, PROJECT, n=100)
     assert {entry.model for entry in restored} == {first}
     assert {entry.task: entry.score for entry in restored} == first_scores
+
+
+def test_two_runs_of_one_model_at_once_each_have_their_own_folder(home: Path) -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from active_learning.registry import ModelVersionInfo
+
+    model = ModelVersionInfo(registered_name="news_ner", version=1, model_name="news_ner_20261130_120000", project=PROJECT,
+                             trained_at="", labels=("PER",), run_id="run", aliases=())
+    config = (SAMPLE / "labeling_config.xml").read_text().replace('value="PER"', f'value="PER" model="{model.model_name}"')
+    both_inside = threading.Barrier(2, timeout=30)
+    folders = []
+
+    def download_model(info, folder):  # type: ignore[no-untyped-def]
+        folders.append(folder)
+        both_inside.wait()  # each run holds its folder while the other one works
+        raise LookupError("stop here: the folders are what this test is about")
+
+    source = SimpleNamespace(read_config=lambda project: SimpleNamespace(xml=config),
+                             tasks_to_preannotate=lambda project, model, page_size: iter([["a task"]]))
+    backends = SimpleNamespace(deployed_version=lambda project: model, source=lambda project: source,
+                               registry=SimpleNamespace(download_model=download_model))
+    stopped = []
+
+    def run() -> None:
+        with pytest.raises(LookupError, match="stop here"):
+            preannotate(backends, PROJECT)  # type: ignore[arg-type]
+        stopped.append(True)
+
+    run_at_once(run)
+    assert stopped == [True, True] and len(set(folders)) == 2

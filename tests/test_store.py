@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, text
 
+from active_learning import naming
 from active_learning.exports import CompletionRecord, Span, TaskRecord
 from active_learning.status import poll, training_run_id, training_source
 from active_learning.store import AnnotationStore, connect, create_schema
-from active_learning.store import ConfigConflictError, UnknownProjectError
+from active_learning.store import ConfigConflictError, SafeNameTakenError, UnknownProjectError
 from test_migrations import postgres_url  # noqa: F401  (a fixture: a fresh PostgreSQL database, or a skip)
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -337,3 +338,89 @@ def test_trainings_and_imports_at_once_keep_the_counters_exact_and_never_deadloc
     [row] = store.status.poll(T0 + timedelta(hours=5))
     assert (row.last_training_as_of, row.since_last_training) == (T0 + timedelta(hours=3), 40)  # imports at hour 4
     engine.dispose()
+
+
+def test_two_projects_never_share_a_safe_name(store: AnnotationStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    store.projects.create("a b", CONFIG)
+    store.projects.create("a_b-c8687a08", CONFIG)  # the safe name "a b" has: no longer its own
+    with store.engine.connect() as connection:
+        stored = dict(connection.execute(text("SELECT name, safe_name FROM projects")).all())
+    assert stored == {"a b": "a_b-c8687a08", "a_b-c8687a08": naming.safe_name("a_b-c8687a08")}
+
+    monkeypatch.setattr("active_learning.store.projects.safe_name", lambda name: "a_b-c8687a08")  # as a hash collision would
+    with pytest.raises(SafeNameTakenError, match="project name 'a  b' has the safe name 'a_b-c8687a08' of project 'a b'"):
+        store.projects.create("a  b", CONFIG)
+    assert store.projects.names() == ["a b", "a_b-c8687a08"]
+    with pytest.raises(IntegrityError), store.engine.begin() as connection:  # the database holds it too
+        connection.execute(text("UPDATE projects SET safe_name = 'a_b-c8687a08' WHERE name = 'a_b-c8687a08'"))
+
+
+@pytest.mark.parametrize("name", ["", " ", ".", ".."])
+def test_the_store_refuses_names_no_project_may_have(store: AnnotationStore, name: str) -> None:
+    with pytest.raises(ValueError, match="empty|only dots"):
+        store.projects.create(name, CONFIG)
+    assert store.projects.names() == []
+
+
+def store_on(backend: str, tmp_path, request) -> AnnotationStore:  # type: ignore[no-untyped-def]
+    engine = connect(f"sqlite:///{tmp_path / 'store.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url"))
+    request.addfinalizer(engine.dispose)
+    create_schema(engine)
+    return AnnotationStore(engine)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_export_with_nul_characters_imports_them_replaced_and_counted(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL cannot store NUL in text: it failed the whole import with a DataError."""
+    from active_learning.exports import read_export
+
+    store = store_on(backend, tmp_path, request)
+    active_project(store)
+    span = {"start": 0, "end": 13, "text": "Ada\x00 Lovelace", "labels": ["PER"]}
+    export = [{
+        "id": "t\x001", "data": {"text": "Ada\x00 Lovelace wrote.", "title": "no\x00te"},
+        "completions": [{"id": "c\x001", "created_username": "an\x00a", "created_at": "2026-11-01T12:00:00Z",
+                         "result": [{"type": "labels", "from_name": "label", "to_name": "text", "value": span}]}],
+    }]
+    records, summary = read_export(export, allowed_labels={"PER"})
+    assert summary.as_dict()["repaired"] == {"NUL characters replaced": 5}  # text, title, both ids, annotator
+
+    result = store.completions.import_tasks("news", records, arrived_at=T0)
+
+    assert (result.new_tasks, result.new_completions) == (1, 1)
+    [example] = store.completions.training_examples("news", T0)
+    assert (example.task_id, example.text) == ("t\ufffd1", "Ada\ufffd Lovelace wrote.")
+    assert example.spans == (Span(0, 13, "PER"),)  # one for one: the offsets still hold
+    with store.engine.connect() as connection:
+        stored = connection.execute(text(
+            "SELECT t.source_id, t.text, t.title, c.source_id, c.annotator FROM tasks t JOIN completions c ON c.task_id = t.id"
+        )).one()
+    assert not any("\x00" in value for value in stored)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_long_project_name_goes_through_a_training_with_a_long_deploy_note(backend: str, tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL enforced String(200): a 300-character name, or the gate's note naming two models, failed."""
+    from active_learning.deploy.gate import Comparison
+
+    store = store_on(backend, tmp_path, request)
+    name = ("Redaktion Nachrichten und Meinung " * 10)[:300]
+    store.projects.create(name, CONFIG, active_learning=True, author="a reviewer with a long name " * 10)
+    store.completions.import_tasks(name, tasks(50), arrived_at=T0)
+    [due] = poll(store.status, T0)
+    store.trainings.start(name, run_key=due.run_id, source="active_learning", as_of=T0)
+    deployed, new = (naming.model_name(name, T0 - timedelta(days=days)) for days in (1, 0))
+    note = f"gate passed: {Comparison(new, 0.812, deployed, 0.79, 40).describe()}, tolerance 0.010; deployed (config revision 2)"
+    assert len(name) == 300 and len(note) > 200
+
+    store.trainings.update(due.run_id, model_name=new, model_version=2, deploy=note, status="success")
+    store.projects.set_deployed_model(name, new)
+
+    [training] = store.trainings.history(name)
+    assert (training.project, training.model_name, training.deploy, training.status) == (name, new, note, "success")
+    assert store.projects.get(name).deployed_model == new
+    assert poll(store.status, T0 + timedelta(hours=1)) == []  # trained: nothing due
+    widest = "\N{GRINNING FACE}" * naming.MAX_PROJECT_NAME  # 4 bytes each: still within the unique index's limit
+    assert store.projects.create(widest, CONFIG).name == widest

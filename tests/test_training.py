@@ -176,6 +176,22 @@ def test_as_metrics_flat_and_sanitised():
     assert all(isinstance(v, float) for v in metrics.values())
 
 
+def test_metric_keys_of_labels_mlflow_cannot_name_are_valid_and_distinct():
+    from mlflow.utils.validation import _validate_metric
+
+    long_a, long_b = "A" * 299 + "a", "A" * 299 + "b"  # alike in their first 299 characters
+    labels = ["PER/", "PER_", "a//b", "..", "x:y", long_a, long_b, "OK"]
+    scores = NerScores(0.5, 0.5, 0.5, {label: LabelScores(i / 10, i / 10, i / 10) for i, label in enumerate(labels)})
+    metrics = scores.as_metrics()
+    assert len(metrics) == 3 + 3 * len(labels)  # no two labels share a key
+    for key, value in metrics.items():
+        _validate_metric(key, value, 0, 0)  # MLflow's own check of a metric, its key's length included
+    assert metrics["f1_PER_"] == metrics["recall_PER_"] == 0.1 and metrics["f1_OK"] == 0.7
+    # a label's three metrics carry the same name for it
+    names = {key.removeprefix(prefix) for key in metrics for prefix in ("f1_", "precision_", "recall_") if key.startswith(prefix)}
+    assert len(names) == len(labels)
+
+
 def test_as_dict_is_json_serialisable():
     scores = NerScores(0.5, 0.5, 0.5, {"CITY": LabelScores(0.25, 0.75, 0.375)})
     assert json.loads(json.dumps(scores.as_dict())) == {

@@ -55,3 +55,23 @@ def test_too_little_data_is_a_clear_error(backends: Backends) -> None:
     backends.store.completions.import_tasks("tiny", [task(0)])
     with pytest.raises(NotEnoughDataError, match="'tiny' has 1 trainable tasks .* at least 2 are needed"):
         prepare_data(backends, "tiny", run_key="k2", source="manual", as_of=utcnow())
+
+
+def test_labels_mlflow_cannot_name_train_and_log_their_metrics(backends: Backends) -> None:
+    slash, long = "PER/", "L" * 300  # a metric key "f1_PER/" is a path to MLflow; "f1_LLL..." exceeds 250 characters
+    config = f'<View><Labels name="label" toName="text"><Label value="{slash}"/><Label value="{long}"/></Labels>' \
+             '<Text name="text" value="$text"/></View>'
+    text = "Alice lives in Paris."
+    spans = (Span(0, 5, slash), Span(15, 20, long))
+    tasks = [TaskRecord(f"t{i}", text, None, (CompletionRecord(f"c{i}", "ana", None, utcnow() - timedelta(days=1), False, None,
+                                                               False, spans, 0),)) for i in range(12)]
+    backends.store.projects.create("odd-labels", config)
+    backends.store.completions.import_tasks("odd-labels", tasks)
+    prepared = prepare_data(backends, "odd-labels", run_key="k3", source="manual", as_of=utcnow())
+    trained = train(backends, run_key="k3", mlflow_run_id=prepared["mlflow_run_id"],
+                    overrides={"training.max_steps": 2, "training.eval_frequency": 1})
+    assert sorted(trained["labels"]) == sorted([slash, long])
+    logged = backends.registry.client.get_run(prepared["mlflow_run_id"]).data.metrics
+    per_label = sorted(key for key in logged if key.startswith("f1_"))
+    assert len(per_label) == 2 and all(len(key) <= 250 for key in logged)
+    assert per_label[0].startswith("f1_LLL") and per_label[1].startswith("f1_PER_")

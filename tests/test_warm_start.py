@@ -49,7 +49,7 @@ def test_a_warm_start_continues_from_the_deployed_model_and_learns_new_labels(
 
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": 60, "training.eval_frequency": 20}')
     learnt = train_now(backends, "clinic", choice="register_only", warm_start=True)
-    assert set(backends.registry.find_model(learnt["model_name"]).labels) == {"PROBLEM", "DRUG"}  # a label the deployed model never saw is added and trained
+    assert set(backends.model(learnt["model_name"]).labels) == {"PROBLEM", "DRUG"}  # a label the deployed model never saw is added and trained
     assert learnt["metrics"]["per_label"]["DRUG"]["f1"] > 0.5
 
 

@@ -47,7 +47,14 @@ class Backends:
     def deployed_version(self, project: str) -> ModelVersionInfo | None:
         """The project's deployed model if it is one of ours (None: nothing deployed, or a pretrained model)."""
         name = self.store.projects.get(project).deployed_model
-        return self.registry.find_model(name) if name else None
+        return self.model(name) if name else None
+
+    def model(self, model_name: str) -> ModelVersionInfo | None:
+        """The version a training of this loop registered as ``model_name``; None if none did, whatever MLflow
+        holds under that name (:mod:`active_learning.provenance`)."""
+        from active_learning.provenance import our_model
+
+        return our_model(self.store, self.registry, model_name)
 
     def source(self, project: str) -> CompletionSource:
         """Where ``project``'s completions and live labeling config are (our store or Label Studio)."""

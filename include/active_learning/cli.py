@@ -19,6 +19,7 @@ from active_learning.preannotation.export import FORMATS
 from active_learning.preannotation.queue import STRATEGIES, UNCERTAINTY
 from active_learning.preannotation.simulation import EXPERIMENT as SIMULATION_EXPERIMENT
 from active_learning.preannotation.simulation import SIMULATION_OVERRIDES, STRATEGIES as SIMULATION_STRATEGIES
+from active_learning.settings import hide_passwords
 from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_LABEL_STUDIO, SOURCE_STORE, utcnow
 
 
@@ -28,15 +29,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.command(backends, args) or 0
     except (LookupError, ValueError, RuntimeError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {hide_passwords(str(error))}", file=sys.stderr)
         return 1
+    except Exception as error:
+        if not _from_mlflow(error):
+            raise
+        # MLflow's messages run to many lines and may name the tracking URI: the first says what failed.
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"error: MLflow: {hide_passwords(first_line)}", file=sys.stderr)
+        return 1
+
+
+def _from_mlflow(error: Exception) -> bool:
+    exceptions = sys.modules.get("mlflow.exceptions")  # MLflow not imported: the error cannot be its own
+    return exceptions is not None and isinstance(error, exceptions.MlflowException)
 
 
 def cmd_init(backends: Backends, args: argparse.Namespace) -> int:
     backends.store  # creates the schema
     backends.registry.client.search_experiments(max_results=1)  # creates MLflow's store
-    print(f"annotation store: {backends.store.engine.url.render_as_string(hide_password=True)}")
-    print(f"MLflow tracking:  {backends.registry.tracking_uri}")
+    print(f"annotation store: {hide_passwords(backends.store.engine.url.render_as_string(hide_password=False))}")
+    print(f"MLflow tracking:  {hide_passwords(backends.registry.tracking_uri)}")
     return 0
 
 
@@ -47,19 +60,22 @@ def cmd_recount(backends: Backends, args: argparse.Namespace) -> int:
 
 
 def cmd_import(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.deploy.deployment import config_problems
     from active_learning.exports import read_export
-    from active_learning.labeling_config import check_structure, list_labels, text_key
+    from active_learning.labeling_config import list_labels, text_key
+    from active_learning.naming import check_project_name
 
     store = backends.store
     if store.projects.exists(args.project) and store.projects.get(args.project).source != SOURCE_STORE:
         print(f"error: project {args.project!r} lives in Label Studio: its completions are read from there", file=sys.stderr)
         return 1
     if not store.projects.exists(args.project):
+        check_project_name(args.project)  # "", " " or "..": refused, saying why, before anything is read
         if args.config is None:
             print(f"error: project {args.project!r} does not exist yet: give its labeling config with --config", file=sys.stderr)
             return 1
         xml = Path(args.config).read_text(encoding="utf-8")
-        problems = check_structure(xml)
+        problems = config_problems(backends, args.project, xml)  # validate-config --project's checks
         if problems:
             return _print_problems(problems)
         store.projects.create(args.project, xml, text_key=text_key(xml), frequency=args.frequency or DEFAULT_FREQUENCY)
@@ -109,7 +125,7 @@ def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> in
     except IntegrityError:  # uq_projects_source_project
         print(f"error: Label Studio project {args.ls_project} is connected already (see `projects`)", file=sys.stderr)
         return 1
-    print(f"{settings.name}: Label Studio project {args.ls_project} at {client.connection.url}, active learning "
+    print(f"{settings.name}: Label Studio project {args.ls_project} at {client.connection.shown_url}, active learning "
           f"{'on' if settings.active_learning else 'off'}, every {settings.frequency}, auto-deploy {'on' if settings.auto_deploy else 'off'}")
     return 0
 
@@ -130,9 +146,11 @@ def cmd_disable(backends: Backends, args: argparse.Namespace) -> int:
 
 
 def cmd_projects(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.naming import safe_name
     from active_learning.status import project_statuses
 
-    rows = [row.as_dict() for row in project_statuses(backends, utcnow())]  # Label Studio's counts are live
+    # Label Studio's counts are live; the safe name is what MLflow models, run ids and folders are named by.
+    rows = [{"safe_name": safe_name(row.name)} | row.as_dict() for row in project_statuses(backends, utcnow())]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -5,6 +5,7 @@ with result items ``{"type": "labels", "value": {"start", "end", "text", "labels
 Nothing here trusts the export: a bad item is skipped and counted in the :class:`ImportSummary`,
 the rest of the export is kept, and a span is never kept at offsets that disagree with its text.
 Overlapping spans are kept as they are; :mod:`active_learning.training.dataset` resolves them.
+NUL characters, which PostgreSQL cannot store, are replaced and counted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ NER_RESULT_TYPE = "labels"
 COMPLETION_KEYS = ("completions", "annotations")  # Annotation Lab, Label Studio >= 1.0
 #: How far (in characters) from its offsets a span's value.text may be found for the span to be moved there.
 REPAIR_WINDOW = 3
+#: One for one, so that span offsets still point at the same characters.
+NUL, NUL_REPLACEMENT = "\x00", "\ufffd"
+#: The store's unique indexes on ids are bounded on PostgreSQL (about 2,700 bytes): longer ids are skipped.
+MAX_ID_LENGTH = 500
 
 _REVIEW_DECISIONS = {"accepted": "accepted", "approved": "accepted", "rejected": "rejected"}
 
@@ -160,14 +165,14 @@ class _ExportReader:
         data = _required(raw, "data", Mapping)
         text = self._task_text(data)
         # Label Studio import files may have no ids: the text then identifies the task.
-        task_id = _external_id(raw["id"]) if raw.get("id") is not None else _stable_hash(["task", text])
+        task_id = self._without_nul(_external_id(raw["id"])) if raw.get("id") is not None else _stable_hash(["task", text])
         if task_id in seen_ids:
             raise _Skipped("duplicate task id")
         title = data.get("title")
         return TaskRecord(
             source_id=task_id,
             text=text,
-            title=title if isinstance(title, str) else None,
+            title=self._without_nul(title) if isinstance(title, str) else None,
             completions=self._completions(raw, task_id, _Text(text)),
             test=_tagged_test(raw.get("tags")),
         )
@@ -182,7 +187,13 @@ class _ExportReader:
             value = strings[0] if len(strings) == 1 else None
         if not isinstance(value, str) or not value.strip():
             raise _Skipped("task without text")
-        return value
+        return self._without_nul(value)
+
+    def _without_nul(self, value: str) -> str:
+        if NUL not in value:
+            return value
+        self.summary.repaired["NUL characters replaced"] += value.count(NUL)
+        return value.replace(NUL, NUL_REPLACEMENT)
 
     def _completions(self, raw_task: Mapping[str, Any], task_id: str, text: _Text) -> tuple[CompletionRecord, ...]:
         predictions = raw_task.get("predictions")
@@ -191,7 +202,7 @@ class _ExportReader:
         completions: dict[str, CompletionRecord] = {}
         for index, raw in enumerate(self._raw_completions(raw_task)):
             try:
-                source_id = _completion_id(raw, task_id, index)
+                source_id = self._without_nul(_completion_id(raw, task_id, index))
                 if source_id in completions:
                     raise _Skipped("duplicate completion id")
                 completion = self._completion(raw, source_id, text)
@@ -221,7 +232,7 @@ class _ExportReader:
         created_at = self._first_time(raw, ("created_at", "created_ago"))
         return CompletionRecord(
             source_id=source_id,
-            annotator=_annotator(raw),
+            annotator=self._without_nul(_annotator(raw)),
             created_at=created_at,
             submitted_at=self._first_time(raw, ("submitted_at", "updated_at")) or created_at,
             ground_truth=raw.get("honeypot") is True or raw.get("ground_truth") is True,
@@ -277,7 +288,7 @@ class _ExportReader:
         labels = _required(value, "labels", list)
         if not all(isinstance(label, str) for label in labels):
             raise _Skipped("wrong type")
-        labels = list(dict.fromkeys(labels))
+        labels = list(dict.fromkeys(self._without_nul(label) for label in labels))
         if not labels:
             raise _Skipped("span without label")
         known = labels if self.allowed_labels is None else [x for x in labels if x in self.allowed_labels]
@@ -303,7 +314,7 @@ class _ExportReader:
             return start, end
         if not isinstance(expected, str):
             raise _Skipped("wrong type")
-        return self._aligned(text, start, end, expected)
+        return self._aligned(text, start, end, expected.replace(NUL, NUL_REPLACEMENT))  # as in the text
 
     def _aligned(self, text: _Text, start: int, end: int, expected: str) -> tuple[int, int]:
         """Offsets whose text is ``expected``: as given, read as UTF-16, or moved to the one clear occurrence."""
@@ -389,9 +400,12 @@ def _required(container: Any, key: str, kind: type | tuple[type, ...]) -> Any:
 
 
 def _external_id(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip():
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if not text:
         raise _Skipped("wrong type")
-    return str(value).strip()
+    if len(text) > MAX_ID_LENGTH:
+        raise _Skipped("id too long")
+    return text
 
 
 def _completion_id(raw: Any, task_id: str, index: int) -> str:

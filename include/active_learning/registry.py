@@ -10,8 +10,11 @@ UI is how a person deploys by hand; the sensor DAG applies the move to the confi
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +38,8 @@ TAG_TRAINED_AT = "trained_at"
 TAG_LABELS = "labels"
 DATASET_DIR = "dataset"
 MODEL_DIR = "model"
+_METRIC_UNSAFE = re.compile(r"[^\w.\- ]")
+_METRIC_NAME_ROOM = 200  # of MLflow's 250 characters a key may have, the rest for a prefix of ours
 
 
 class UntrustedModelError(ValueError):
@@ -97,6 +102,19 @@ class ModelRegistry:
             name, artifact_location=settings.local_artifact_root(), tags={TAG_PROJECT: project}
         )
 
+    def run_experiment(self, run_id: str | None) -> str | None:
+        """The experiment a run belongs to; None for no run or one MLflow does not have."""
+        from mlflow.exceptions import MlflowException
+
+        if not run_id:
+            return None
+        try:
+            return self.client.get_run(run_id).info.experiment_id
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise  # MLflow down is a fault to retry, not a foreign run
+            return None
+
     def start_run(self, project: str, *, run_key: str, run_name: str, tags: Mapping[str, str]) -> str:
         """The MLflow run of a training; a retry of the same training finds and reuses its run."""
         experiment_id = self.experiment_id(project)
@@ -114,18 +132,23 @@ class ModelRegistry:
         """One MLflow run per import in the project's experiment: what was added, skipped, repaired and why."""
         from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-        run = self.client.create_run(
+        counts = {f"export_{k}": v for k, v in summary.items() if isinstance(v, int)} | dict(added)
+        for group in ("skipped", "repaired", "unknown_labels"):  # unknown labels are the export's own words
+            counts |= {metric_key(f"{group}.", k): v for k, v in summary.get(group, {}).items()}
+        run_id = self.client.create_run(
             self.experiment_id(project),
             tags={TAG_PROJECT: project, "type": "import", MLFLOW_RUN_NAME: f"import {Path(source).name}"},
-        )
-        counts = {f"export_{k}": v for k, v in summary.items() if isinstance(v, int)} | dict(added)
-        for group in ("skipped", "repaired", "unknown_labels"):
-            counts |= {f"{group}.{_metric_key(k)}": v for k, v in summary.get(group, {}).items()}
-        self.log_params(run.info.run_id, {"source": Path(source).name})
-        self.log_metrics(run.info.run_id, counts)
-        self.client.log_dict(run.info.run_id, dict(summary), "import_summary.json")
-        self.finish_run(run.info.run_id)
-        return run.info.run_id
+        ).info.run_id
+        try:
+            self.log_params(run_id, {"source": Path(source).name})
+            self.log_metrics(run_id, counts)
+            self.client.log_dict(run_id, dict(summary), "import_summary.json")
+        except BaseException:
+            with contextlib.suppress(Exception):  # MLflow gone meanwhile: the error to report is the first one
+                self.finish_run(run_id, "FAILED")
+            raise
+        self.finish_run(run_id)
+        return run_id
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -163,7 +186,8 @@ class ModelRegistry:
                 warnings.simplefilter("ignore", UserWarning)
                 return resolve_dataset_source(f"{run.info.artifact_uri}/{DATASET_DIR}")
         except MlflowException:
-            page = f"{self.tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/{DATASET_DIR}"
+            server = settings.hide_passwords(self.tracking_uri)  # MLflow keeps the source for every reader of the run
+            page = f"{server}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/{DATASET_DIR}"
             return HTTPDatasetSource(url=page)
 
     def download_dataset(self, run_id: str, destination: Path) -> Path:
@@ -247,13 +271,6 @@ class ModelRegistry:
         except MlflowException:
             return None
 
-    def find_model(self, model_name: str) -> ModelVersionInfo | None:
-        """The registered version carrying one of our model names, or None."""
-        if naming.parse_model_name(model_name) is None:
-            return None  # not a name we give: no need to ask MLflow, and nothing unsafe reaches a filter
-        found = self._search_versions(f"tags.{TAG_MODEL_NAME} = '{_quote(model_name)}'")
-        return found[0] if found else None
-
     def project_models(self, project: str) -> list[ModelVersionInfo]:
         from dataclasses import replace
 
@@ -325,9 +342,19 @@ class ModelRegistry:
                 return found
 
 
-def _metric_key(text: str) -> str:
-    """MLflow metric names allow letters, digits, _ - . space and /."""
-    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in text)
+def metric_key(prefix: str, name: str) -> str:
+    """``prefix + name`` as an MLflow metric key, for a name that comes from users (a label, say).
+
+    MLflow takes keys of at most 250 letters, digits and ``_ . - space : /`` that read as a path to
+    themselves (not ``PER/`` nor ``a//b``), ``:`` only where its server does not run on Windows. A name of
+    letters, digits and ``_ . - space`` that leaves room for the prefix stays as it is; any other has every
+    other character replaced by ``_``, is cut short and ends in a hash of itself, so two names never share
+    a key.
+    """
+    if _METRIC_UNSAFE.search(name) is None and len(name) <= _METRIC_NAME_ROOM:
+        return prefix + name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{prefix}{_METRIC_UNSAFE.sub('_', name)[:_METRIC_NAME_ROOM - 9]}-{digest}"
 
 
 def _quote(value: str) -> str:

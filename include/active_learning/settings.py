@@ -11,10 +11,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS_DIR = REPO_ROOT / "include" / "configs"
+# A URL's scheme and authority (``user:password@host:port``), up to its path, query or fragment.
+_URL_AUTHORITY = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#\s]*)")
 
 
 def data_home() -> Path:
@@ -43,3 +46,15 @@ def warm_start() -> bool:
     if value not in {"true", "false", "1", "0", "yes", "no"}:
         raise ValueError(f"ACTIVE_LEARNING_WARM_START must be true or false, not {value!r}")
     return value in {"true", "1", "yes"}
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it shown as ``***``, as SQLAlchemy shows a database URL
+    (``postgresql://al:***@db/annotations``): for whatever prints, logs or sends a URL or an error about one."""
+    return _URL_AUTHORITY.sub(_hide_password, text)
+
+
+def _hide_password(url: re.Match[str]) -> str:
+    userinfo, _, host = url["authority"].rpartition("@")  # the host follows the last "@"
+    user, colon, _ = userinfo.partition(":")
+    return f"{url['scheme']}{user}:***@{host}" if colon else url[0]

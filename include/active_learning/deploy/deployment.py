@@ -14,6 +14,7 @@ from active_learning.backends import Backends
 from active_learning.sources.label_studio_client import LabelStudioValidationError
 from active_learning.labeling_config import ConfigProblem, assign_model, list_labels, validate_config
 from active_learning.naming import registered_model_name
+from active_learning.provenance import ForeignModelError, our_version
 from active_learning.registry import CANDIDATE, DEPLOYED, ModelVersionInfo
 from active_learning.store import ConfigConflictError
 
@@ -42,7 +43,9 @@ class DeployResult:
 
 
 def find_project_model(backends: Backends, project: str, model_name: str) -> ModelVersionInfo:
-    info = backends.registry.find_model(model_name)
+    """The version a training of ``project`` registered as ``model_name``; a name no training of ours
+    registered is refused, whatever MLflow holds under it (:mod:`active_learning.provenance`)."""
+    info = backends.model(model_name)
     if info is None:
         known = sorted(v.model_name for v in backends.registry.project_models(project))
         close = difflib.get_close_matches(model_name, known, n=3, cutoff=0.5)
@@ -155,7 +158,7 @@ def _deployed_follows_config(backends: Backends, project: str, xml: str) -> None
     """
     registered = registered_model_name(project)
     named = {label.model for label in list_labels(xml) if label.model}
-    ours = [info for info in map(backends.registry.find_model, sorted(named)) if info and info.registered_name == registered]
+    ours = [info for info in map(backends.model, sorted(named)) if info and info.registered_name == registered]
     if ours:
         info = max(ours, key=lambda found: found.version)
         backends.registry.set_alias(registered, DEPLOYED, info.version)
@@ -165,19 +168,37 @@ def _deployed_follows_config(backends: Backends, project: str, xml: str) -> None
         backends.store.projects.set_deployed_model(project, None)
 
 
-def apply_alias_moves(backends: Backends) -> list[DeployResult]:
-    """Apply ``deployed`` aliases that a person moved in the MLflow UI to the projects' configs."""
+@dataclass(frozen=True)
+class AliasMoves:
+    applied: list[DeployResult]
+    refused: list[str]  # one line per alias on a version this loop did not register
+
+    def raise_refused(self) -> None:
+        if self.refused:
+            lines = "\n".join(f"  - {line}" for line in self.refused)
+            raise ForeignAliasError(f"{len(self.refused)} '{DEPLOYED}' alias move(s) refused:\n{lines}")
+
+
+class ForeignAliasError(DeployError):
+    """``deployed`` aliases on versions this loop did not register (:mod:`active_learning.provenance`)."""
+
+
+def apply_alias_moves(backends: Backends) -> AliasMoves:
+    """Apply ``deployed`` aliases that a person moved in the MLflow UI to the projects' configs; an alias on
+    a version this loop did not register is refused, and the other projects' moves still applied."""
     deployed = backends.registry.deployed_versions()
-    applied = []
+    moves = AliasMoves([], [])
     for project, current_model in backends.store.projects.deployed_models().items():
         version = deployed.get(registered_model_name(project))
         if version is None:
             continue
-        info = backends.registry.model_version(registered_model_name(project), version)
-        if info.model_name and info.model_name != current_model:
-            applied.append(
-                deploy_model(
-                    backends, project, info.model_name, author="mlflow", reason=f"alias '{DEPLOYED}' moved to version {version}"
-                )
-            )
-    return applied
+        try:
+            info = our_version(backends.store, backends.registry, project, version)
+        except ForeignModelError as error:
+            moves.refused.append(f"project {project!r}: {error}; move the alias back to a version of ours")
+            log.error("'%s' alias not applied: %s", DEPLOYED, moves.refused[-1])
+            continue
+        if info.model_name != current_model:
+            reason = f"alias '{DEPLOYED}' moved to version {version}"
+            moves.applied.append(deploy_model(backends, project, info.model_name, author="mlflow", reason=reason, model=info))
+    return moves

@@ -10,6 +10,7 @@ set, is never reused. A tolerance (F1 points, 0 by default) lets a slightly wors
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +65,8 @@ def compare(backends: Backends, candidate: ModelVersionInfo) -> Comparison:
     deployed = backends.deployed_version(candidate.project)
     if deployed is not None and deployed.model_name == candidate.model_name:
         deployed = None  # a model is not compared with itself
-    with workspace(f"gate-{model_name}", "evaluate") as folder:
+    # Its own folder: the same model may be rescored twice at once (the gate, the page, `deploy`).
+    with workspace(f"gate-{model_name}-{uuid.uuid4().hex[:12]}", "evaluate") as folder:
         dev_path = backends.registry.download_dataset(candidate.run_id or "", folder) / "dev.spacy"
         candidate_nlp = backends.registry.load_model(candidate)
         docs = read_docs(candidate_nlp, dev_path)

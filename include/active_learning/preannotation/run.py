@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,8 @@ def preannotate(backends: Backends, project: str, *, batch_size: int = BATCH_SIZ
     targets = targets_of(source.read_config(project).xml, model.model_name)
     report = PreannotationReport(project, model.model_name)
     nlp = None
-    with workspace(f"preannotate-{model.model_name}", "model") as folder:
+    # Its own folder: a project may be pre-annotated twice at once (the deploy's asset event, the CLI).
+    with workspace(f"preannotate-{model.model_name}-{uuid.uuid4().hex[:12]}", "model") as folder:
         for page in source.tasks_to_preannotate(project, model.model_name, page_size=batch_size):
             if nlp is None:
                 import spacy

@@ -19,6 +19,7 @@ variable Airflow itself reads, so one setting serves the DAGs, the CLI and the t
 from __future__ import annotations
 
 import codecs
+import ipaddress
 import json
 import logging
 import os
@@ -29,6 +30,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
+
+from active_learning.settings import hide_passwords
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +64,33 @@ class LabelStudioConnection:
     token: str = field(repr=False)
     conn_id: str = DEFAULT_CONN_ID
 
+    @property
+    def shown_url(self) -> str:
+        """The URL for messages and logs: a password in it (a proxy's basic auth) shown as ``***``."""
+        return hide_passwords(self.url)
+
 
 def connection_url(host: str, *, port: int | None = None, scheme: str | None = None) -> str:
-    """The server's base URL from an Airflow connection's parts (host may already be a whole URL)."""
+    """The server's base URL from an Airflow connection's parts (host may already be a whole URL): https
+    unless the connection says http. Plain http to another machine sends the API token in clear: warned."""
     host = host.strip().rstrip("/")
     if "://" not in host:
-        host = f"{scheme if scheme in ('http', 'https') else 'http'}://{host}"
+        host = f"{scheme if scheme in ('http', 'https') else 'https'}://{host}"
     if port and urlsplit(host).port is None:
         parts = urlsplit(host)
         host = parts._replace(netloc=f"{parts.netloc}:{port}").geturl()
+    parts = urlsplit(host)
+    if parts.scheme == "http" and parts.hostname and not _is_loopback(parts.hostname):
+        log.warning("Label Studio at %s is reached over plain http: the API token travels unencrypted; use https",
+                    hide_passwords(host))
     return host
+
+
+def _is_loopback(hostname: str) -> bool:
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:  # a name, not an address
+        return hostname == "localhost"
 
 
 def connection_from_env(conn_id: str = DEFAULT_CONN_ID, environ: Mapping[str, str] | None = None) -> LabelStudioConnection:
@@ -91,8 +111,7 @@ def connection_from_env(conn_id: str = DEFAULT_CONN_ID, environ: Mapping[str, st
         token = str(parts.get("password") or "")
     else:
         split = urlsplit(value)
-        scheme = split.scheme if split.scheme in ("http", "https") else "http"
-        url = connection_url(split.hostname or "", port=split.port, scheme=scheme)
+        url = connection_url(split.hostname or "", port=split.port, scheme=split.scheme)
         token = unquote(split.password or "")
     if not token or url.endswith("://"):
         raise LabelStudioAuthError(f"connection {conn_id!r} needs Label Studio's URL as host and an API token as password")
@@ -126,7 +145,7 @@ class LabelStudioClient:
         self._access: str | None = None
 
     def __repr__(self) -> str:
-        return f"LabelStudioClient({self.connection.url!r}, conn_id={self.connection.conn_id!r})"
+        return f"LabelStudioClient({self.connection.shown_url!r}, conn_id={self.connection.conn_id!r})"
 
     def close(self) -> None:
         self._session.close()
@@ -266,7 +285,7 @@ class LabelStudioClient:
             except (requests.ConnectionError, requests.Timeout) as error:
                 if not retry or attempt >= self.retries:
                     raise LabelStudioError(
-                        f"Label Studio at {self.connection.url} unreachable ({type(error).__name__}) after {attempt + 1} attempts"
+                        f"Label Studio at {self.connection.shown_url} unreachable ({type(error).__name__}) after {attempt + 1} attempts"
                     ) from None
                 self._wait(attempt, method, path, type(error).__name__)
                 attempt += 1
@@ -315,7 +334,7 @@ class LabelStudioClient:
                                               timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as error:
                 if attempt >= self.retries:
-                    raise LabelStudioError(f"Label Studio at {self.connection.url} unreachable ({type(error).__name__})") from None
+                    raise LabelStudioError(f"Label Studio at {self.connection.shown_url} unreachable ({type(error).__name__})") from None
                 self._wait(attempt, "POST", "/api/token/refresh/", type(error).__name__)
                 continue
             with response:
@@ -345,7 +364,7 @@ class LabelStudioClient:
     def _auth_error(self, response: requests.Response, what: str) -> LabelStudioAuthError:
         detail = "; ".join(self._messages(response))
         return LabelStudioAuthError(
-            f"Label Studio at {self.connection.url} {what} (HTTP {response.status_code}: {detail}): check connection "
+            f"Label Studio at {self.connection.shown_url} {what} (HTTP {response.status_code}: {detail}): check connection "
             f"{self.connection.conn_id!r} (host = the server's URL, password = a valid API token of a user who "
             "can see the projects)"
         )

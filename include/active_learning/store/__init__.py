@@ -22,7 +22,7 @@ from active_learning.store.completions import Completions, ImportResult
 from active_learning.store.configs import ConfigConflictError, Configs, ConfigState, RevisionView
 from active_learning.store.db import connect, create_schema
 from active_learning.store.predictions import NewPrediction, Predictions, TaskText
-from active_learning.store.projects import Projects, ProjectSettings
+from active_learning.store.projects import Projects, ProjectSettings, SafeNameTakenError
 from active_learning.store.status import LastTraining, ProjectStatus, Statuses
 from active_learning.store.trainings import Trainings, TrainingView
 
@@ -50,6 +50,7 @@ __all__ = [
     "ProjectSettings",
     "ProjectStatus",
     "RevisionView",
+    "SafeNameTakenError",
     "TaskText",
     "TrainingView",
     "UnknownProjectError",

@@ -19,7 +19,10 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.engine.interfaces import ExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from active_learning.naming import safe_name
 
 FREQUENCIES = (50, 100, 200)
 DEFAULT_FREQUENCY = 50
@@ -50,6 +53,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _safe_name_of_row(context: ExecutionContext) -> str:
+    return safe_name(context.get_current_parameters()["name"])
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -60,19 +67,23 @@ class Project(Base):
         CheckConstraint(f"frequency IN {FREQUENCIES}", name="ck_projects_frequency"),
         Index("ix_projects_active_learning", "active_learning"),
         UniqueConstraint("source", "source_project_id", name="uq_projects_source_project"),
+        # MLflow names, run ids and folders are made of it: two projects sharing it would share models.
+        UniqueConstraint("safe_name", name="uq_projects_safe_name"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # Free-text columns are Text: PostgreSQL enforces a String's length, and a longer value failed the write.
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    safe_name: Mapped[str] = mapped_column(Text, default=_safe_name_of_row)  # naming.safe_name(name)
     labeling_config: Mapped[str] = mapped_column(Text)
     config_revision: Mapped[int] = mapped_column(Integer, default=1)
-    text_key: Mapped[str] = mapped_column(String(100), default="text")
+    text_key: Mapped[str] = mapped_column(Text, default="text")
     active_learning: Mapped[bool] = mapped_column(default=False)
     frequency: Mapped[int] = mapped_column(Integer, default=DEFAULT_FREQUENCY)
     auto_deploy: Mapped[bool] = mapped_column(default=False)
-    deployed_model: Mapped[str | None] = mapped_column(String(200))
+    deployed_model: Mapped[str | None] = mapped_column(Text)
     # The deployed model whose pre-annotation was last announced (see store.predictions.announce).
-    announced_model: Mapped[str | None] = mapped_column(String(200))
+    announced_model: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # "store": tasks, completions and the live config are ours. "label_studio": they live in Label Studio
     # project ``source_project_id``; settings, training history and config revisions stay here.
@@ -95,9 +106,9 @@ class Task(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    source_id: Mapped[str] = mapped_column(String(200))
+    source_id: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
-    title: Mapped[str | None] = mapped_column(String(500))
+    title: Mapped[str | None] = mapped_column(Text)
     # Tagged "test" in the export: in the project's fixed evaluation set, never trained on.
     test: Mapped[bool] = mapped_column(default=False, server_default=false())
 
@@ -123,8 +134,8 @@ class Completion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    source_id: Mapped[str] = mapped_column(String(200))
-    annotator: Mapped[str] = mapped_column(String(200), default="unknown")
+    source_id: Mapped[str] = mapped_column(Text)
+    annotator: Mapped[str] = mapped_column(Text, default="unknown")
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -144,7 +155,7 @@ class TrainingRun(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    run_key: Mapped[str] = mapped_column(String(250), unique=True)
+    run_key: Mapped[str] = mapped_column(Text, unique=True)
     source: Mapped[str] = mapped_column(String(20))  # "active_learning" | "manual"
     as_of: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20), default="running")  # running | success | failed
@@ -152,10 +163,10 @@ class TrainingRun(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completions_used: Mapped[int | None] = mapped_column(Integer)
     dataset_digest: Mapped[str | None] = mapped_column(String(64))
-    model_name: Mapped[str | None] = mapped_column(String(200), unique=True)
+    model_name: Mapped[str | None] = mapped_column(Text, unique=True)
     model_version: Mapped[int | None] = mapped_column(Integer)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
-    deploy: Mapped[str | None] = mapped_column(String(200))  # what the deploy branch did and why
+    deploy: Mapped[str | None] = mapped_column(Text)  # what the deploy branch did and why
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     # Label Studio projects: the server's annotation count when this training read it; the poll counts
@@ -174,7 +185,7 @@ class ConfigRevision(Base):
     revision: Mapped[int] = mapped_column(Integer)
     labeling_config: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    author: Mapped[str] = mapped_column(String(200))
+    author: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
 
 
@@ -194,8 +205,8 @@ class Prediction(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    task_source_id: Mapped[str] = mapped_column(String(200))
-    model_name: Mapped[str] = mapped_column(String(200))
+    task_source_id: Mapped[str] = mapped_column(Text)
+    model_name: Mapped[str] = mapped_column(Text)
     score: Mapped[float] = mapped_column(Float)
     result: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -6,9 +6,18 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from active_learning.naming import check_project_name, safe_name
 from active_learning.store.base import Repository, find_project
 from active_learning.store.configs import next_revision
 from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_STORE, SOURCES, ConfigRevision, Project
+
+
+class SafeNameTakenError(ValueError):
+    def __init__(self, name: str, safe: str, owner: str) -> None:
+        super().__init__(
+            f"project name {name!r} has the safe name {safe!r} of project {owner!r} (its MLflow models, run ids "
+            "and folders are named by it): choose another name"
+        )
 
 
 @dataclass(frozen=True)
@@ -39,12 +48,18 @@ class Projects(Repository):
         source: str = SOURCE_STORE,
         source_project_id: int | None = None,
     ) -> ProjectSettings:
+        check_project_name(name)
         check_frequency(frequency)
         if source not in SOURCES or (source != SOURCE_STORE) != (source_project_id is not None):
             raise ValueError(f"source {source!r} with project id {source_project_id!r}: a project id goes with a source other than {SOURCE_STORE!r}")
         with self._session() as session:
+            safe = safe_name(name)
+            owner = session.scalar(select(Project.name).where(Project.safe_name == safe, Project.name != name))
+            if owner is not None:  # uq_projects_safe_name would refuse it too, less clearly
+                raise SafeNameTakenError(name, safe, owner)
             project = Project(
                 name=name,
+                safe_name=safe,
                 labeling_config=labeling_config,
                 active_learning=active_learning,
                 frequency=frequency,

@@ -83,6 +83,21 @@ class Trainings(Repository):
             ).one()
             return _view(run, project_name)
 
+    def that_registered(self, model_name: str) -> TrainingView | None:
+        """The training that registered ``model_name`` (names are unique); None: no training did."""
+        return self._first(TrainingRun.model_name == model_name)
+
+    def that_registered_version(self, project: str, version: int) -> TrainingView | None:
+        """``project``'s training that registered its model's ``version``; None: no training did."""
+        return self._first(Project.name == project, TrainingRun.model_version == version)
+
+    def _first(self, *conditions: Any) -> TrainingView | None:
+        with self._session() as session:
+            row = session.execute(
+                select(TrainingRun, Project.name).join(Project, Project.id == TrainingRun.project_id).where(*conditions).limit(1)
+            ).first()
+            return _view(*row) if row else None
+
     def history(self, name: str) -> list[TrainingView]:
         with self._session() as session:
             project = find_project(session, name)

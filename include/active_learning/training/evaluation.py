@@ -12,9 +12,9 @@ from active_learning.training.dataset import to_docs
 
 
 def evaluate_export(backends: Backends, model_name: str, tasks_path: Path) -> dict[str, Any]:
-    info = backends.registry.find_model(model_name)
+    info = backends.model(model_name)
     if info is None:
-        raise LookupError(f"no registered model named {model_name!r}")
+        raise LookupError(f"no model named {model_name!r} was registered by a training of this loop")
     return score_export(backends.registry.load_model(info), tasks_path, labels=info.labels) | {"model": model_name}
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from active_learning.registry import metric_key
 from active_learning.settings import CONFIGS_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,7 +29,6 @@ NER_CONFIG_PATH: Path = CONFIGS_DIR / "ner.cfg"
 OVERRIDES_ENV_VAR = "ACTIVE_LEARNING_SPACY_OVERRIDES"
 
 _NER_PIPE = "ner"
-_MLFLOW_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
 @dataclass(frozen=True)
@@ -54,23 +53,11 @@ class NerScores:
     per_label: dict[str, LabelScores] = field(default_factory=dict)
 
     def as_metrics(self) -> dict[str, float]:
-        """Flat metrics for MLflow: ``f1``, ``precision``, ``recall``, ``f1_<LABEL>`` ...
-
-        Characters MLflow does not allow in metric keys are replaced by ``_``; if two labels
-        collide after that, the later one (in sorted order) gets a numeric suffix.
-        """
+        """Flat metrics for MLflow: ``f1``, ``precision``, ``recall``, ``f1_<LABEL>`` ... (a label MLflow
+        cannot name as it is gets a key of its own: :func:`active_learning.registry.metric_key`)."""
         metrics = {"precision": self.precision, "recall": self.recall, "f1": self.f1}
-        used: set[str] = set()
-        for label in sorted(self.per_label):
-            key = sanitize_metric_name(label)
-            candidate, n = key, 2
-            while candidate in used:
-                candidate, n = f"{key}_{n}", n + 1
-            used.add(candidate)
-            scores = self.per_label[label]
-            metrics[f"f1_{candidate}"] = scores.f1
-            metrics[f"precision_{candidate}"] = scores.precision
-            metrics[f"recall_{candidate}"] = scores.recall
+        for label, scores in sorted(self.per_label.items()):
+            metrics |= {metric_key(f"{name}_", label): value for name, value in scores.as_dict().items()}
         return metrics
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,11 +75,6 @@ class TrainingOutcome:
     model_dir: Path  # the best model (spaCy's model-best)
     labels: tuple[str, ...]  # labels the NER component knows
     seconds: float  # wall time of the training run
-
-
-def sanitize_metric_name(name: str) -> str:
-    """Replace characters MLflow rejects in metric keys (allowed: alphanumerics, ``_ - . space /``)."""
-    return _MLFLOW_UNSAFE.sub("_", name) or "_"
 
 
 def load_training_overrides(raw: str | None = None) -> dict[str, object]:

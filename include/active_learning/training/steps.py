@@ -151,8 +151,9 @@ def finish(backends: Backends, run_key: str) -> None:
 
 
 def fail(backends: Backends, run_key: str, error: BaseException | str) -> None:
-    """Mark a training failed with its reason, so the history says why and the poll retries the crossing."""
-    backends.store.trainings.update(run_key, status="failed", error=str(error)[:4000])
+    """Mark a training failed with its reason, so the history says why and the poll retries the crossing.
+    The history is shown to every viewer of the page: a URL in the reason keeps no password."""
+    backends.store.trainings.update(run_key, status="failed", error=settings.hide_passwords(str(error))[:4000])
 
 
 def _keep_config_labels(examples: list[TrainingExample], config_labels: set[str]) -> tuple[list[TrainingExample], dict[str, int]]:

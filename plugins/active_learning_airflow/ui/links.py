@@ -10,12 +10,14 @@ from active_learning_airflow.ui import URL_PREFIX
 
 
 def links(request: Request) -> dict[str, str]:
-    """Airflow's UI is this app's mount point without the plugin's prefix: right under a base_url sub-path too."""
+    """Airflow's UI is this app's mount point without the plugin's prefix: right under a base_url sub-path too.
+    Every viewer of the page gets these, so a password in the MLflow URL is shown as ``***``."""
     from active_learning import settings
 
     root = request.scope.get("root_path", "")
     airflow_base = root[: -len(URL_PREFIX)] if root.endswith(URL_PREFIX) else root
-    return {"airflow": f"{airflow_base}/", "mlflow": mlflow_ui_url(settings.mlflow_tracking_uri())}
+    mlflow = settings.hide_passwords(mlflow_ui_url(settings.mlflow_tracking_uri()))
+    return {"airflow": f"{airflow_base}/", "mlflow": mlflow}
 
 
 def mlflow_ui_url(tracking_uri: str) -> str:
