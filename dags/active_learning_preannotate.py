@@ -22,6 +22,7 @@ from typing import Any
 from active_learning.constants import PREANNOTATE_DAG_ID
 from active_learning_airflow.assets import DEPLOYED_MODELS, announced_projects
 from active_learning_airflow.params import DRAFT_07, add_trigger_form
+from active_learning_airflow.pools import IN_TRAINING_POOL
 from active_learning_airflow.tasks import domain_task
 from airflow.sdk import DAG, Param, task
 
@@ -48,7 +49,7 @@ with DAG(
         named = set(announced_projects(triggering_asset_events))
         return sorted(named | ({params["project"]} if params.get("project") else set()))
 
-    @task(max_active_tis_per_dagrun=1)  # one model in memory at a time
+    @task(max_active_tis_per_dagrun=1, **IN_TRAINING_POOL)  # one model in memory per run, pooled with trainings
     def preannotate(project: str) -> dict[str, Any]:
         from active_learning.preannotation.run import preannotate as preannotate_project
 

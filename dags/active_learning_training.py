@@ -20,6 +20,7 @@ from active_learning.constants import DEPLOY_ALWAYS, DEPLOY_AUTO, DEPLOY_CHOICES
 from active_learning_airflow.assets import DEPLOYED_MODELS, announce
 from active_learning_airflow.callbacks import mark_training_failed
 from active_learning_airflow.params import DRAFT_07, add_trigger_form
+from active_learning_airflow.pools import IN_TRAINING_POOL
 from active_learning_airflow.tasks import domain_task
 from airflow.sdk import DAG, Param, TriggerRule, task
 
@@ -39,6 +40,11 @@ TRIGGER_FORM = {
     "gate_tolerance": Param(
         0.0, type="number", minimum=0, maximum=1, title="Gate tolerance", **DRAFT_07,
         description="auto-deploy only if new F1 >= deployed F1 - tolerance, both scored on the fixed evaluation set",
+    ),
+    "training_params": Param(
+        {}, type="object", title="Training parameters", **DRAFT_07,
+        description='This run only, over the project\'s: e.g. {"training.max_steps": 2000}; the names and '
+        "ranges: `active-learning training-params --project P`",
     ),
     "as_of": Param(
         None,
@@ -76,14 +82,16 @@ with DAG(
         # The sensor says so in the run's conf; not a form field, so a run started by hand is "manual".
         source = training_source(dag_run.conf or {})
         with domain_task() as backends:
-            return training_steps.prepare_data(backends, params["project"], run_key=run_id, source=source, as_of=as_of)
+            return training_steps.prepare_data(backends, params["project"], run_key=run_id, source=source, as_of=as_of,
+                                               training_params=params.get("training_params"))
 
-    @task(retries=1)  # the slow step: a retry trains again
+    @task(retries=1, **IN_TRAINING_POOL)  # the slow step: a retry trains again
     def train(prepared: dict[str, Any]) -> dict[str, Any]:
         from active_learning.training import steps as training_steps
 
         with domain_task() as backends:
-            return training_steps.train(backends, run_key=prepared["run_key"], mlflow_run_id=prepared["mlflow_run_id"])
+            return training_steps.train(backends, run_key=prepared["run_key"], mlflow_run_id=prepared["mlflow_run_id"],
+                                        overrides=prepared["spacy_overrides"])
 
     @task
     def register(prepared: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +102,7 @@ with DAG(
                 backends, run_key=prepared["run_key"], model_uri=trained["model_uri"], labels=trained["labels"]
             )
 
-    @task.branch
+    @task.branch(**IN_TRAINING_POOL)  # the gate loads and scores two models
     def choose_deploy_path(registered: dict[str, Any], params: dict[str, Any], run_id: str) -> str:
         """The project's auto-deploy flag and the deploy gate, or the run's deploy choice; returns a task id."""
         from active_learning.deploy import steps as deploy_steps

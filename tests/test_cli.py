@@ -216,3 +216,59 @@ def test_import_refuses_names_no_project_may_have_and_projects_shows_safe_names(
     code, _, err = run(capsys, "import", BATCH1, "--project", "a  b", "--config", CONFIG)
     assert code == 1 and "project name 'a  b' has the safe name 'a_b-c8687a08' of project 'a b'" in err
     assert "a  b" not in projects(capsys)
+
+
+def test_training_params_show_their_sources_and_reach_the_training(home: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Project > ACTIVE_LEARNING_SPACY_OVERRIDES > ner.cfg; each change is a config revision; the training
+    gets the values (read back from its MLflow run) and splits by the project's dev percent."""
+    import mlflow
+
+    monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": 60, "training.eval_frequency": 20}')
+    run(capsys, "import", BATCH1, "--project", "news", "--config", CONFIG)
+    code, out, _ = run(capsys, "training-params", "--project", "news", "--set", "training.max_steps=3",
+                       "--set", "training.eval_frequency=1", "--set", "dataset.dev_percent=40", "--json")
+    shown = {row["name"]: (row["value"], row["source"]) for row in json.loads(out)["parameters"]}
+    assert code == 0 and shown["training.max_steps"] == (3, "project") and shown["dataset.dev_percent"] == (40, "project")
+    assert shown["training.dropout"] == (0.1, "default") and shown["system.seed"] == (0, "default")
+    code, out, _ = run(capsys, "training-params", "--project", "news", "--unset", "training.eval_frequency")
+    assert code == 0 and re.search(r"training\.eval_frequency\s+20\s+deployment", out)
+    assert re.search(r"training\.max_steps\s+3\s+project", out) and re.search(r"training\.patience\s+1600\s+default", out)
+    reasons = [line for line in run(capsys, "config", "--project", "news", "--revisions")[1].splitlines() if "training parameters" in line]
+    assert len(reasons) == 2 and "cli" in reasons[0] and "training.max_steps=3" in reasons[0]
+
+    code, out, _ = run(capsys, "train", "--project", "news", "--no-deploy")
+    [training] = json.loads(run(capsys, "history", "--project", "news")[1])
+    params = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}").get_run(training["mlflow_run_id"]).data.params
+    assert params["spacy.training.max_steps"] == params["training_params.training.max_steps"] == "3"
+    assert params["spacy.training.eval_frequency"] == "20" and "spacy.training.dropout" not in params
+    assert params["training_params.dataset.dev_percent"] == "40"
+    assert json.loads(params["training_params.sources"]) == {
+        "dataset.dev_percent": "project", "training.eval_frequency": "deployment", "training.max_steps": "project"}
+
+
+def test_bad_training_params_are_refused_one_line_each_and_nothing_is_saved(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    run(capsys, "import", BATCH1, "--project", "news", "--config", CONFIG)
+    code, _, err = run(capsys, "training-params", "--project", "news", "--set", "training.max_step=3",
+                       "--set", "training.dropout=1.5", "--set", "system.seed=abc", "--set", "training.max_steps=3",
+                       "--unset", "training.patiense")
+    assert code == 1 and err.splitlines() == [
+        "error: unknown training parameter 'training.patiense': did you mean 'training.patience'?",
+        "error: unknown training parameter 'training.max_step': did you mean 'training.max_steps'?",
+        "error: training.dropout must be between 0 and 0.9, not 1.5",
+        "error: system.seed must be an integer, not 'abc' (str)",
+    ]
+    code, out, _ = run(capsys, "training-params", "--project", "news", "--json")
+    assert all(row["source"] != "project" for row in json.loads(out)["parameters"])
+    assert len(run(capsys, "config", "--project", "news", "--revisions")[1].splitlines()) == 1
+
+
+def test_enable_asks_the_deploy_question_only_at_a_terminal(home: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    run(capsys, "import", BATCH1, "--project", "news", "--config", CONFIG)
+    code, out, _ = run(capsys, "enable", "--project", "news")  # stdin is not a terminal: today's behaviour, said so
+    assert code == 0 and "auto-deploy off (unchanged: --auto-deploy or --no-auto-deploy to choose)" in out
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "y" if "deploy gate" in prompt else "n")
+    code, out, _ = run(capsys, "enable", "--project", "news")
+    assert code == 0 and out.strip().endswith("auto-deploy on") and projects(capsys)["news"]["auto_deploy"] is True
+    code, out, _ = run(capsys, "enable", "--project", "news", "--no-auto-deploy")  # a flag: no question
+    assert out.strip().endswith("auto-deploy off")

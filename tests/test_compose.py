@@ -394,6 +394,21 @@ def test_the_image_matches_the_pinned_airflow(config: dict[str, Any]) -> None:
     assert base.group(2) == "3.11"
 
 
+def test_airflow_init_creates_the_training_pool_before_anything_runs_tasks(tmp_path: Path, config: dict[str, Any]) -> None:
+    services = config["services"]
+    init = services["airflow-init"]
+    script = init["command"][-1].splitlines()
+    create = 'PYTHONPATH="$${AIRFLOW__CORE__PLUGINS_FOLDER}" python -m active_learning_airflow.pools'  # $$: the shell's $
+    assert create in script, "airflow-init creates the training pool, with plugins/ importable"
+    assert script.index("/entrypoint airflow version") < script.index(create), "after Airflow's database is migrated"
+    assert init["environment"]["_AIRFLOW_DB_MIGRATE"] == "true"
+    for name in ("airflow-scheduler", "airflow-worker"):
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully", name
+    assert init["environment"]["ACTIVE_LEARNING_TRAINING_POOL_SLOTS"] == "", "unset: the host's default"
+    sized = render(tmp_path, **SECRETS, ACTIVE_LEARNING_TRAINING_POOL_SLOTS="6")
+    assert sized["services"]["airflow-init"]["environment"]["ACTIVE_LEARNING_TRAINING_POOL_SLOTS"] == "6"
+
+
 def test_workers_can_be_scaled(config: dict[str, Any]) -> None:
     worker = config["services"]["airflow-worker"]
     assert "container_name" not in worker and "ports" not in worker

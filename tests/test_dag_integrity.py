@@ -77,4 +77,74 @@ def test_the_training_dag_branches_and_validates_after_either_branch(dagbag) -> 
     validate = dag.task_dict["validate_config"]
     assert validate.upstream_task_ids == {"update_config", "register_only", "register"}
     assert validate.trigger_rule == "none_failed_min_one_success"
-    assert set(dag.params.keys()) == {"project", "deploy", "gate_tolerance", "as_of"}
+    assert set(dag.params.keys()) == {"project", "deploy", "gate_tolerance", "training_params", "as_of"}
+
+
+# Tasks that load spaCy models, each with what it loads: they share the training pool, and no other task
+# does (polls, launches and deploys never wait behind a training).
+LOADS_MODELS: dict[tuple[str, str], str] = {
+    ("active_learning_training", "train"): "trains a pipeline, then loads it to score and log it",
+    ("active_learning_training", "choose_deploy_path"): "the deploy gate scores the new and the deployed model",
+    ("active_learning_preannotate", "preannotate"): "the deployed model pre-annotates the queue",
+}
+
+
+def test_every_task_that_loads_a_model_is_in_the_training_pool_and_no_other_is(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from airflow.task.priority_strategy import validate_and_load_priority_weight_strategy
+
+    from active_learning.constants import TRAINING_POOL
+    from active_learning_airflow.priority import FirstInFirstOut
+
+    tasks = {(dag.dag_id, task.task_id): task for dag in dagbag.dags.values() for task in dag.tasks}
+    assert set(LOADS_MODELS) <= set(tasks), f"LOADS_MODELS names tasks that do not exist: {sorted(set(LOADS_MODELS) - set(tasks))}"
+    assert {key for key, task in tasks.items() if task.pool == TRAINING_POOL} == set(LOADS_MODELS)
+    for key in LOADS_MODELS:
+        strategy = validate_and_load_priority_weight_strategy(tasks[key].weight_rule)
+        assert type(strategy) is FirstInFirstOut, f"{key}: pooled work runs in the order it arrived"
+
+
+def test_polls_and_deploys_never_wait_behind_a_training(dagbag) -> None:  # type: ignore[no-untyped-def]
+    for dag_id in ("active_learning_sensor", "active_learning_deploy"):
+        pools = {task.task_id: task.pool for task in dagbag.dags[dag_id].tasks}
+        assert set(pools.values()) == {"default_pool"}, f"{dag_id}: {pools}"
+
+
+def test_the_pooled_tasks_keep_pool_and_order_through_serialization(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """What the scheduler gets: this fails if the plugin does not register the weight strategy."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from active_learning.constants import TRAINING_POOL
+    from active_learning_airflow.priority import FirstInFirstOut
+
+    for (dag_id, task_id) in LOADS_MODELS:
+        dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dagbag.dags[dag_id]))
+        task = dag.get_task(task_id)
+        assert task.pool == TRAINING_POOL
+        assert type(task.weight_rule) is FirstInFirstOut
+
+
+def test_a_training_launched_earlier_trains_first(dagbag, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Task instances created as Airflow creates them, one second apart: the earlier outranks the later,
+    and pooled work outranks every weight Airflow's own rules give the loop's tasks."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from active_learning_airflow import priority
+
+    dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dagbag.dags["active_learning_training"]))
+    now = 1_800_000_000.0
+    monkeypatch.setattr(priority.time, "time", lambda: now)
+    earlier = TaskInstance(dag.get_task("train"), run_id="due_first", dag_version_id=None)
+    now += 1
+    later = TaskInstance(dag.get_task("train"), run_id="due_second", dag_version_id=None)
+    assert 2**31 - 1 >= earlier.priority_weight > later.priority_weight > len(dag.tasks)
+
+
+def test_the_scheduler_still_queues_by_weight_then_logical_date() -> None:
+    """FirstInFirstOut relies on this order (Airflow 3.3): re-check it when Airflow changes."""
+    import inspect
+
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    source = inspect.getsource(SchedulerJobRunner._executable_task_instances_to_queued)
+    assert ".order_by(-TI.priority_weight, DR.logical_date, TI.map_index)" in source

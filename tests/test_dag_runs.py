@@ -151,3 +151,33 @@ def test_the_preannotate_dag_puts_the_deployed_model_to_work(dagbag, backends: B
     run = dagbag.dags["active_learning_preannotate"].test(run_conf={"project": "queued"})
     assert run.state == "success", task_states(run)
     assert set(backends.store.predictions.scores("queued", model)) == {task.source_id for task in waiting}
+
+
+def test_a_runs_training_params_go_over_the_projects_and_reach_the_mlflow_run(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
+    backends.store.projects.set_training_params(project, {"training.max_steps": 5, "system.seed": 7}, author="t", reason="t")
+    run = dagbag.dags["active_learning_training"].test(run_conf={
+        "project": project, "deploy": "register_only", "training_params": {"training.max_steps": 2, "training.eval_frequency": 1}})
+    assert run.state == "success", task_states(run)
+    [training] = backends.store.trainings.history(project)
+    params = backends.registry.client.get_run(training.mlflow_run_id).data.params
+    assert (params["spacy.training.max_steps"], params["spacy.training.eval_frequency"], params["spacy.system.seed"]) == ("2", "1", "7")
+    assert '"training.max_steps": "run"' in params["training_params.sources"]
+
+
+def test_bad_training_params_fail_the_run_at_once(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
+    run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "training_params": {"training.max_step": 2}})
+    assert run.state == "failed" and task_states(run)["prepare_data"] == "failed"
+    [training] = backends.store.trainings.history(project)
+    assert training.status == "failed" and "did you mean 'training.max_steps'?" in training.error and training.mlflow_run_id is None
+
+
+def test_parameters_spacy_refuses_fail_the_training_naming_them_without_a_retry(  # type: ignore[no-untyped-def]
+    dagbag, backends: Backends, project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": "many"}')  # ours are checked; the deployment's not
+    # dag.test() runs in this process: a conf's object param lingers in the DAG's Params, so give it again
+    run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "deploy": "register_only", "training_params": {}})
+    [train] = [ti for ti in run.get_task_instances() if ti.task_id == "train"]
+    assert run.state == "failed" and train.state == "failed" and train.try_number == 1
+    [training] = backends.store.trainings.history(project)
+    assert training.status == "failed" and "training.max_steps='many' (Input should be a valid integer)" in training.error

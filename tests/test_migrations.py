@@ -327,3 +327,22 @@ def test_an_upgrade_finding_two_projects_with_one_safe_name_stops_and_names_them
     with engine.connect() as connection:
         assert current_revision(connection) == "0005"  # nothing half-done
     assert "safe_name" not in {column["name"] for column in inspect(engine).get_columns("projects")}
+
+
+def test_training_params_are_stored_per_project_and_go_down_and_up_again(engine: Engine) -> None:
+    """0007 adds projects.training_params (NULL for existing projects: the defaults); the downgrade drops it."""
+    _project_rows_at_0005(engine, ["news"])
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0006")
+
+    create_schema(engine)
+
+    store = AnnotationStore(engine)
+    assert store.projects.get("news").training_params == {}
+    store.projects.set_training_params("news", {"training.max_steps": 5, "training.dropout": 0.2}, author="ann", reason="r")
+    assert store.projects.get("news").training_params == {"training.max_steps": 5, "training.dropout": 0.2}
+    assert schema_diffs(engine) == []
+    _downgrade(engine, "0006")
+    assert "training_params" not in {column["name"] for column in inspect(engine).get_columns("projects")}
+    create_schema(engine)
+    assert store.projects.get("news").training_params == {}

@@ -604,3 +604,49 @@ def test_the_projects_list_answers_fast_with_1000_projects_in_two_statements(
     assert median < 0.3
     rows = response.json()["projects"]
     assert rows[5]["since_last_training"] == 49 and rows[5]["last_training"]["status"] == "failed"
+
+
+# -- training parameters ----------------------------------------------------------------------------------
+
+
+def test_training_params_set_on_the_page_reach_the_training(client, backends, user) -> None:  # type: ignore[no-untyped-def]
+    """Set through the API as the user (a config revision by them), shown with their sources, used by the
+    next training: read back from its MLflow run."""
+    from active_learning.exports import read_export
+    from active_learning.loop import train_now
+
+    name = new_project(backends, "params-project")
+    backends.store.completions.import_tasks(name, read_export(SAMPLE / "completions_batch1.json")[0])
+    url = f"{UI}/api/project/training-params"
+    response = client.post(url, params={"project": name}, headers=user,
+                           json={"config_revision": 1, "set": {"training.max_steps": 4, "training.dropout": 0.3}})
+    assert response.status_code == 200, response.text
+    assert response.json()["config_revision"] == 2
+    revision = backends.store.configs.revisions(name)[-1]
+    assert revision.author == "alice" and "training.max_steps=4" in revision.reason and "Active Learning page" in revision.reason
+    shown = client.get(f"{UI}/api/project", params={"project": name}, headers=user).json()["training_params"]
+    assert {r["name"]: (r["value"], r["source"]) for r in shown}["training.max_steps"] == (4, "project")
+    unset = client.post(url, params={"project": name}, headers=user, json={"config_revision": 2, "unset": ["training.dropout"]})
+    assert unset.status_code == 200 and backends.store.projects.get(name).training_params == {"training.max_steps": 4}
+
+    registered = train_now(backends, name, choice="register_only")
+    params = backends.registry.client.get_run(registered["run_id"]).data.params
+    assert params["spacy.training.max_steps"] == "4" and params["training_params.training.dropout"] == "0.1"
+
+
+def test_bad_training_params_are_refused_with_the_messages_and_nothing_saved(client, backends, admin, viewer) -> None:  # type: ignore[no-untyped-def]
+    name = new_project(backends, "bad-params-project")
+    url = f"{UI}/api/project/training-params"
+    bad = client.post(url, params={"project": name}, headers=admin, json={
+        "config_revision": 1, "set": {"training.max_steps": 4, "training.dropuot": 0.2, "training.patience": -1,
+                                      "system.seed": "x"}})
+    assert bad.status_code == 422 and bad.json()["detail"]["problems"] == [
+        "unknown training parameter 'training.dropuot': did you mean 'training.dropout'?",
+        "training.patience must be between 0 and 1000000, not -1",
+        "system.seed must be an integer, not 'x' (str)",
+    ]
+    refused = client.post(url, params={"project": name}, headers=viewer, json={"config_revision": 1, "set": {"training.max_steps": 4}})
+    assert refused.status_code == 403
+    stale = client.post(url, params={"project": name}, headers=admin, json={"config_revision": 9, "set": {"training.max_steps": 4}})
+    assert stale.status_code == 409
+    assert backends.store.projects.get(name).training_params == {} and backends.store.configs.read(name).revision == 1

@@ -131,11 +131,40 @@ def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> in
 
 
 def cmd_enable(backends: Backends, args: argparse.Namespace) -> int:
+    auto_deploy = args.auto_deploy
+    if auto_deploy is None and sys.stdin.isatty():  # a person at a terminal answers the page's question
+        answer = input("Deploy a newly trained model into the labeling config right after training, "
+                       "if it passes the deploy gate? [y/N] ")
+        auto_deploy = answer.strip().lower() in ("y", "yes")
     settings = backends.store.projects.update_settings(
-        args.project, active_learning=True, frequency=args.frequency, auto_deploy=args.auto_deploy
+        args.project, active_learning=True, frequency=args.frequency, auto_deploy=auto_deploy
     )
+    kept = " (unchanged: --auto-deploy or --no-auto-deploy to choose)" if auto_deploy is None else ""
     print(f"{settings.name}: active learning on, every {settings.frequency} new completions, "
-          f"auto-deploy {'on' if settings.auto_deploy else 'off'}")
+          f"auto-deploy {'on' if settings.auto_deploy else 'off'}{kept}")
+    return 0
+
+
+def cmd_training_params(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning.training import parameters
+
+    current = backends.store.projects.get(args.project).training_params
+    try:
+        assign = dict(parameters.parse_assignment(text) for text in args.set)
+        wanted = parameters.changed(current, assign, args.unset)
+    except parameters.TrainingParameterError as error:  # one line per bad value; nothing saved
+        return _print_problems(error.problems)
+    if wanted != current:
+        backends.store.projects.set_training_params(
+            args.project, wanted, author="cli", reason=parameters.describe(assign, args.unset))
+    rows = parameters.effective(wanted).rows()
+    if args.json:
+        print(json.dumps({"project": args.project, "parameters": rows}, indent=2))
+        return 0
+    print(f"{args.project}: training parameters (source: project > deployment {parameters.DEPLOYMENT_VARIABLE} > default ner.cfg)")
+    for row in rows:
+        value = "(schedule)" if isinstance(row["value"], dict) else str(row["value"])  # ner.cfg's batch size
+        print(f"  {row['name']:30} {value:>12}  {row['source']:10}  {row['description']}")
     return 0
 
 
@@ -326,6 +355,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("enable", cmd_enable, "switch active learning on for a project")
     sub.add_argument("--project", required=True)
     frequency_and_deploy(sub)
+
+    sub = command("training-params", cmd_training_params,
+                  "show a project's training parameters and where each comes from; set or unset them")
+    sub.add_argument("--project", required=True)
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="set a parameter for the project, e.g. training.max_steps=2000 (repeatable)")
+    sub.add_argument("--unset", action="append", default=[], metavar="KEY",
+                     help="back to the deployment's or the default value (repeatable)")
+    sub.add_argument("--json", action="store_true")
 
     sub = command("disable", cmd_disable, "switch active learning off for a project")
     sub.add_argument("--project", required=True)

@@ -8,6 +8,10 @@ SENSOR_DAG_ID = "active_learning_sensor"
 TRAINING_DAG_ID = "active_learning_training"
 DEPLOY_DAG_ID = "active_learning_deploy"
 
+# The Airflow pool of the tasks that load spaCy models (training, the deploy gate's scoring,
+# pre-annotation): it bounds how many run at once, whatever the executor's slots.
+TRAINING_POOL = "active_learning_training"
+
 # What a training does with its model: the project's auto-deploy flag and the deploy gate, deploy
 # (gate overridden), or only register.
 DEPLOY_AUTO = "auto"

@@ -22,7 +22,8 @@ def train_now(
     run_key = f"{TRIGGERED_BY_HAND}__{naming.safe_name(project)}__{started:%Y%m%dT%H%M%S.%f}"
     try:
         prepared = training_steps.prepare_data(backends, project, run_key=run_key, source=TRIGGERED_BY_HAND, as_of=started)
-        trained = training_steps.train(backends, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"], warm_start=warm_start)
+        trained = training_steps.train(backends, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"],
+                                       overrides=prepared["spacy_overrides"], warm_start=warm_start)
         registered = training_steps.register(backends, run_key=run_key, model_uri=trained["model_uri"], labels=trained["labels"])
         model = ModelVersionInfo.from_dict(registered)
         if deploy_steps.decide(backends, run_key, model, choice=choice, tolerance=tolerance):

@@ -28,6 +28,7 @@ def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, 
     """Everything the project page shows. Raises UnknownProjectError for an unknown project."""
     from active_learning.deploy.deployment import config_problems
     from active_learning.preannotation.queue import queue_summary
+    from active_learning.training import parameters
     from active_learning.training.learning_curve import curve_rows
 
     store = backends.store
@@ -83,6 +84,7 @@ def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, 
             for r in reversed(revisions)
         ],
         "learning_curve": curve_rows(history),
+        "training_params": parameters.effective(settings.training_params).rows(),
         "queue": queue_summary(backends, name),
     }
 

@@ -6,6 +6,7 @@
 | ``ACTIVE_LEARNING_DB_URL`` | ``sqlite:///$ACTIVE_LEARNING_HOME/annotations.db`` |
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///$ACTIVE_LEARNING_HOME/mlflow.db`` (artifacts in ``mlartifacts/`` beside it) |
 | ``ACTIVE_LEARNING_WARM_START`` | ``false``: train from scratch; ``true``: continue from the deployed model |
+| ``ACTIVE_LEARNING_TRAINING_POOL_SLOTS`` | size of the training pool when it is created; default :func:`default_training_pool_slots` |
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS_DIR = REPO_ROOT / "include" / "configs"
+# A training peaks at 650-800 MB (spaCy, its data, the model's upload to MLflow): a GiB each leaves headroom.
+MEMORY_PER_TRAINING = 1 << 30
 # A URL's scheme and authority (``user:password@host:port``), up to its path, query or fragment.
 _URL_AUTHORITY = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#\s]*)")
 
@@ -46,6 +49,46 @@ def warm_start() -> bool:
     if value not in {"true", "false", "1", "0", "yes", "no"}:
         raise ValueError(f"ACTIVE_LEARNING_WARM_START must be true or false, not {value!r}")
     return value in {"true", "1", "yes"}
+
+
+def training_pool_slots() -> int:
+    """How many tasks that load spaCy models may run at once, for creating the training pool:
+    ``ACTIVE_LEARNING_TRAINING_POOL_SLOTS``, else what this machine holds."""
+    value = os.environ.get("ACTIVE_LEARNING_TRAINING_POOL_SLOTS", "").strip()
+    if not value:
+        return default_training_pool_slots(_cores(), _available_memory())
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"ACTIVE_LEARNING_TRAINING_POOL_SLOTS must be a whole number >= 1, not {value!r}")
+    return int(value)
+
+
+def default_training_pool_slots(cores: int, available_memory: int | None) -> int:
+    """One training per core, no more than fit in the available memory at ``MEMORY_PER_TRAINING`` each
+    (unknown memory: cores only), and at least one: ``max(1, min(cores, available // 1 GiB))``."""
+    by_memory = cores if available_memory is None else available_memory // MEMORY_PER_TRAINING
+    return max(1, min(cores, by_memory))
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, where the OS says)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _available_memory() -> int | None:
+    """Memory available to new processes without swapping: Linux's MemAvailable, else the free pages."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def hide_passwords(text: str) -> str:

@@ -9,13 +9,12 @@ scale-out section.
 from __future__ import annotations
 
 import secrets
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.airflow_api import AirflowApi, airflow_healthy
-from devstack.embedded import airflow_environment
+from devstack.embedded import airflow_environment, prepare_airflow
 from devstack.services import Service, answers, wait_until
 
 
@@ -82,9 +81,7 @@ class LocalCluster:
         logs = s.home / "logs"
         mlflow = mlflow_server(s.mlflow_backend_url, s.home / "mlflow-artifacts", s.mlflow_port, env=self.env, log_dir=logs)
         self.services.append(mlflow)
-        migrated = subprocess.run(["airflow", "db", "migrate"], env=self.env, capture_output=True, text=True)
-        if migrated.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed: {migrated.stderr[-3000:]}")
+        prepare_airflow(self.env)
         for name, command in [
             ("api-server", ["airflow", "api-server", "--port", str(s.airflow_port)]),
             ("scheduler", ["airflow", "scheduler"]),

@@ -39,6 +39,19 @@ def airflow_environment(home: Path, *, port: int = 8080, poll_schedule: str = "*
     return env
 
 
+def prepare_airflow(env: dict[str, str]) -> None:
+    """Migrate Airflow's database, then create the training pool if it is missing, before any scheduler
+    starts: a task in a pool that does not exist would wait until it does."""
+    plugins_on_path = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "plugins"), env.get("PYTHONPATH")]))}
+    for name, command, command_env in [
+        ("airflow db migrate", ["airflow", "db", "migrate"], env),
+        ("the training pool", [sys.executable, "-m", "active_learning_airflow.pools"], plugins_on_path),
+    ]:
+        done = subprocess.run(command, env=command_env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name} failed: {done.stderr[-3000:]}")
+
+
 @dataclass
 class EmbeddedAirflow:
     home: Path
@@ -67,6 +80,7 @@ class EmbeddedAirflow:
         return self.service.process if self.service else None
 
     def start(self, timeout: float = 180) -> None:
+        prepare_airflow(self.env)
         self.service = Service("airflow-standalone", ["airflow", "standalone"], env=self.env, log_dir=self.home).start()
         wait_until(lambda: airflow_healthy(self.url), timeout=timeout, what="a healthy Airflow", services=[self.service])
 

@@ -96,6 +96,8 @@ class Project(Base):
     last_arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_training_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)
     arrived_by_last_training: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Training parameters set for this project (training/parameters.py checks them); none: the defaults.
+    training_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     tasks: Mapped[list[Task]] = relationship(back_populates="project", cascade="all, delete-orphan")
 

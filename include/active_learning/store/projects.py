@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 
@@ -32,6 +33,7 @@ class ProjectSettings:
     config_revision: int
     source: str = SOURCE_STORE
     source_project_id: int | None = None
+    training_params: dict[str, Any] = field(default_factory=dict)
 
 
 class Projects(Repository):
@@ -115,6 +117,19 @@ class Projects(Repository):
                 project.auto_deploy = auto_deploy
             return _settings(project)
 
+    def set_training_params(
+        self, name: str, params: dict[str, Any], *, expected_revision: int | None = None, author: str, reason: str
+    ) -> ProjectSettings:
+        """Store the project's training parameters (checked by the caller: training/parameters.py). They
+        decide what trains, so every change is a config revision (same labeling config; ``author``,
+        ``reason``), onto ``expected_revision`` when a form names one, else onto the live one."""
+        with self._session() as session:
+            project = find_project(session, name)
+            revision = project.config_revision if expected_revision is None else expected_revision
+            next_revision(session, project, project.labeling_config, revision, author, reason)
+            project.training_params = dict(params) or None
+            return _settings(project)
+
     def deployed_models(self) -> dict[str, str | None]:
         """Project name -> the model its config was last deployed with."""
         with self._session() as session:
@@ -143,4 +158,5 @@ def _settings(project: Project) -> ProjectSettings:
         config_revision=project.config_revision,
         source=project.source,
         source_project_id=project.source_project_id,
+        training_params=dict(project.training_params or {}),
     )

@@ -70,6 +70,19 @@ class NerScores:
         }
 
 
+class SpacyConfigError(RuntimeError):
+    """spaCy refused its config before training: no retry changes that. Names the overrides it refused
+    (from its validation error's locations), else all of them."""
+
+    def __init__(self, config_path: Path, overrides: dict[str, Any], cause: BaseException | None) -> None:
+        # An error's location is relative to the section spaCy resolved (("max_steps",) in "training").
+        locations = [(".".join(map(str, e.get("loc", ()))), e.get("msg", "refused")) for e in getattr(cause, "errors", None) or []]
+        refused = [f"{key}={overrides[key]!r} ({msg})" for location, msg in locations for key in overrides
+                   if location and f".{key}".endswith(f".{location}")]
+        named = "; ".join(refused) or f"overrides {overrides!r}"
+        super().__init__(f"spaCy training failed at start (config {config_path.name}): {named}; see spaCy's messages above")
+
+
 @dataclass(frozen=True)
 class TrainingOutcome:
     model_dir: Path  # the best model (spaCy's model-best)
@@ -144,10 +157,7 @@ def train_ner(
     except SystemExit as exc:
         # spaCy's CLI helpers print the reason (e.g. an invalid config override) and call sys.exit;
         # don't let that end the calling process (an Airflow task, a test run).
-        raise RuntimeError(
-            f"spaCy training failed (config {config_path}, overrides {dict(overrides or {})!r}); "
-            "see spaCy's messages above"
-        ) from exc
+        raise SpacyConfigError(config_path, dict(overrides or {}), exc.__context__) from exc
     seconds = time.perf_counter() - start
 
     model_dir = output_dir / "model-best"

@@ -10,6 +10,7 @@ making it twice, and works in a temporary folder that is removed whatever happen
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 from dataclasses import replace
@@ -21,6 +22,7 @@ from active_learning import naming, settings
 from active_learning.backends import Backends
 from active_learning.labeling_config import list_labels
 from active_learning.selection import TrainingExample
+from active_learning.training import parameters
 from active_learning.training.dataset import dataset_digest, read_docs, split_examples, to_docs, write_docbin
 from active_learning.training.workspace import workspace
 
@@ -32,19 +34,27 @@ class NotEnoughDataError(ValueError):
     pass
 
 
-def prepare_data(backends: Backends, project: str, *, run_key: str, source: str, as_of: datetime) -> dict[str, Any]:
-    """Select one completion per task as of ``as_of``, convert to spaCy docs, split, upload to MLflow."""
+def prepare_data(
+    backends: Backends, project: str, *, run_key: str, source: str, as_of: datetime, training_params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Select one completion per task as of ``as_of``, convert to spaCy docs, split, upload to MLflow.
+
+    ``training_params``: this run's values (training/parameters.py), over the project's; checked before
+    any data is read. Returns the spaCy overrides :func:`train` is to use.
+    """
     import spacy
 
     origin = backends.source(project)  # our store or Label Studio
     count = origin.training_count(project)  # read before the completions: none arriving meanwhile is lost
     training = backends.store.trainings.start(project, run_key=run_key, source=source, as_of=as_of, source_annotations=count)
+    # Checked once the training is recorded, so that its history says why a refused run failed.
+    used = parameters.effective(backends.store.projects.get(project).training_params, parameters.check(training_params or {}))
     labels = list_labels(origin.read_config(project).xml)
     training_set = origin.training_set(project, as_of, {label.value for label in labels})
     examples, unknown = _keep_config_labels(training_set.examples, {label.value for label in labels if not label.assertion})
     if len(examples) < MIN_EXAMPLES:
         raise NotEnoughDataError(f"project {project!r} has {len(examples)} trainable tasks as of {as_of:%Y-%m-%d %H:%M:%S} UTC; at least {MIN_EXAMPLES} are needed")
-    train, dev = split_examples(examples)
+    train, dev = split_examples(examples, used.dev_percent)
     nlp = spacy.blank("en")
     summary: dict[str, Any] = {"as_of": as_of.isoformat(), "tasks": len(examples), "labels_not_trained": unknown}
     if training_set.export is not None:
@@ -65,11 +75,12 @@ def prepare_data(backends: Backends, project: str, *, run_key: str, source: str,
     backends.registry.log_params(
         run_id,
         {"project": project, "source": source, "as_of": as_of.isoformat(), "completions_used": len(examples),
-         "train_docs": len(train), "dev_docs": len(dev), "dataset_digest": digest},
+         "train_docs": len(train), "dev_docs": len(dev), "dataset_digest": digest} | _logged(used),
     )
     backends.store.trainings.update(run_key, mlflow_run_id=run_id, completions_used=len(examples), dataset_digest=digest)
     log.info("prepared %d tasks (%d train / %d dev) for %s: %s", len(examples), len(train), len(dev), project, summary)
-    return {"run_key": run_key, "mlflow_run_id": run_id, "completions_used": len(examples), "summary": summary}
+    return {"run_key": run_key, "mlflow_run_id": run_id, "completions_used": len(examples), "summary": summary,
+            "spacy_overrides": used.spacy_overrides()}
 
 
 def train(
@@ -77,16 +88,18 @@ def train(
 ) -> dict[str, Any]:
     """Train on the run's dataset, score on its dev part, log the model to the same MLflow run.
 
-    ``warm_start`` (default: ``ACTIVE_LEARNING_WARM_START``): continue from the project's deployed model
-    when it is one of ours; else, or with no such model, from scratch.
+    ``overrides`` (:func:`prepare_data`'s ``spacy_overrides``, with the run's values) go over the project's
+    training parameters. ``warm_start`` (default: ``ACTIVE_LEARNING_WARM_START``): continue from the
+    project's deployed model when it is one of ours; else, or with no such model, from scratch.
     """
-    from active_learning.training.spacy_ner import load_model, load_training_overrides, score_ner, train_ner
+    from active_learning.training.spacy_ner import load_model, score_ner, train_ner
 
-    overrides = load_training_overrides() | (overrides or {})
+    project = backends.store.trainings.get(run_key).project
+    overrides = parameters.effective(backends.store.projects.get(project).training_params).spacy_overrides() | (overrides or {})
     warm_start = settings.warm_start() if warm_start is None else warm_start
     with workspace(run_key, "train") as folder:
         dataset = backends.registry.download_dataset(mlflow_run_id, folder)
-        base = _deployed_model(backends, backends.store.trainings.get(run_key).project, folder) if warm_start else None
+        base = _deployed_model(backends, project, folder) if warm_start else None
         with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for results
             outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides,
                                 warm_start_from=base[1] if base else None)
@@ -154,6 +167,14 @@ def fail(backends: Backends, run_key: str, error: BaseException | str) -> None:
     """Mark a training failed with its reason, so the history says why and the poll retries the crossing.
     The history is shown to every viewer of the page: a URL in the reason keeps no password."""
     backends.store.trainings.update(run_key, status="failed", error=settings.hide_passwords(str(error))[:4000])
+
+
+def _logged(used: parameters.Effective) -> dict[str, Any]:
+    """Every training parameter's value as an MLflow param, and where the values not by default come from."""
+    values = {f"training_params.{name}": json.dumps(value) if isinstance(value, dict) else value
+              for name, value in used.values.items()}
+    chosen = {name: source for name, source in used.sources.items() if source != parameters.DEFAULT}
+    return values | {"training_params.sources": json.dumps(chosen, sort_keys=True)}
 
 
 def _keep_config_labels(examples: list[TrainingExample], config_labels: set[str]) -> tuple[list[TrainingExample], dict[str, int]]:

@@ -6,7 +6,7 @@ writes it only onto that revision (see :mod:`active_learning_airflow.ui.revision
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,12 @@ class SettingsBody(_Body):
     active_learning: bool | None = None
     frequency: int | None = Field(default=None, description="50, 100 or 200 new completions")
     auto_deploy: bool | None = None
+
+
+class TrainingParamsBody(_Body):
+    config_revision: int = Field(ge=1)
+    set: dict[str, Any] = Field(default_factory=dict, description="parameter name -> value, for the project")
+    unset: list[str] = Field(default_factory=list, description="parameters back to the deployment's or default value")
 
 
 class DeployBody(_Body):

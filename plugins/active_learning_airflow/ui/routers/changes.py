@@ -1,5 +1,5 @@
-"""Changing a project: its active-learning settings, and "train now". Both need permission to
-trigger the training DAG, since both decide when it runs; what decides that a training's model goes
+"""Changing a project: its active-learning settings, its training parameters, and "train now". All need
+permission to trigger the training DAG, since they decide when it runs and what it trains; what decides that a training's model goes
 live (switching auto-deploy, training with the gate overridden) also needs the deploy DAG's."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from active_learning.constants import DEPLOY_ALWAYS, TRAINING_DAG_ID, TRIGGERED_BY_HAND
 from active_learning_airflow.ui.auth import may_train, require_deploy_permission
 from active_learning_airflow.ui.domain import domain, known_project
-from active_learning_airflow.ui.inputs import ProjectName, SettingsBody, TrainBody
+from active_learning_airflow.ui.inputs import ProjectName, SettingsBody, TrainBody, TrainingParamsBody
 from active_learning_airflow.ui.links import links
 from active_learning_airflow.ui.revisions import reason, refused_as_stale, stale
 from airflow.api_fastapi.core_api.security import GetUserDep
@@ -51,6 +51,33 @@ def change_settings(project: ProjectName, body: SettingsBody, user: GetUserDep) 
             reason=reason(f"settings: {summary}"),
         ).config_revision
     return {"changed": True, "config_revision": revision, "message": f"{project}: {summary}"}
+
+
+@router.post("/training-params")
+def change_training_params(project: ProjectName, body: TrainingParamsBody, user: GetUserDep) -> dict[str, Any]:
+    """Set or unset the project's training parameters, all checked first (nothing saved if one is bad);
+    recorded as a config revision by the user, as settings are."""
+    from active_learning.training import parameters
+
+    backends = domain()
+    current = known_project(backends, project)
+    try:
+        wanted = parameters.changed(current.training_params, body.set, body.unset)
+    except parameters.TrainingParameterError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            {"message": "training parameters refused, nothing saved:", "problems": error.problems}) from None
+    config = backends.store.configs.read(project)
+    if config.revision != body.config_revision:
+        raise stale(project, body.config_revision, config.revision)
+    if wanted == current.training_params:
+        return {"changed": False, "config_revision": config.revision, "message": "nothing to change"}
+    change = parameters.describe(body.set, body.unset)
+    with refused_as_stale(backends, project, body.config_revision):
+        revision = backends.store.projects.set_training_params(
+            project, wanted, expected_revision=body.config_revision, author=user.get_name(), reason=reason(change),
+        ).config_revision
+    return {"changed": True, "config_revision": revision, "message": f"{project}: {change}",
+            "training_params": parameters.effective(wanted).rows()}
 
 
 @router.post("/train")

@@ -283,6 +283,7 @@
           <label class="switch"><input type="checkbox" role="switch" id="auto-deploy" ${p.auto_deploy ? "checked" : ""} ${keepsAuto}> Deploy after training</label>
           <span class="muted small">${p.auto_deploy ? "each new model goes into the config if it scores at least as well as the deployed one" : "new models are only registered, for a person to deploy"}</span>
         </div>
+        <details id="training-params"><summary>Training parameters</summary>${paramsHtml(d.training_params, may)}</details>
         <div class="line">
           <span><b id="completions-total">${p.completions}</b> completions, <b id="since-last">${p.since_last_training}</b> since the last training</span>
           ${p.active_learning ? `<progress max="${p.frequency}" value="${Math.min(p.since_last_training, p.frequency)}"></progress>` : ""}
@@ -296,6 +297,39 @@
         ${dagNote}
         ${may && d.permissions.can_deploy ? "" : `<p class="muted small" id="read-only-note">You can look at this project; changing it needs permission to trigger the active-learning DAGs in Airflow.</p>`}
       </div>`;
+  }
+
+  // Empty: the deployment's or ner.cfg's value, shown as the placeholder; the source says which.
+  function paramsHtml(rows, may) {
+    const body = rows.map((r) => `
+      <tr><td><code>${esc(r.name)}</code></td>
+        <td><input size="9" data-param="${esc(r.name)}" value="${r.source === "project" ? esc(String(r.value)) : ""}"
+          placeholder="${typeof r.value === "object" ? "schedule" : esc(String(r.value))}" title="${esc(r.description)}" ${may ? "" : "disabled"}></td>
+        <td class="muted small">${esc(r.source)}</td></tr>`).join("");
+    return `<table class="grid"><thead><tr><th>Parameter</th><th>Project's value</th><th>From</th></tr></thead><tbody>${body}</tbody></table>
+      <button type="button" id="save-params" ${may ? "" : "disabled"}>Save parameters</button>`;
+  }
+
+  async function saveParams() {
+    const set = {};
+    const unset = [];
+    for (const row of detail.training_params) {
+      const text = document.querySelector(`[data-param="${CSS.escape(row.name)}"]`).value.trim();
+      if (text) set[row.name] = isNaN(Number(text)) ? text : Number(text); // a bad value comes back with its message
+      else if (row.source === "project") unset.push(row.name);
+    }
+    const name = detail.project.name;
+    try {
+      const result = await api(`api/project/training-params?project=${q(name)}`, {
+        method: "POST",
+        body: { config_revision: detail.project.config_revision, set, unset },
+      });
+      show(result.message);
+    } catch (error) {
+      show(error.message, true);
+      return; // keep what was typed, to correct it
+    }
+    await showProject(name);
   }
 
   function wireSettings() {
@@ -329,6 +363,7 @@
     });
     document.getElementById("auto-deploy").addEventListener("change", (event) => saveSettings({ auto_deploy: event.target.checked }));
     document.getElementById("train-now").addEventListener("click", trainNow);
+    document.getElementById("save-params").addEventListener("click", saveParams);
 
     function cancelEnabling() {
       enabling = false;
@@ -451,6 +486,7 @@
           ${m.aliases.filter((a) => a !== "deployed").map((a) => `<span class="badge">${esc(a)}</span>`).join(" ")}</td>
         <td class="num">${m.version}</td>
         <td>${when(m.trained_at)}</td>
+        <td>${m.source === "manual" ? "manual" : m.source ? "automatic" : "—"}</td>
         <td class="num">${m.completions_used ?? "—"}</td>
         <td class="num">${score(m.metrics && m.metrics.precision)}</td><td class="num">${score(m.metrics && m.metrics.recall)}</td>
         <td class="num"><b>${score(m.metrics && m.metrics.f1)}</b></td>
@@ -460,9 +496,9 @@
       <div class="toolbar"><h2>Models</h2><span class="spacer"></span>
         <input type="search" id="model-filter" placeholder="Filter models by name" aria-label="Filter models by name"></div>
       <table class="grid" id="models">
-        <thead><tr><th>Model</th><th class="num">Version</th><th>Trained</th><th class="num">Completions</th>
+        <thead><tr><th>Model</th><th class="num">Version</th><th>Trained</th><th>Training</th><th class="num">Completions</th>
           <th class="num">Precision</th><th class="num">Recall</th><th class="num">F1</th><th></th></tr></thead>
-        <tbody>${rows || `<tr><td colspan="8" class="muted">No registered model yet.</td></tr>`}</tbody>
+        <tbody>${rows || `<tr><td colspan="9" class="muted">No registered model yet.</td></tr>`}</tbody>
       </table>`;
   }
 
