@@ -145,7 +145,8 @@ def main() -> int:
         state.write_text(json.dumps({"prepared": result}))
     elif args.step == "train":
         saved = json.loads(state.read_text())
-        result = training_pipeline.train(backends, run_key=args.run_key, mlflow_run_id=saved["prepared"]["mlflow_run_id"])
+        result = training_pipeline.train(backends, run_key=args.run_key, mlflow_run_id=saved["prepared"]["mlflow_run_id"],
+                                         overrides=saved["prepared"]["spacy_overrides"])
         state.write_text(json.dumps(saved | {"trained": result}))
     else:
         saved = json.loads(state.read_text())

@@ -111,11 +111,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
         raise TrainingParameterError([f"expected KEY=VALUE, like training.max_steps=2000, not {text!r}"])
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return name.strip(), value
+    return name.strip(), _value(raw)
 
 
 @dataclass(frozen=True)

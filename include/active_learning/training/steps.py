@@ -88,14 +88,16 @@ def train(
 ) -> dict[str, Any]:
     """Train on the run's dataset, score on its dev part, log the model to the same MLflow run.
 
-    ``overrides`` (:func:`prepare_data`'s ``spacy_overrides``, with the run's values) go over the project's
-    training parameters. ``warm_start`` (default: ``ACTIVE_LEARNING_WARM_START``): continue from the
-    project's deployed model when it is one of ours; else, or with no such model, from scratch.
+    ``overrides``: :func:`prepare_data`'s ``spacy_overrides`` (the run's, the project's and the deployment's
+    values, as logged); without them, the project's training parameters. ``warm_start`` (default:
+    ``ACTIVE_LEARNING_WARM_START``): continue from the project's deployed model when it is one of ours;
+    else, or with no such model, from scratch.
     """
     from active_learning.training.spacy_ner import load_model, score_ner, train_ner
 
     project = backends.store.trainings.get(run_key).project
-    overrides = parameters.effective(backends.store.projects.get(project).training_params).spacy_overrides() | (overrides or {})
+    if overrides is None:
+        overrides = parameters.effective(backends.store.projects.get(project).training_params).spacy_overrides()
     warm_start = settings.warm_start() if warm_start is None else warm_start
     with workspace(run_key, "train") as folder:
         dataset = backends.registry.download_dataset(mlflow_run_id, folder)
