@@ -48,7 +48,8 @@ def _checked(registry: ModelRegistry, training: TrainingView, version: int) -> M
     foreign = (
         info.model_name != training.model_name
         or info.run_id != training.mlflow_run_id
-        or registry.run_experiment(info.run_id) != registry.experiment_id(training.project)
+        or (experiment := registry.run_experiment(info.run_id)) is None  # the run is gone
+        or experiment != registry.existing_experiment_id(training.project)
     )
     if foreign:
         raise ForeignModelError(

@@ -94,13 +94,17 @@ class ModelRegistry:
     # -- runs -----------------------------------------------------------------------------------
 
     def experiment_id(self, project: str) -> str:
-        name = f"active-learning/{naming.safe_name(project)}"
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
+        """The project's experiment, created on first use."""
+        found = self.existing_experiment_id(project)
+        if found is not None:
+            return found
         return self.client.create_experiment(
-            name, artifact_location=settings.local_artifact_root(), tags={TAG_PROJECT: project}
+            _experiment_name(project), artifact_location=settings.local_artifact_root(), tags={TAG_PROJECT: project}
         )
+
+    def existing_experiment_id(self, project: str) -> str | None:
+        experiment = self.client.get_experiment_by_name(_experiment_name(project))
+        return experiment.experiment_id if experiment is not None else None
 
     def run_experiment(self, run_id: str | None) -> str | None:
         """The experiment a run belongs to; None for no run or one MLflow does not have."""
@@ -340,6 +344,10 @@ class ModelRegistry:
             token = page.token
             if not token:
                 return found
+
+
+def _experiment_name(project: str) -> str:
+    return f"active-learning/{naming.safe_name(project)}"
 
 
 def metric_key(prefix: str, name: str) -> str:
