@@ -98,6 +98,8 @@ class Project(Base):
     arrived_by_last_training: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Training parameters set for this project (training/parameters.py checks them); none: the defaults.
     training_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Who hears about this project's trainings besides the deployment's defaults; none: the defaults only.
+    notifications: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     tasks: Mapped[list[Task]] = relationship(back_populates="project", cascade="all, delete-orphan")
 
@@ -174,6 +176,8 @@ class TrainingRun(Base):
     # Label Studio projects: the server's annotation count when this training read it; the poll counts
     # new completions as the live count minus this (Label Studio keeps no arrival times to count by).
     source_annotations: Mapped[int | None] = mapped_column(Integer)
+    # While it trains: step, epoch, losses, best dev F1 so far, times (written at each spaCy evaluation).
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ConfigRevision(Base):
