@@ -2,15 +2,17 @@
 
     python bench/_pipeline.py setup    --home H --corpus C [--limit N]
     python bench/_pipeline.py prepare  --home H --run-key K      -> H/<K>.prepared.json
-    python bench/_pipeline.py train    --home H --run-key K      -> H/<K>.trained.json
+    python bench/_pipeline.py train    --home H --run-key K [--no-progress]  -> H/<K>.trained.json
     python bench/_pipeline.py register --home H --run-key K
     python bench/_pipeline.py docbins  --home H --run-key K --dest D   (the run's train/dev DocBins, untimed)
 
 Each step is what one Airflow task of ``active_learning_training`` runs (``training_pipeline.prepare_data``,
 ``train``, ``register``), in a fresh interpreter as Airflow runs each task. The product code is not
-changed: its functions are wrapped with timers. The last stdout line is JSON: the phases (seconds),
-the step's wall time from interpreter start and its peak RSS. spaCy overrides come, as in production,
-from ``ACTIVE_LEARNING_SPACY_OVERRIDES``.
+changed: its functions are wrapped with timers (on the main thread: a training's progress is sent from
+a thread of its own, which is not a phase). The last stdout line is JSON: the phases (seconds), the
+step's wall time from interpreter start and its peak RSS. spaCy overrides come, as in production, from
+``ACTIVE_LEARNING_SPACY_OVERRIDES``. ``--no-progress``: train without sending each evaluation to MLflow
+and the store (``train(progress=False)``), to measure what that costs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -42,6 +45,8 @@ def timer(name: str, fn: Any) -> Any:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return fn(*args, **kwargs)  # one stack of phases: the main thread's
         frame = [time.perf_counter(), 0.0]  # start, time spent in nested timed calls
         _STACK.append(frame)
         try:
@@ -100,6 +105,7 @@ def main() -> int:
     parser.add_argument("--corpus", default="wnut17")
     parser.add_argument("--limit", type=int, default=0, help="setup: import only the first N tasks")
     parser.add_argument("--dest", type=Path)
+    parser.add_argument("--no-progress", action="store_true", help="train: no evaluation sent to MLflow and the store as it trains")
     args = parser.parse_args()
     os.environ["ACTIVE_LEARNING_HOME"] = str(args.home)
     state = args.home / f"{args.run_key}.json"
@@ -146,7 +152,7 @@ def main() -> int:
     elif args.step == "train":
         saved = json.loads(state.read_text())
         result = training_pipeline.train(backends, run_key=args.run_key, mlflow_run_id=saved["prepared"]["mlflow_run_id"],
-                                         overrides=saved["prepared"]["spacy_overrides"])
+                                         overrides=saved["prepared"]["spacy_overrides"], progress=not args.no_progress)
         state.write_text(json.dumps(saved | {"trained": result}))
     else:
         saved = json.loads(state.read_text())
@@ -166,7 +172,7 @@ def main() -> int:
         "before_main": started - PROCESS_START,
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "heavy_loaded": heavy_loaded,
-        "result": {k: v for k, v in result.items() if k in ("completions_used", "summary", "metrics", "model_name")},
+        "result": {k: v for k, v in result.items() if k in ("completions_used", "summary", "metrics", "model_name", "progress")},
     }, default=str))
     return 0
 

@@ -1,4 +1,4 @@
-"""Running the pipeline's steps and bare ``spacy train`` as child processes: wall time and peak RSS of each."""
+"""Running the pipeline's steps and bare ``spacy train`` as child processes: wall time, CPU time and peak RSS of each."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class Child:
     stdout: str
     stderr: str
     report: dict[str, Any] = field(default_factory=dict)
+    cpu: float = 0.0  # user + system seconds, its own (not its children's)
 
 
 def environment(home: Path, overrides: dict[str, Any] | None) -> dict[str, str]:
@@ -41,31 +42,49 @@ def environment(home: Path, overrides: dict[str, Any] | None) -> dict[str, str]:
 
 
 def run_child(command: list[str], env: dict[str, str], log_dir: Path, name: str, timeout: float = 3600) -> Child:
-    """Start, wait with ``wait4`` (this child's own rusage: its peak RSS), keep its output in files."""
+    return run_together({name: (command, env)}, log_dir, timeout)[name]
+
+
+def run_together(jobs: dict[str, tuple[list[str], dict[str, str]]], log_dir: Path, timeout: float = 3600) -> dict[str, Child]:
+    """Start every job at once, wait for each with ``wait4`` (its own rusage: peak RSS, CPU time), keep
+    their output in files. Jobs run side by side share the machine's load, whatever it does meanwhile."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
-    with out_path.open("w") as out, err_path.open("w") as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=REPO)
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
+    started: dict[str, tuple[subprocess.Popen[bytes], float, Path, Path]] = {}
+    done: dict[str, tuple[float, int, Any]] = {}
+    try:
+        for name, (command, env) in jobs.items():
+            out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
+            with out_path.open("w") as out, err_path.open("w") as err:
+                process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=REPO)
+            started[name] = (process, time.perf_counter(), out_path, err_path)
+        deadline = time.perf_counter() + timeout
+        while len(done) < len(started):
+            for name, (process, start, _, _) in started.items():
+                if name not in done:
+                    pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                    if pid:
+                        process.returncode = os.waitstatus_to_exitcode(status)
+                        done[name] = (time.perf_counter() - start, status, usage)
             if time.perf_counter() > deadline:
-                process.kill()
-                raise TimeoutError(f"{name} ran longer than {timeout:.0f} s")
+                raise TimeoutError(f"{', '.join(n for n in started if n not in done)} ran longer than {timeout:.0f} s")
             time.sleep(0.05)
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-    stdout, stderr = out_path.read_text(), err_path.read_text()
-    if process.returncode != 0:
-        raise RuntimeError(f"{name} failed ({process.returncode}): {' '.join(command)}\n{stderr[-3000:]}")
-    child = Child(wall, usage.ru_maxrss / 1024, stdout, stderr)
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    if lines:
-        child.report = json.loads(lines[-1])
-    return child
+    finally:
+        for process, *_ in started.values():
+            if process.returncode is None:
+                process.kill()
+                process.wait()
+    children = {}
+    for name, (process, _, out_path, err_path) in started.items():
+        wall, _, usage = done[name]
+        stdout, stderr = out_path.read_text(), err_path.read_text()
+        if process.returncode != 0:
+            raise RuntimeError(f"{name} failed ({process.returncode}): {' '.join(jobs[name][0])}\n{stderr[-3000:]}")
+        child = Child(wall, usage.ru_maxrss / 1024, stdout, stderr, cpu=usage.ru_utime + usage.ru_stime)
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        if lines:
+            child.report = json.loads(lines[-1])
+        children[name] = child
+    return children
 
 
 def setup(home: Path, corpus: str, limit: int, log_dir: Path) -> dict[str, Any]:
@@ -78,8 +97,12 @@ def setup(home: Path, corpus: str, limit: int, log_dir: Path) -> dict[str, Any]:
 def pipeline(home: Path, run_key: str, overrides: dict[str, Any] | None, log_dir: Path) -> dict[str, Child]:
     """The three steps, each in its own fresh interpreter (as Airflow runs each task)."""
     env = environment(home, overrides)
-    return {step: run_child([PYTHON, str(DRIVER), step, "--home", str(home), "--run-key", run_key], env, log_dir,
-                            f"{run_key}-{step}") for step in STEPS}
+    return {step: run_child(step_command(step, home, run_key), env, log_dir, f"{run_key}-{step}") for step in STEPS}
+
+
+def step_command(step: str, home: Path, run_key: str, *options: str) -> list[str]:
+    """One step of the pipeline in a fresh interpreter (``bench/_pipeline.py``)."""
+    return [PYTHON, str(DRIVER), step, "--home", str(home), "--run-key", run_key, *options]
 
 
 def export_docbins(home: Path, run_key: str, dest: Path, log_dir: Path) -> Path:

@@ -8,7 +8,8 @@ project's registered model `<project>_ner`. Then, per the project's auto-deploy 
 override), either **update config** (every label not tied to a pretrained model names the new model;
 alias `deployed`) or **register only** (alias `candidate`: deploy it later with `active_learning_deploy`
 or by moving the `deployed` alias in the MLflow model browser). **validate config** runs after either
-branch and fails with one line per bad model name.
+branch and fails with one line per bad model name. When the training ends or fails, its recipients hear of it
+(e-mail, chat; `active-learning notifications --project P`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from active_learning.constants import DEPLOY_ALWAYS, DEPLOY_AUTO, DEPLOY_CHOICES, DEPLOY_REGISTER_ONLY, TRAINING_DAG_ID
 from active_learning_airflow.assets import DEPLOYED_MODELS, announce
 from active_learning_airflow.callbacks import mark_training_failed
+from active_learning_airflow.notifications import notify_finished
 from active_learning_airflow.params import DRAFT_07, add_trigger_form
 from active_learning_airflow.pools import IN_TRAINING_POOL
 from active_learning_airflow.tasks import domain_task
@@ -133,7 +135,8 @@ with DAG(
         with domain_task() as backends:
             deploy_steps.keep_as_candidate(backends, run_id, ModelVersionInfo.from_dict(registered))
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    # The training's last task: its success is the training's end (a failure: mark_training_failed).
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, on_success_callback=notify_finished)
     def validate_config(registered: dict[str, Any], run_id: str) -> None:
         from active_learning.deploy import steps as deploy_steps
 

@@ -5,8 +5,10 @@ Airflow reads its settings when first imported, so they are set here, before any
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -67,6 +69,27 @@ def _no_leaked_mlflow_uris() -> Iterator[None]:
     yield
     for key in keys:
         os.environ.pop(key, None)
+
+
+@pytest.fixture(scope="session")
+def _parsed_dags():  # type: ignore[no-untyped-def]
+    """The repository's DAGs, parsed once per session against a migrated Airflow metadata DB."""
+    subprocess.run([Path(sys.executable).parent / "airflow", "db", "migrate"], check=True, capture_output=True)
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag
+
+
+@pytest.fixture
+def dagbag(_parsed_dags):  # type: ignore[no-untyped-def]
+    """The parsed DAGs for ``dag.test()``, their Params as parsed again after the test: ``dag.test()`` runs in
+    this process, and a run's conf for an object Param stays in the DAG's Params for the next run."""
+    params = {dag_id: copy.deepcopy(dag.params) for dag_id, dag in _parsed_dags.dags.items()}
+    yield _parsed_dags
+    for dag_id, dag in _parsed_dags.dags.items():
+        dag.params = params[dag_id]
 
 
 @pytest.fixture

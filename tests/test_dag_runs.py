@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,16 +11,6 @@ from active_learning.registry import CANDIDATE
 from conftest import SAMPLE
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def dagbag():  # type: ignore[no-untyped-def]
-    subprocess.run([Path(sys.executable).parent / "airflow", "db", "migrate"], check=True, capture_output=True)
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag
 
 
 @pytest.fixture
@@ -175,8 +163,7 @@ def test_parameters_spacy_refuses_fail_the_training_naming_them_without_a_retry(
     dagbag, backends: Backends, project: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", '{"training.max_steps": "many"}')  # ours are checked; the deployment's not
-    # dag.test() runs in this process: a conf's object param lingers in the DAG's Params, so give it again
-    run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "deploy": "register_only", "training_params": {}})
+    run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "deploy": "register_only"})
     [train] = [ti for ti in run.get_task_instances() if ti.task_id == "train"]
     assert run.state == "failed" and train.state == "failed" and train.try_number == 1
     [training] = backends.store.trainings.history(project)

@@ -26,7 +26,7 @@ from devstack.label_studio import LocalLabelStudio, sample_tasks
 from active_learning.status import poll, training_run_id
 from active_learning.store.models import Prediction, utcnow
 from conftest import SAMPLE
-from test_dag_runs import dagbag, task_states, training_runs  # noqa: F401  (dagbag is a fixture)
+from test_dag_runs import task_states, training_runs
 from test_preannotation import PROJECT, queued  # noqa: F401  (queued is a fixture)
 
 pytestmark = pytest.mark.label_studio

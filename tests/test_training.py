@@ -101,6 +101,25 @@ def test_train_ner_applies_overrides_and_paths(trained):
     assert config["paths"]["dev"].endswith("dev.spacy")
 
 
+def test_a_listener_hears_every_evaluation_beside_spacys_table_and_its_failure_never_stops_training(tmp_path, gold_docs, capsys):
+    heard: dict[str, list] = {"started": [], "evaluated": []}
+
+    class Listener:
+        def started(self, training):
+            heard["started"].append(training["max_steps"])
+
+        def evaluated(self, info):
+            heard["evaluated"].append(info["step"])
+            if info["step"] == 10:
+                raise RuntimeError("a listener's bug")
+
+    train = write_docbin(gold_docs[:32], tmp_path / "train.spacy")
+    dev = write_docbin(gold_docs[32:], tmp_path / "dev.spacy")
+    outcome = train_ner(train, dev, tmp_path / "model", overrides=TRAIN_OVERRIDES, listener=Listener())
+    assert heard == {"started": [30], "evaluated": [0, 10, 20, 30]} and (outcome.model_dir / "meta.json").is_file()
+    assert "ENTS_F" in capsys.readouterr().out  # spaCy's own table still prints
+
+
 def test_trained_model_predicts_training_entities(trained, gold_docs):
     nlp = load_model(trained.model_dir)
     predicted = {(ent.text, ent.label_) for doc in nlp.pipe(d.text for d in gold_docs[:32]) for ent in doc.ents}

@@ -242,6 +242,30 @@ def test_the_project_page(client, backends, admin) -> None:  # type: ignore[no-u
     assert detail["training_dag"]["loaded"] is True
 
 
+def test_the_project_page_shows_a_running_trainings_progress(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
+    """Running from prepare_data to its last step: no progress before spaCy's first evaluation, then the
+    last one's (here the train step is done and the model not yet registered)."""
+    from active_learning.exports import read_export
+    from active_learning.store.models import utcnow
+    from active_learning.training import steps
+
+    name = new_project(backends, "progress-project")
+    backends.store.completions.import_tasks(name, read_export(SAMPLE / "completions_batch1.json")[0])
+    prepared = steps.prepare_data(backends, name, run_key="progress-run", source="manual", as_of=utcnow())
+
+    def shown() -> dict[str, Any]:
+        [training] = client.get(f"{UI}/api/project", params={"project": name}, headers=admin).json()["history"]
+        return training
+
+    assert shown()["status"] == "running" and shown()["progress"] is None
+    steps.train(backends, run_key="progress-run", mlflow_run_id=prepared["mlflow_run_id"], overrides=prepared["spacy_overrides"])
+    training = shown()
+    progress = training["progress"]
+    assert training["status"] == "running" and training["airflow_run"] is False  # trained by the CLI's code path
+    assert progress["step"] == 60 and progress["evaluations"] == 4 and 0 < progress["best_f1"] <= 1
+    assert progress["elapsed_seconds"] > 0 and progress["estimate"]["ends_by"] == "max_steps" and progress["mlflow_behind"] == 0
+
+
 def test_reading_an_unknown_project_is_404(client, backends, admin) -> None:  # type: ignore[no-untyped-def]
     for path, params in [
         ("project", {}),

@@ -2,9 +2,10 @@
 server, started with ``EmbeddedAirflow`` (scheduler, DAG processor, LocalExecutor, API server).
 
 Logs in through the simple auth manager's login page, opens the page from Airflow's navigation, switches
-active learning on (the dropdown appears: 100; the deploy question: only register), trains through the
-training DAG, sees the training in the history, deploys the new model after its comparison, and rolls
-the config back. Screenshots go to ``test-artifacts/ui-browser/``; with
+active learning on (the dropdown appears: 100; the deploy question: only register), sets a training
+parameter (a bad value refused first), trains through the training DAG, watches its progress and finds
+the link to its live log, sees the training in the history, deploys the new model after its comparison,
+and rolls the config back. Screenshots go to ``test-artifacts/ui-browser/``; with
 ``ACTIVE_LEARNING_UPDATE_SCREENSHOTS=1`` the projects list also goes to ``docs/ui/projects.png``.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -50,6 +52,8 @@ def seed_projects(home: Path) -> None:
     from active_learning.exports import read_export
 
     backends = Backends()
+    # MLflow's SQLite store made now: two of Airflow's processes using it first at once race to create it.
+    backends.registry.client.search_experiments(max_results=1)
     config = (SAMPLE / "labeling_config.xml").read_text()
     tasks = [t for batch in ("completions_batch1.json", "completions_batch2.json") for t in read_export(SAMPLE / batch)[0]]
     backends.store.projects.create(PROJECT, config)
@@ -129,12 +133,19 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     def element(css: str) -> Any:
         return driver.find_element(By.CSS_SELECTOR, css)
 
-    def notice_says(text: str) -> Callable[[Any], bool]:
+    def notice() -> tuple[str | None, str]:
+        """The notice's kind (None: hidden) and text, read at once: the page may replace it between two reads."""
+        return tuple(driver.execute_script(
+            "const n = document.getElementById('notice'); return [n.hidden ? null : n.dataset.kind, n.textContent];"))
+
+    def notice_says(text: str, kind: str = "ok") -> Callable[[Any], bool]:
+        stale = notice()  # an error shown before the action this waits for is not its answer
+
         def check(_: Any) -> bool:
-            found = driver.find_elements(By.ID, "notice")
-            if found and found[0].get_attribute("data-kind") == "error":
-                raise AssertionError(f"the page reported an error: {found[0].text}")
-            return bool(found) and found[0].is_displayed() and text in found[0].text
+            shown, said = notice()
+            if shown == "error" and kind != "error" and (shown, said) != stale:
+                raise AssertionError(f"the page reported an error: {said}")
+            return shown == kind and text in said
         return check
 
     # Log in through the simple auth manager's login page.
@@ -173,26 +184,59 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     assert (settings.active_learning, settings.frequency, settings.auto_deploy) == (True, 100, False)
     assert backends.store.configs.revisions(PROJECT)[-1].author == "admin"
 
-    # Train now: a run of the training DAG, then a row in the history that ends in success.
+    # Training parameters: a bad value is refused with its message and nothing is saved; corrected, the
+    # value is saved, shown as the project's, and reaches the training (its MLflow run, below).
+    element("#training-params summary").click()
+    element("[data-param='training.dropout']").send_keys("5")
+    element("#save-params").click()
+    wait(notice_says("training.dropout must be between 0 and 0.9, not 5", kind="error"), what="the bad value to be refused")
+    assert backends.store.projects.get(PROJECT).training_params == {}
+    element("[data-param='training.dropout']").clear()  # the page kept what was typed, to correct it
+    element("[data-param='training.eval_frequency']").send_keys("10")
+    shot("04-training-params")
+    saved = notice_says("training parameters: training.eval_frequency=10")
+    element("#save-params").click()
+    wait(saved, what="the parameter to be saved")
+    wait(lambda d: element("[data-param='training.eval_frequency']").get_attribute("value") == "10", what="the saved value")
+    assert backends.store.projects.get(PROJECT).training_params == {"training.eval_frequency": 10}
+
+    # Train now: a run of the training DAG; while it runs, its progress and a link to its live log; then
+    # a row in the history that ends in success.
     element("#train-now").click()
     wait(notice_says("Training queued in Airflow"), what="the training to be queued")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#history tbody tr[data-run]"), what="the run in the history")
-    shot("04-training-queued")
+    shot("05-training-queued")
+    def progress_shown(_: Any) -> list[Any]:
+        if failed := driver.find_elements(By.CSS_SELECTOR, "#history tr[data-run] .badge.failed"):
+            raise AssertionError(f"the training failed: {failed[0].find_element(By.XPATH, './ancestor::tr').text}")
+        return [row for row in driver.find_elements(By.CSS_SELECTOR, "#history tr[data-progress-for]")
+                if int(row.find_element(By.CSS_SELECTOR, ".live-step").text) > 0]
+
+    live = wait(progress_shown, timeout=TRAINING_TIMEOUT, what="a running training's progress")[0]
+    run_id = live.get_attribute("data-progress-for")
+    assert "best dev F1" in live.text and "elapsed" in live.text and "ends by step 60 (max_steps)" in live.text
+    log_link = live.find_element(By.CSS_SELECTOR, "a.live-log").get_attribute("href")
+    assert log_link.endswith(f"/dags/active_learning_training/runs/{quote(run_id, safe='')}/tasks/train"), log_link
+    shot("06-training-progress")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#history tbody tr[data-run] .badge.success"),
          timeout=TRAINING_TIMEOUT, what="the training to succeed")
+    assert not driver.find_elements(By.CSS_SELECTOR, "#history tr[data-progress-for]"), "progress shown for a finished training"
     row = element("#history tbody tr[data-run]")
     assert "manual" in row.text and row.find_elements(By.LINK_TEXT, "Airflow run")
     [training] = backends.store.trainings.history(PROJECT)
     assert training.status == "success" and training.source == "manual" and training.completions_used == 90
+    assert backends.registry.client.get_run(training.mlflow_run_id).data.params["training_params.training.eval_frequency"] == "10"
+    dev_f1 = backends.registry.client.get_metric_history(training.mlflow_run_id, "dev_f1")
+    assert sorted(m.step for m in dev_f1) == list(range(0, 61, 10))  # every evaluation, as it trained
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#learning-curve circle"), what="the learning curve")
-    shot("05-trained")
+    shot("07-trained")
 
     # Deploy the new model: the dialog shows the comparison with the deployed model; confirm.
     revision = backends.store.configs.read(PROJECT).revision
     element(f"button[data-deploy='{training.model_name}']").click()
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "dialog[open] #comparison"), what="the comparison")
     assert training.model_name in element("#comparison").text
-    shot("06-deploy-dialog")
+    shot("08-deploy-dialog")
     element("#dialog-ok").click()
     wait(notice_says(f"{training.model_name} (version 1) deployed"), what="the deploy")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, f"#models tr[data-model='{training.model_name}'] .badge.on"))
@@ -205,7 +249,7 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     driver.switch_to.frame(wait(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[src*='active-learning']"))[0])
     wait(lambda d: training.model_name in element(f"#projects tr[data-name='{PROJECT}']").text, what="the list")
     driver.switch_to.default_content()
-    shot("07-projects-after-deploy")
+    shot("09-projects-after-deploy")
     if os.environ.get("ACTIVE_LEARNING_UPDATE_SCREENSHOTS") == "1":
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(DOCS_SCREENSHOT))
@@ -214,10 +258,10 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     driver.get(f"{base}/active-learning/#project={PROJECT}")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, f"button[data-rollback='{revision}']"), what="the revisions")[0].click()
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "dialog[open] pre.diff"), what="the rollback's diff")
-    shot("08-rollback-dialog")
+    shot("10-rollback-dialog")
     element("#dialog-ok").click()
     wait(notice_says(f"revision {revision} is live again"), what="the rollback")
     wait(lambda d: "rollback to revision" in element("#revisions tbody tr").text)
-    shot("09-rolled-back")
+    shot("11-rolled-back")
     assert backends.store.configs.read(PROJECT).xml == backends.store.configs.revisions(PROJECT)[revision - 1].labeling_config
     assert backends.store.configs.revisions(PROJECT)[-1].author == "admin"

@@ -168,6 +168,32 @@ def cmd_training_params(backends: Backends, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notifications(backends: Backends, args: argparse.Namespace) -> int:
+    from active_learning import notifications
+
+    try:
+        if args.email or args.clear:  # all checked before any is saved
+            found = notifications.set_project_emails(backends.store, args.project, args.email)
+        else:
+            backends.store.projects.get(args.project)  # an unknown project is an error, not the defaults
+            found = notifications.recipients(backends.store, args.project)
+    except notifications.InvalidRecipientsError as error:  # one line per bad address; nothing saved
+        return _print_problems(error.problems)
+    smtp, apprise = notifications.smtp_conn_id(), notifications.apprise_conn_id()
+    if args.json:  # smtp_connection null: Airflow's [email] email_conn_id
+        print(json.dumps({"project": args.project, "recipients": [r.__dict__ for r in found],
+                          "smtp_connection": smtp, "apprise_connection": apprise}, indent=2))
+        return 0
+    print(f"{args.project}: training notifications (source: deployment {notifications.EMAIL_VARIABLE}, project)")
+    for recipient in found:
+        print(f"  {recipient.email:40} {recipient.source}")
+    if not found:
+        print("  no e-mail recipients: nothing is e-mailed")
+    print(f"e-mail through Airflow connection {smtp or '[email] email_conn_id (default smtp_default)'}; "
+          f"chat through Airflow connection {apprise}, when it exists")
+    return 0
+
+
 def cmd_disable(backends: Backends, args: argparse.Namespace) -> int:
     backends.store.projects.update_settings(args.project, active_learning=False)
     print(f"{args.project}: active learning off")
@@ -236,8 +262,13 @@ def cmd_deploy(backends: Backends, args: argparse.Namespace) -> int:
 
 
 def cmd_history(backends: Backends, args: argparse.Namespace) -> int:
-    history = [run.as_dict() for run in backends.store.trainings.history(args.project)]
-    print(json.dumps(history, indent=2))
+    from active_learning.training.progress import describe
+
+    history = backends.store.trainings.history(args.project)
+    print(json.dumps([run.as_dict() for run in history], indent=2))
+    for run in history:  # JSON on stdout; for people, how far a running training is
+        if run.status == "running" and run.progress:
+            print(f"{run.run_key}: training, {describe(run.progress)}", file=sys.stderr)
     return 0
 
 
@@ -363,6 +394,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="set a parameter for the project, e.g. training.max_steps=2000 (repeatable)")
     sub.add_argument("--unset", action="append", default=[], metavar="KEY",
                      help="back to the deployment's or the default value (repeatable)")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("notifications", cmd_notifications,
+                  "show who is told when a project's training ends or fails, and where each comes from; set them")
+    sub.add_argument("--project", required=True)
+    recipients = sub.add_mutually_exclusive_group()
+    recipients.add_argument("--email", action="extend", nargs="+", default=[], metavar="ADDRESS",
+                            help="the project's own recipients, besides the deployment's (replaces its earlier ones)")
+    recipients.add_argument("--clear", action="store_true", help="remove the project's own recipients")
     sub.add_argument("--json", action="store_true")
 
     sub = command("disable", cmd_disable, "switch active learning off for a project")

@@ -40,6 +40,7 @@ DATASET_DIR = "dataset"
 MODEL_DIR = "model"
 _METRIC_UNSAFE = re.compile(r"[^\w.\- ]")
 _METRIC_NAME_ROOM = 200  # of MLflow's 250 characters a key may have, the rest for a prefix of ours
+_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch
 
 
 class UntrustedModelError(ValueError):
@@ -159,11 +160,14 @@ class ModelRegistry:
 
         self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], *, step: int = 0, timestamp_ms: int | None = None) -> None:
+        """``metrics`` at one step (a training's evaluations: spaCy's step), in batches MLflow takes (1,000 a request)."""
         from mlflow.entities import Metric
 
-        stamp = int(datetime.now().timestamp() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+        stamp = int(datetime.now().timestamp() * 1000) if timestamp_ms is None else timestamp_ms
+        logged = [Metric(k, float(v), stamp, step) for k, v in metrics.items()]
+        for start in range(0, len(logged), _METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=logged[start : start + _METRICS_PER_BATCH])
 
     def log_dataset(self, run_id: str, folder: Path, *, name: str, digest: str, summary: Mapping[str, Any]) -> None:
         """Upload the prepared train/dev files, so a training on another machine can fetch them."""

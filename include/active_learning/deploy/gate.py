@@ -19,6 +19,8 @@ from active_learning.constants import DEPLOY_ALWAYS, DEPLOY_AUTO, DEPLOY_REGISTE
 from active_learning.deploy.deployment import find_project_model
 from active_learning.registry import ModelVersionInfo
 
+# The gate's verdicts: the start of its reason, the first of a training's deploy notes (deploy.steps).
+PASSED, REFUSED = "gate passed", "gate refused"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def decide(
         return DeployDecision(False, "auto-deploy is off")
     comparison = compare(backends, model)
     passed = comparison.passes(tolerance)
-    verdict = "gate passed" if passed else "gate refused"
+    verdict = PASSED if passed else REFUSED
     reason = f"{verdict}: {comparison.describe()}" + (f", tolerance {tolerance:.3f}" if tolerance else "")
     backends.registry.set_version_tags(model, {"deploy_gate": verdict, "deploy_gate_reason": reason})
     return DeployDecision(passed, reason, comparison)

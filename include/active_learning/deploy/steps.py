@@ -14,12 +14,24 @@ from active_learning.registry import ModelVersionInfo
 from active_learning.training.steps import finish
 
 log = logging.getLogger(__name__)
+# What a finished training's deploy steps did, as :func:`outcome` reads it back from their notes.
+DEPLOYED, REGISTERED_ONLY, REFUSED = "deployed", "registered only", "refused by the deploy gate"
+NOTES_SEPARATOR = "; "
 
 
 def note_deploy(backends: Backends, run_key: str, what: str) -> None:
     """What the deploy decision and branch did, and why, for the history (appended in order)."""
     earlier = backends.store.trainings.get(run_key).deploy
-    backends.store.trainings.update(run_key, deploy=f"{earlier}; {what}" if earlier else what)
+    backends.store.trainings.update(run_key, deploy=f"{earlier}{NOTES_SEPARATOR}{what}" if earlier else what)
+
+
+def outcome(notes: str | None) -> str:
+    """:data:`DEPLOYED`, :data:`REFUSED` or :data:`REGISTERED_ONLY`, from a finished training's deploy notes:
+    the decision's reason comes first (a retried decision notes it again), the branch's note last."""
+    notes = notes or ""
+    if notes.rpartition(NOTES_SEPARATOR)[2].startswith(DEPLOYED):
+        return DEPLOYED
+    return REFUSED if notes.startswith(gate.REFUSED) else REGISTERED_ONLY
 
 
 def decide(backends: Backends, run_key: str, model: ModelVersionInfo, *, choice: str, tolerance: float = 0.0) -> bool:
@@ -32,12 +44,12 @@ def decide(backends: Backends, run_key: str, model: ModelVersionInfo, *, choice:
 
 def deploy(backends: Backends, run_key: str, model: ModelVersionInfo, *, author: str) -> None:
     result = deploy_model(backends, model.project, model.model_name, author=author, reason=f"training {run_key}", model=model)
-    note_deploy(backends, run_key, f"deployed (config revision {result.revision})")
+    note_deploy(backends, run_key, f"{DEPLOYED} (config revision {result.revision})")
 
 
 def keep_as_candidate(backends: Backends, run_key: str, model: ModelVersionInfo) -> None:
     mark_candidate(backends, model)
-    note_deploy(backends, run_key, "registered only (alias 'candidate')")
+    note_deploy(backends, run_key, f"{REGISTERED_ONLY} (alias 'candidate')")
 
 
 def validate_and_finish(backends: Backends, run_key: str, project: str) -> None:

@@ -99,7 +99,7 @@ class Project(Base):
     # Training parameters set for this project (training/parameters.py checks them); none: the defaults.
     training_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Who hears about this project's trainings besides the deployment's defaults; none: the defaults only.
-    notifications: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notifications: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # None: SQL NULL
 
     tasks: Mapped[list[Task]] = relationship(back_populates="project", cascade="all, delete-orphan")
 
@@ -177,7 +177,7 @@ class TrainingRun(Base):
     # new completions as the live count minus this (Label Studio keeps no arrival times to count by).
     source_annotations: Mapped[int | None] = mapped_column(Integer)
     # While it trains: step, epoch, losses, best dev F1 so far, times (written at each spaCy evaluation).
-    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # None: SQL NULL
 
 
 class ConfigRevision(Base):

@@ -1,7 +1,9 @@
-"""Projects and their active-learning settings: on or off, frequency, auto-deploy, the deployed model."""
+"""Projects and their active-learning settings: on or off, frequency, auto-deploy, the deployed model, who
+hears about their trainings."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +13,8 @@ from active_learning.naming import check_project_name, safe_name
 from active_learning.store.base import Repository, find_project
 from active_learning.store.configs import next_revision
 from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_STORE, SOURCES, ConfigRevision, Project
+
+NOTIFY_EMAILS = "email"  # the key of a project's own recipients in its notifications
 
 
 class SafeNameTakenError(ValueError):
@@ -34,6 +38,7 @@ class ProjectSettings:
     source: str = SOURCE_STORE
     source_project_id: int | None = None
     training_params: dict[str, Any] = field(default_factory=dict)
+    notify_emails: tuple[str, ...] = ()  # told about its trainings besides the deployment's recipients
 
 
 class Projects(Repository):
@@ -130,6 +135,15 @@ class Projects(Repository):
             project.training_params = dict(params) or None
             return _settings(project)
 
+    def set_notify_emails(self, name: str, emails: Sequence[str]) -> ProjectSettings:
+        """Replace the addresses told about the project's trainings besides the deployment's (checked by the
+        caller: notifications.py); none: the deployment's only."""
+        with self._session() as session:
+            project = find_project(session, name)
+            notifications = dict(project.notifications or {}) | {NOTIFY_EMAILS: list(emails)}
+            project.notifications = {key: value for key, value in notifications.items() if value} or None
+            return _settings(project)
+
     def deployed_models(self) -> dict[str, str | None]:
         """Project name -> the model its config was last deployed with."""
         with self._session() as session:
@@ -159,4 +173,5 @@ def _settings(project: Project) -> ProjectSettings:
         source=project.source,
         source_project_id=project.source_project_id,
         training_params=dict(project.training_params or {}),
+        notify_emails=tuple((project.notifications or {}).get(NOTIFY_EMAILS, ())),
     )

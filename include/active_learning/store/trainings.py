@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from active_learning.store.base import Repository, find_project
 from active_learning.store.counters import count_last_training
@@ -30,6 +30,7 @@ class TrainingView:
     metrics: dict[str, Any] | None
     error: str | None
     source_annotations: int | None = None  # Label Studio projects: the server's count this training read
+    progress: dict[str, Any] | None = None  # its last evaluation while training: training/progress.py
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -50,7 +51,7 @@ class Trainings(Repository):
             if run is None:
                 run = TrainingRun(project_id=project.id, run_key=run_key, source=source, as_of=as_of)
                 session.add(run)
-            run.status, run.error, run.ended_at = "running", None, None
+            run.status, run.error, run.ended_at, run.progress = "running", None, None, None
             if source_annotations is not None:
                 run.source_annotations = source_annotations
             session.flush()
@@ -69,6 +70,11 @@ class Trainings(Repository):
                 count_last_training(session, run.project_id)
             project_name = session.scalar(select(Project.name).where(Project.id == run.project_id))
             return _view(run, project_name)
+
+    def record_progress(self, run_key: str, progress: dict[str, Any] | None) -> None:
+        """A running training's progress (None: none yet), one statement: written at each evaluation."""
+        with self._session() as session:
+            session.execute(update(TrainingRun).where(TrainingRun.run_key == run_key).values(progress=progress))
 
     def exists(self, run_key: str) -> bool:
         with self._session() as session:
@@ -124,4 +130,5 @@ def _view(run: TrainingRun, project_name: str) -> TrainingView:
         metrics=run.metrics,
         error=run.error,
         source_annotations=run.source_annotations,
+        progress=run.progress,
     )

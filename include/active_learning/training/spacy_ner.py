@@ -8,12 +8,15 @@ functions so that importing this module (e.g. while Airflow parses DAG files) st
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from active_learning.registry import metric_key
 from active_learning.settings import CONFIGS_DIR
@@ -29,6 +32,23 @@ NER_CONFIG_PATH: Path = CONFIGS_DIR / "ner.cfg"
 OVERRIDES_ENV_VAR = "ACTIVE_LEARNING_SPACY_OVERRIDES"
 
 _NER_PIPE = "ner"
+#: The spaCy logger through which :func:`train_ner` hands each evaluation to its listener.
+LISTENING_LOGGER = "active_learning.ListeningLogger.v1"
+log = logging.getLogger(__name__)
+
+
+class TrainingListener(Protocol):
+    """Hears a training as spaCy runs it (:func:`train_ner`'s ``listener``), on the training's thread."""
+
+    def started(self, training: Mapping[str, Any]) -> None:
+        """spaCy's resolved ``[training]`` section, as its training loop starts."""
+
+    def evaluated(self, info: Mapping[str, Any]) -> None:
+        """spaCy's info at each evaluation on the dev set: step, epoch, score, other_scores, losses, checkpoints."""
+
+
+# spaCy builds its logger from the config, which holds no Python objects: the listener comes this way.
+_listener: ContextVar[TrainingListener | None] = ContextVar("training_listener", default=None)
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,7 @@ def train_ner(
     overrides: Mapping[str, object] | None = None,
     config_path: Path = NER_CONFIG_PATH,
     warm_start_from: Path | None = None,
+    listener: TrainingListener | None = None,
 ) -> TrainingOutcome:
     """Train the NER pipeline on CPU; like ``spacy train CONFIG -o OUTPUT --paths.train T --paths.dev D``.
 
@@ -135,7 +156,9 @@ def train_ner(
     and ``model-last``; the returned ``model_dir`` is ``model-best``.  ``overrides`` are applied on
     top of the config (``paths.train`` / ``paths.dev`` always come from the arguments).
     ``warm_start_from``: a trained pipeline whose components training continues from, instead of
-    random weights (labels it lacks are added as the data shows them).
+    random weights (labels it lacks are added as the data shows them). ``listener`` hears each
+    evaluation, through a spaCy logger chained after the config's own (whose table still prints); a
+    listener that fails never stops the training.
     """
     train_path, dev_path = Path(train_path), Path(dev_path)
     output_dir, config_path = Path(output_dir), Path(config_path)
@@ -150,14 +173,19 @@ def train_ner(
     config_overrides: dict[str, Any] = dict(overrides or {})
     config_overrides["paths.train"] = str(train_path)
     config_overrides["paths.dev"] = str(dev_path)
+    if listener is not None:
+        config_overrides["training.logger"] = _chained_with_listener(config_path)
 
     start = time.perf_counter()
+    token = _listener.set(listener)
     try:
         spacy_train(config_path, output_dir, use_gpu=-1, overrides=config_overrides)
     except SystemExit as exc:
         # spaCy's CLI helpers print the reason (e.g. an invalid config override) and call sys.exit;
         # don't let that end the calling process (an Airflow task, a test run).
         raise SpacyConfigError(config_path, dict(overrides or {}), exc.__context__) from exc
+    finally:
+        _listener.reset(token)
     seconds = time.perf_counter() - start
 
     model_dir = output_dir / "model-best"
@@ -166,6 +194,40 @@ def train_ner(
     nlp = load_model(model_dir)
     labels = tuple(sorted(nlp.get_pipe(_NER_PIPE).labels)) if _NER_PIPE in nlp.pipe_names else ()
     return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds)
+
+
+def _chained_with_listener(config_path: Path) -> dict[str, Any]:
+    """The config's own logger (spaCy's console table) followed by the listening one, in spacy-loggers'
+    chain: the logger section that replaces the config's."""
+    from spacy import registry, util
+
+    registry.loggers.register(LISTENING_LOGGER, func=_listening_logger)
+    own = util.load_config(config_path, interpolate=False)["training"]["logger"]
+    return {"@loggers": "spacy.ChainLogger.v1", "logger1": dict(own), "logger2": {"@loggers": LISTENING_LOGGER}}
+
+
+def _listening_logger() -> Callable[..., Any]:
+    """spaCy's logger for :func:`train_ner`'s listener (spaCy builds it in :func:`train_ner`'s context)."""
+    listener = _listener.get()
+
+    def setup(nlp: Language, stdout: Any = sys.stdout, stderr: Any = sys.stderr) -> tuple[Callable[..., None], Callable[[], None]]:
+        if listener is not None:
+            _heard(listener.started, nlp.config.interpolate()["training"])
+
+        def log_step(info: dict[str, Any] | None) -> None:
+            if info is not None and listener is not None:
+                _heard(listener.evaluated, info)
+
+        return log_step, lambda: None
+
+    return setup
+
+
+def _heard(call: Callable[[Any], None], value: Any) -> None:
+    try:
+        call(value)
+    except Exception:  # the listener's failure is its own: the training goes on
+        log.exception("the training's listener failed; training goes on")
 
 
 def warm_start_config(config_path: Path, base_model: Path, folder: Path) -> Path:

@@ -84,37 +84,51 @@ def prepare_data(
 
 
 def train(
-    backends: Backends, *, run_key: str, mlflow_run_id: str, overrides: dict[str, Any] | None = None, warm_start: bool | None = None
+    backends: Backends, *, run_key: str, mlflow_run_id: str, overrides: dict[str, Any] | None = None, warm_start: bool | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train on the run's dataset, score on its dev part, log the model to the same MLflow run.
 
     ``overrides``: :func:`prepare_data`'s ``spacy_overrides`` (the run's, the project's and the deployment's
     values, as logged); without them, the project's training parameters. ``warm_start`` (default:
     ``ACTIVE_LEARNING_WARM_START``): continue from the project's deployed model when it is one of ours;
-    else, or with no such model, from scratch.
+    else, or with no such model, from scratch. ``progress``: each evaluation goes to the MLflow run and
+    to the training's stored progress as it trains (:mod:`active_learning.training.progress`); off only to
+    measure what that costs (``bench/training_overhead.py``).
     """
+    from active_learning.training.progress import ProgressReporter
     from active_learning.training.spacy_ner import load_model, score_ner, train_ner
 
     project = backends.store.trainings.get(run_key).project
     if overrides is None:
         overrides = parameters.effective(backends.store.projects.get(project).training_params).spacy_overrides()
     warm_start = settings.warm_start() if warm_start is None else warm_start
+    backends.store.trainings.record_progress(run_key, None)  # not an earlier attempt's
+    reporter = ProgressReporter(
+        lambda record: backends.store.trainings.record_progress(run_key, record),
+        lambda step, stamp, metrics: backends.registry.log_metrics(mlflow_run_id, metrics, step=step, timestamp_ms=stamp),
+    ) if progress else None
     with workspace(run_key, "train") as folder:
         dataset = backends.registry.download_dataset(mlflow_run_id, folder)
         base = _deployed_model(backends, project, folder) if warm_start else None
-        with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for results
+        # spaCy's progress table goes to stderr (the task's log): stdout is for results.
+        with reporter or contextlib.nullcontext(), contextlib.redirect_stdout(sys.stderr):
             outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides,
-                                warm_start_from=base[1] if base else None)
+                                warm_start_from=base[1] if base else None, listener=reporter)
         nlp = load_model(outcome.model_dir)
         scores = score_ner(nlp, read_docs(nlp, dataset / "dev.spacy"))
         model_uri = backends.registry.log_model(mlflow_run_id, nlp)
+    if reporter is not None:
+        reporter.catch_up()  # MLflow took the model: it takes the evaluations it missed
+        log.info("training progress: %s", reporter.summary)
     metrics = scores.as_metrics() | {"training_seconds": outcome.seconds}
     backends.registry.log_metrics(mlflow_run_id, metrics)
     backends.registry.log_params(mlflow_run_id, {"warm_start_from": base[0] if base else "none"}
                             | {f"spacy.{k}": v for k, v in overrides.items()})
     backends.store.trainings.update(run_key, metrics=scores.as_dict())
     log.info("trained %s in %.1f s: %s", run_key, outcome.seconds, scores.as_dict())
-    return {"model_uri": model_uri, "labels": list(outcome.labels), "metrics": scores.as_dict()}
+    return {"model_uri": model_uri, "labels": list(outcome.labels), "metrics": scores.as_dict(),
+            "progress": reporter.summary if reporter else None}
 
 
 def _deployed_model(backends: Backends, project: str, folder: Path) -> tuple[str, Path] | None:

@@ -6,6 +6,11 @@
 (() => {
   const LINKS = { airflow: document.body.dataset.airflowBase || "/", mlflow: document.body.dataset.mlflowUi || "" };
   const TRAINING_DAG = "active_learning_training";
+  const ENDS_BY = {
+    max_steps: "training.max_steps",
+    max_epochs: "training.max_epochs, at the steps per epoch so far",
+    patience: "training.patience steps after the best evaluation, unless a better one comes",
+  };
   const LABEL_COLORS = ["#e53e3e", "#38a169", "#d69e2e", "#805ad5", "#dd6b20", "#319795", "#d53f8c", "#718096"];
   const view = document.getElementById("view");
   const crumbs = document.getElementById("crumbs");
@@ -45,6 +50,12 @@
   function airflowRunLink(runId) {
     const href = `${LINKS.airflow}dags/${TRAINING_DAG}/runs/${q(runId)}`;
     return `<a href="${esc(href)}" target="_top" title="${esc(runId)}">Airflow run</a>`;
+  }
+
+  // Airflow 3's page of a task instance opens on its log, which follows a running task live.
+  function trainLogLink(runId) {
+    const href = `${LINKS.airflow}dags/${TRAINING_DAG}/runs/${q(runId)}/tasks/train`;
+    return `<a href="${esc(href)}" target="_top" class="live-log">live log of the train task</a>`;
   }
 
   function mlflowRunLink(runId) {
@@ -424,7 +435,7 @@
           ${t.deploy ? `<div class="small muted">${esc(t.deploy)}</div>` : ""}${t.error ? `<div class="small error-text">${esc(t.error)}</div>` : ""}</td>
         <td class="small">${t.airflow_run ? airflowRunLink(t.run_key) : `<span class="muted" title="${esc(t.run_key)}">CLI</span>`}
           ${t.mlflow_run_id ? `<br>${mlflowRunLink(t.mlflow_run_id)}` : ""}</td>
-      </tr>`;
+      </tr>${t.status === "running" ? progressRow(t) : ""}`;
     }).join("");
     return `
       <h2>Training history</h2>
@@ -433,6 +444,28 @@
           <th class="num">Precision</th><th class="num">Recall</th><th class="num">F1</th><th>Per label (F1), model</th><th>Links</th></tr></thead>
         <tbody>${pending}${rows || (pending ? "" : `<tr><td colspan="10" class="muted">No training yet.</td></tr>`)}</tbody>
       </table>`;
+  }
+
+  // A running training, as of spaCy's last evaluation (training/progress.py writes it).
+  function progressRow(t) {
+    const p = t.progress;
+    const log = t.airflow_run ? ` · ${trainLogLink(t.run_key)}` : "";
+    if (!p) {
+      return `<tr class="live" data-progress-for="${esc(t.run_key)}"><td colspan="10" class="small muted">
+        Preparing; the progress shows from spaCy's first evaluation on the dev set${log}</td></tr>`;
+    }
+    const end = p.estimate;
+    const losses = Object.entries(p.losses || {}).map(([name, value]) => `${esc(name)} ${Number(value).toFixed(2)}`).join(", ");
+    const toGo = end && end.remaining_seconds !== null ? ` · about <b class="live-remaining">${duration(end.remaining_seconds)}</b> to go` : "";
+    return `
+      <tr class="live" data-progress-for="${esc(t.run_key)}"><td colspan="10" class="small">
+        ${end ? `<progress max="${Number(end.end_step)}" value="${Math.min(Number(p.step), Number(end.end_step))}"></progress>` : ""}
+        step <b class="live-step">${esc(p.step)}</b>${end ? `, ends by step ${esc(end.end_step)} <span class="muted" title="${esc(ENDS_BY[end.ends_by] || "")}">(${esc(end.ends_by)})</span>` : ""}
+        · epoch ${esc(p.epoch)} · best dev F1 <b class="live-best">${score(p.best_f1)}</b> <span class="muted">(step ${esc(p.best_step)}; this evaluation ${score(p.dev_f1)})</span>
+        · ${duration(p.elapsed_seconds)} elapsed${toGo}
+        <span class="muted">· loss since the evaluation before: ${losses || "—"} · as of ${when(p.updated_at)}</span>
+        ${p.mlflow_behind ? `· <span class="error-text">MLflow is ${esc(p.mlflow_behind)} evaluation(s) behind: unreachable, training goes on</span>` : ""}${log}
+      </td></tr>`;
   }
 
   function queueHtml(queue) {

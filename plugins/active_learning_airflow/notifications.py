@@ -1,0 +1,93 @@
+"""A training's notifications, sent with Airflow's own notifiers: the SMTP provider's ``SmtpNotifier`` to the
+e-mail recipients, the Apprise provider's ``AppriseNotifier`` to the chat services of an Apprise connection.
+What they say and who gets them: ``active_learning.notifications``.
+
+Task callbacks of the training DAG call these, in the task's own process (a Celery worker, or
+LocalExecutor's), where the domain's settings and Airflow's connections are; Airflow 3 would run
+DAG-level callbacks in the DAG processor instead. The domain and the notifiers are imported only when a
+callback runs: DAG files import this module at parse time. A notifier that fails is logged and changes
+nothing else: the task has its state already (success) or gets it next (failed), whatever it does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from active_learning.notifications import Message, Recipient
+
+log = logging.getLogger(__name__)
+
+
+def notify_finished(context: Any) -> None:
+    """``validate_config``'s success callback: the training is over (its model deployed, registered only,
+    or refused by the deploy gate); tell whoever is to hear of it."""
+    try:
+        from active_learning import notifications
+        from active_learning_airflow.connections import task_backends
+
+        backends = task_backends()
+        training = backends.store.trainings.get(context["run_id"])
+        # The run's page: the task's log URL, Airflow's own, up to the task.
+        message = notifications.finished(training, link=context["ti"].log_url.rpartition("/tasks/")[0])
+        _send(context, message, notifications.recipients(backends.store, training.project))
+    except Exception:
+        log.warning("could not notify that training %s finished", context["run_id"], exc_info=True)
+
+
+def notify_failed(context: Any, reason: str) -> None:
+    """After a task of the training failed for good (the failure callback recorded it): tell whoever is to
+    hear of it why, with a link to the failed task's log."""
+    run_key, ti = context["run_id"], context["ti"]
+    try:
+        from active_learning import notifications
+        from active_learning_airflow.connections import task_backends
+
+        backends = task_backends()
+        # None: the run failed before its training was recorded (an unknown project, a source unreachable).
+        training = backends.store.trainings.get(run_key) if backends.store.trainings.exists(run_key) else None
+        project = training.project if training else context["params"]["project"]
+        message = notifications.failed(project, run_key, ti.task_id, reason, link=ti.log_url, training=training)
+        _send(context, message, notifications.recipients(backends.store, project))
+    except Exception:
+        log.warning("could not notify that training %s failed", run_key, exc_info=True)
+
+
+def _send(context: Any, message: Message, recipients: list[Recipient]) -> None:
+    """E-mail ``recipients`` (none: no e-mail), and post to the Apprise connection's services (none while it
+    does not exist). Each notifier on its own: one that fails is logged, and the other still sends."""
+    from active_learning import notifications
+
+    # notify(), not the notifier's __call__: that renders its fields as Jinja templates, and the message
+    # holds project names and error texts, which could break or steer the rendering.
+    if recipients:
+        try:
+            from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+            SmtpNotifier(to=[recipient.email for recipient in recipients], subject=message.subject,
+                         html_content=message.html, smtp_conn_id=notifications.smtp_conn_id()).notify(context)
+            log.info("e-mailed %r to %d recipients", message.subject, len(recipients))
+        except Exception:
+            log.warning("could not e-mail %r to %d recipients", message.subject, len(recipients), exc_info=True)
+    conn_id = notifications.apprise_conn_id()
+    if _connection_exists(conn_id):
+        try:
+            from airflow.providers.apprise.notifications.apprise import AppriseNotifier
+
+            # Apprise itself logs a service that fails (the task log shows it), and does not raise.
+            AppriseNotifier(body=message.text, title=message.subject, notify_type=message.level,
+                            apprise_conn_id=conn_id).notify(context)
+            log.info("posted %r to the services of connection %s", message.subject, conn_id)
+        except Exception:
+            log.warning("could not post %r through connection %s", message.subject, conn_id, exc_info=True)
+
+
+def _connection_exists(conn_id: str) -> bool:
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except Exception:  # Airflow raises its own "not found" types across versions
+        return False
+    return True
