@@ -108,3 +108,34 @@ def test_preannotation_quick() -> None:
     # 200 predictions: the model's count, 2 pushes of 100, the model_version; again: nothing sent.
     assert re.search(r"push 200 predictions\s*\|\s*200 \|\s*4 \|", out), "the push takes more requests"
     assert re.search(r"push again: nothing new\s*\|\s*0 \|\s*2 \|", out)
+
+
+@pytest.mark.scheduler
+@pytest.mark.shared_data
+def test_load_quick_with_trainings_killed(tmp_path: Path) -> None:
+    """bench/load.py --quick --kill: 6 projects cross their threshold in one poll with the training pool
+    at 2 slots, and the running train task processes are SIGKILLed once. The pool bounds them, the polls
+    stay on time, every killed training is retried and finishes, and nothing is lost or doubled."""
+    shared_file("wnut17/tasks.json")
+    shared_file("ncbi_disease/tasks.json")
+    out = run_quick("load.py", "--kill", "--out", str(tmp_path), timeout=1200)
+    assert "peak train tasks running at once" in out
+    result = json.loads((tmp_path / "load.json").read_text())["pool"]
+    assert result["aborted"] is None
+    assert result["pool_slots_created"] == result["pool_slots"] == 2  # the setting, on a fresh Airflow home
+    assert result["peak_trains"] <= 2 and result["peak_pooled"] <= 2, "more trainings ran at once than the pool holds"
+    assert result["polls"] and result["poll_delay_max_s"] <= 30, f"a poll started late under load: {result['polls']}"
+
+    killed = {entry["dag_run_id"] for entry in result["killed"]}
+    assert killed, "no running training was killed"
+    assert killed <= set(result["retried_trains"]), "a killed training was not retried"
+    assert all(result["run_states"][run] == "success" for run in killed)
+
+    checks = result["checks"]
+    assert len(checks["per_project"]) == 6 and checks["failures"] == 0 and checks["duplicates"] == 0
+    for project, counts in checks["per_project"].items():
+        # One training per crossing: its run, its history row, its model version and its config revision;
+        # the 10 + 50 completions stored once, and all 60 trained on.
+        assert counts == {"runs": 1, "runs_succeeded": 1, "history": 1, "history_succeeded": 1, "trained_on": [60],
+                          "model_versions": 1, "training_revisions": 1, "other_revisions": 0,
+                          "completions_before": 10, "completions_after": 60}, project

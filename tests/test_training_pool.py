@@ -3,6 +3,7 @@ keeps a size a person changed."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,24 +41,34 @@ def test_a_bad_setting_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, value
         training_pool_slots()
 
 
-def test_the_dev_stack_creates_the_pool_and_a_second_run_keeps_a_changed_size(tmp_path: Path) -> None:
-    """What the demo, the tests' Airflow and the scale-out cluster run before starting Airflow, on a
-    fresh Airflow home (about 20 s: three Airflow processes)."""
-    from devstack.embedded import airflow_environment, prepare_airflow
+def test_airflow_sh_standalone_creates_the_pool_on_a_fresh_home_and_a_second_run_keeps_a_changed_size(tmp_path: Path) -> None:
+    """`scripts/airflow.sh standalone` runs what the demo, the tests' Airflow and the scale-out cluster run
+    before starting Airflow (``devstack.embedded.prepare_airflow``); stopped as soon as Airflow starts
+    (about 15 s: Airflow's migration, the pool, then one more Airflow process)."""
+    from devstack.embedded import airflow_environment
+    from devstack.services import Service, free_port, wait_until
 
-    env = airflow_environment(tmp_path) | {"ACTIVE_LEARNING_TRAINING_POOL_SLOTS": "3"}
-    prepare_airflow(env)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ACTIVE_LEARNING", "MLFLOW"))}
+    env |= {"ACTIVE_LEARNING_HOME": str(tmp_path), "ACTIVE_LEARNING_TRAINING_POOL_SLOTS": "3", "AIRFLOW_PORT": str(free_port()),
+            "PYTHON": sys.executable}
+    standalone = Service("airflow-sh", [str(REPO / "scripts" / "airflow.sh"), "standalone"], env=env, log_dir=tmp_path).start()
+    try:
+        wait_until(lambda: "Starting Airflow Standalone" in standalone.log_path.read_text(errors="replace"), timeout=120,
+                   what="airflow standalone starting", services=[standalone])
+    finally:
+        standalone.stop()
     # A person resizes it, as `airflow pools set` and the UI do; then the pool's creation runs again.
     resize_then_create = """
 from airflow.models.pool import Pool
 from active_learning.constants import TRAINING_POOL
 from active_learning_airflow.pools import main
-print("created with", Pool.get_pool(TRAINING_POOL).slots)
+created = Pool.get_pool(TRAINING_POOL)
+print("created with", created and created.slots)
 Pool.create_or_update_pool(TRAINING_POOL, 5, "resized by hand", include_deferred=False)
 main()
 """
-    done = subprocess.run([sys.executable, "-c", resize_then_create], env=env | {"PYTHONPATH": str(REPO / "plugins")},
-                          capture_output=True, text=True, check=True)
+    airflow_env = airflow_environment(tmp_path) | {"PYTHONPATH": str(REPO / "plugins")}
+    done = subprocess.run([sys.executable, "-c", resize_then_create], env=airflow_env, capture_output=True, text=True, check=True)
     created, again = done.stdout.strip().splitlines()[-2:]
     assert created == "created with 3"
     assert again.endswith("active_learning_training: exists with 5 slots, left as it is (resize: airflow pools set)")

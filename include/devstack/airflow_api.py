@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,27 @@ class AirflowApi:
 
     def dag_runs(self, dag_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
         return self.get(f"dags/{dag_id}/dagRuns?limit={limit}")["dag_runs"]
+
+    def every(self, path: str, key: str, *, timeout: float = 60, **params: Any) -> list[dict[str, Any]]:
+        """Every item of the paged list ``GET /api/v2/<path>?<params>`` under ``key``: the API returns at
+        most ``api.maximum_page_limit`` (100) a page, whatever ``limit`` asks."""
+        items: list[dict[str, Any]] = []
+        while True:
+            query = urllib.parse.urlencode(params | {"limit": 100, "offset": len(items)}, doseq=True)
+            page = self.get(f"{path}?{query}", timeout=timeout)
+            items.extend(page[key])
+            if not page[key] or len(items) >= page["total_entries"]:
+                return items
+
+    def task_instances(self, dag_id: str = "~", run_id: str = "~", **filters: Any) -> list[dict[str, Any]]:
+        """Task instances of one DAG and run, or ``~`` for all, e.g. ``task_id="train"``, ``pool="..."``."""
+        return self.every(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances", "task_instances", **filters)
+
+    def tries(self, ti: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every try of the task instance ``ti`` (as listed), the earlier ones from its history."""
+        mapped = f"/{ti['map_index']}" if ti["map_index"] >= 0 else ""
+        return self.get(f"dags/{ti['dag_id']}/dagRuns/{urllib.parse.quote(ti['dag_run_id'], safe='')}"
+                        f"/taskInstances/{ti['task_id']}{mapped}/tries")["task_instances"]
 
     def wait_for_dags(self, dag_ids: Iterable[str], *, timeout: float = 180, services: Sequence[Service] = ()) -> None:
         """Until the DAG processor has parsed every one of ``dag_ids`` (the API lists them)."""

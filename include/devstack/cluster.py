@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.airflow_api import AirflowApi, airflow_healthy
-from devstack.embedded import airflow_environment, prepare_airflow
+from devstack.embedded import airflow_environment, prepare_airflow, sqlite_settings
 from devstack.services import Service, answers, wait_until
 
 
@@ -42,6 +42,8 @@ class ClusterSettings:
 
     def environment(self) -> dict[str, str]:
         env = airflow_environment(self.home, port=self.airflow_port, poll_schedule=self.poll_schedule)
+        for key in sqlite_settings():  # Airflow's defaults on PostgreSQL; psycopg takes no busy timeout
+            env.pop(key)
         env.update({
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_db_url,

@@ -1,8 +1,8 @@
 """The embedded default, started for real: Airflow (LocalExecutor on SQLite) via ``airflow standalone``.
 
-Used by the demo, the end-to-end tests and the trigger-latency benchmark; ``airflow_environment`` also
-documents which settings the loop needs from any Airflow (``cluster`` and ``scripts/airflow.sh`` start
-from it).
+Used by the demo, the end-to-end tests and the trigger-latency and load benchmarks;
+``airflow_environment`` also documents which settings the loop needs from any Airflow (``cluster`` and
+``scripts/airflow.sh`` start from it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,27 @@ from pathlib import Path
 
 from devstack.airflow_api import AirflowApi, admin_password, airflow_healthy
 from devstack.services import Service, wait_until
-from active_learning.settings import REPO_ROOT
+from active_learning.settings import REPO_ROOT, training_pool_slots
+
+
+# Read by Airflow by its import path ([database] sql_alchemy_connect_args).
+SQLITE_CONNECT_ARGS = {"timeout": 30}
+
+
+def sqlite_settings() -> dict[str, str]:
+    """What Airflow on one SQLite file needs, and on PostgreSQL does not (``cluster`` drops these keys).
+
+    Every running task writes that file through the API server, one writer at a time. With Airflow's
+    defaults (32 task processes at once, a lock given up after 5 s) 50 projects due in one poll on 2 cores
+    (bench/load.py: 50 launches, then 16 trainings' first steps) left the API server's 15 database
+    connections all waiting on the lock: it answered 500, tasks failed, the scheduler died on "database is
+    locked". So: at most the training pool plus 6 task processes at once (8 at least: a poll, its
+    launches, a deploy and the trainings' light steps beside every training), and a write waits up to 30 s
+    for the lock, as the annotation store's do (active_learning.store.db)."""
+    return {
+        "AIRFLOW__CORE__PARALLELISM": str(max(8, training_pool_slots() + 6)),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "devstack.embedded.SQLITE_CONNECT_ARGS",
+    }
 
 
 def airflow_environment(home: Path, *, port: int = 8080, poll_schedule: str = "*/5 * * * *") -> dict[str, str]:
@@ -35,7 +55,7 @@ def airflow_environment(home: Path, *, port: int = 8080, poll_schedule: str = "*
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         # airflow standalone starts its children as `airflow`: the venv's bin must come first.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    })
+    } | sqlite_settings())
     return env
 
 
@@ -80,8 +100,17 @@ class EmbeddedAirflow:
         return self.service.process if self.service else None
 
     def start(self, timeout: float = 180) -> None:
+        self.launch()
+        self.wait_until_healthy(timeout)
+
+    def launch(self) -> None:
+        """Prepare the home and start ``airflow standalone`` without waiting for it (about 16 s to healthy):
+        a caller may set up its projects meanwhile."""
         prepare_airflow(self.env)
         self.service = Service("airflow-standalone", ["airflow", "standalone"], env=self.env, log_dir=self.home).start()
+
+    def wait_until_healthy(self, timeout: float = 180) -> None:
+        assert self.service is not None, "launch() first"
         wait_until(lambda: airflow_healthy(self.url), timeout=timeout, what="a healthy Airflow", services=[self.service])
 
     def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
