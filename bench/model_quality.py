@@ -1,99 +1,65 @@
-"""Model quality: the loop's model against bare ``spacy train``, and warm start against training from scratch.
+"""Model quality: the loop's model against bare ``spacy train`` on all the data, over seeds, on a test set no model sees.
 
-For each shared corpus (``../shared/data/<corpus>``: ``tasks.json`` to train on, ``dev_tasks.json`` to score
-on, ``labeling_config.xml``), side by side in one run:
+For each shared corpus (``../shared/data/<corpus>``: ``tasks.json``, ``dev_tasks.json``, ``labeling_config.xml``):
 
-* **bare** - ``python -m spacy init config -l en -p ner`` (spaCy's default CPU NER config), then
-  ``python -m spacy train`` on the same train/dev DocBins the loop made from ``tasks.json``;
-* **loop** - ``active-learning import`` then ``active-learning train`` with default settings (a fresh
-  store and MLflow store), as a user runs it;
-* **warm start** - a model trained by the loop on the first half of ``tasks.json`` and deployed, then
-  all of ``tasks.json`` trained again continuing from it (``active-learning train --warm-start``),
-  against the loop's from-scratch training above.
+* ``dev_tasks.json`` is split in two fixed halves by the task's id (:func:`in_test_half`: sha256 of the id as
+  text, first byte even), so a task never changes half. The **test half** scores every model (exact spans,
+  spaCy's scorer, completions chosen by the loop's selection policy); no model trains or early-stops on it.
+  The **early-stop half** is the anchor's dev set.
+* **Sides** (``SIDES``; a new option is one more entry):
 
-Every model is scored the same way on ``dev_tasks.json`` (exact spans, spaCy's scorer; completions chosen
-by the loop's selection policy). Training times are wall times of the commands.
+  - ``anchor``: ``python -m spacy init config -l en -p ner`` (spaCy's default CPU NER config), then
+    ``python -m spacy train`` on all of ``tasks.json``, early-stopped on the early-stop half; both DocBins
+    made by the loop's own conversion (selection policy, ``training/dataset.py``);
+  - ``loop``: ``active-learning import`` + ``active-learning train`` on ``tasks.json``, default settings, a
+    fresh store and MLflow store (it early-stops on its own 20 % of ``tasks.json``), as a user runs it;
+  - ``warm``: the loop on the first half of ``tasks.json``, deployed, then on all of it continuing from that
+    model (``train --warm-start``); its time is the second training's.
+* Each side runs once per seed: spaCy's ``system.seed``, the project's training parameter for the loop's
+  sides (``active-learning training-params --set system.seed=N``), ``--system.seed N`` for the anchor. Per
+  seed the sides run one after another, their order rotated from seed to seed, so machine load falls on
+  all alike.
 
-    python bench/model_quality.py                       # both corpora, full training: ~40 minutes on 2 cores
-    python bench/model_quality.py --corpora wnut17
-    python bench/model_quality.py --quick               # 150 tasks per corpus, 50 training steps: ~2 minutes
+Reported per corpus and side: test-half F1 as mean ± sd (sample standard deviation over seeds) and min-max,
+precision and recall means, training time mean (wall time of the training command: the loop's includes its
+data preparation and MLflow logging), steps trained. The bar: the loop's mean F1 >= the anchor's - 0.005 on
+every corpus.
 
-The last line is the quality bar: the loop's F1 / bare spaCy's F1 on the worse corpus (target >= 1.00x).
+    python bench/model_quality.py                        # both corpora, 3 seeds (time: docs/performance.md)
+    python bench/model_quality.py --corpora ncbi_disease --seeds 2 --sides anchor,loop
+    python bench/model_quality.py --quick                # 150 tasks per corpus, 50 training steps, seed 0: 2-4 minutes
+
+A run writing to a results file that already holds results of the same mode replaces the (corpus, side,
+seed) entries it ran, keeps the others and reports on all of them, so a part can be rerun or a side added.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PYTHON, REPO, RESULTS, SHARED_DATA, load_average, print_table, ratio_line, save_json  # noqa: E402
-from _training import QUICK_OVERRIDES  # noqa: E402
+from _common import PYTHON, REPO, RESULTS, SHARED_DATA, load_average, print_table, ratio_line  # noqa: E402
+from _training import QUICK_OVERRIDES, training_table  # noqa: E402
 
 CORPORA = ("wnut17", "ncbi_disease")
+SEEDS = (0, 1, 2)
 PROJECT = "quality"
 CLI = [PYTHON, "-m", "active_learning"]
 QUICK_TASKS = 150
-
-
-class Home:
-    """A fresh ACTIVE_LEARNING_HOME (annotation store + MLflow store) driven through the CLI."""
-
-    def __init__(self, folder: Path, overrides: dict[str, Any] | None) -> None:
-        self.folder = folder
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ACTIVE_LEARNING", "MLFLOW"))}
-        self.env.update(ACTIVE_LEARNING_HOME=str(folder), MLFLOW_DISABLE_TELEMETRY="true")
-        if overrides:
-            self.env["ACTIVE_LEARNING_SPACY_OVERRIDES"] = json.dumps(overrides)
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run([*CLI, *args], env=self.env, cwd=REPO, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"active-learning {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-        return done.stdout
-
-    def train(self, *flags: str) -> tuple[str, float]:
-        start = time.perf_counter()
-        model = self.cli("train", "--project", PROJECT, *flags).strip().splitlines()[-1]
-        return model, time.perf_counter() - start
-
-    def evaluate(self, model: str, tasks: Path) -> dict[str, Any]:
-        return json.loads(self.cli("evaluate", "--model", model, "--tasks", str(tasks)))
-
-    def docbins(self, model: str, dest: Path) -> Path:
-        """The train/dev DocBins the loop made for ``model`` (its MLflow run's dataset)."""
-        history = json.loads(self.cli("history", "--project", PROJECT))
-        run_id = next(t["mlflow_run_id"] for t in history if t["model_name"] == model)
-        code = ("import sys; from active_learning.registry import ModelRegistry; "
-                "print(ModelRegistry().download_dataset(sys.argv[1], __import__('pathlib').Path(sys.argv[2])))")
-        done = subprocess.run([PYTHON, "-c", code, run_id, str(dest)], env=self.env, capture_output=True, text=True, check=True)
-        return Path(done.stdout.strip().splitlines()[-1])
-
-
-def bare_spacy(dataset: Path, folder: Path, overrides: dict[str, Any] | None, dev_tasks: Path) -> dict[str, Any]:
-    config = folder / "default_ner.cfg"
-    subprocess.run([PYTHON, "-m", "spacy", "init", "config", "-l", "en", "-p", "ner", "--force", str(config)],
-                   capture_output=True, check=True)
-    command = [PYTHON, "-m", "spacy", "train", str(config), "--output", str(folder / "bare"),
-               "--paths.train", str(dataset / "train.spacy"), "--paths.dev", str(dataset / "dev.spacy")]
-    for key, value in (overrides or {}).items():
-        command += [f"--{key}", json.dumps(value)]
-    start = time.perf_counter()
-    subprocess.run(command, capture_output=True, check=True)
-    seconds = time.perf_counter() - start
-    code = ("import json, sys, spacy; from pathlib import Path; from active_learning.training.evaluation import score_export; "
-            "nlp = spacy.load(sys.argv[1]); "
-            "print(json.dumps(score_export(nlp, Path(sys.argv[2]), labels=tuple(nlp.get_pipe('ner').labels))))")
-    done = subprocess.run([PYTHON, "-c", code, str(folder / "bare" / "model-best"), str(dev_tasks)],
-                          capture_output=True, text=True, check=True)
-    return {"seconds": seconds, "scores": json.loads(done.stdout.strip().splitlines()[-1])}
+BAR = 0.005  # the loop's mean F1 may be at most this far below the anchor's
 
 
 def first_tasks(source: Path, count: int | None, dest: Path) -> Path:
@@ -104,93 +70,278 @@ def first_tasks(source: Path, count: int | None, dest: Path) -> Path:
     return dest
 
 
-def bench_corpus(corpus: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    data = SHARED_DATA / corpus
-    overrides = QUICK_OVERRIDES if args.quick else None
-    limit = QUICK_TASKS if args.quick else None
+def in_test_half(task: dict[str, Any]) -> bool:
+    """Whether a ``dev_tasks.json`` task scores the models (else it is in the anchor's early-stop half)."""
+    return hashlib.sha256(str(task["id"]).encode("utf-8")).digest()[0] % 2 == 0
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One corpus made ready for every side: the files each reads."""
+
+    name: str
+    tasks: Path  # export the loop's sides import
+    test: Path  # export of the test half
+    train_docbin: Path  # all of ``tasks``, converted as the loop converts
+    early_stop_docbin: Path  # the early-stop half, likewise
+    config: Path  # labeling config
+    default_cfg: Path  # spaCy's default CPU NER config
+    overrides: dict[str, Any] | None  # spaCy overrides every side trains with (quick mode)
+    sizes: dict[str, int]
+
+
+@dataclass
+class Trained:
+    """One side's model for one seed, scored on the test half."""
+
+    model: str
+    seconds: float
+    scores: dict[str, Any]
+    steps: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(name: str, work: Path, quick: bool) -> Corpus:
+    import spacy
+
+    from active_learning.preannotation.simulation import load_examples
+    from active_learning.training.dataset import to_docs, write_docbin
+
+    data = SHARED_DATA / name
+    limit = QUICK_TASKS if quick else None
     tasks = first_tasks(data / "tasks.json", limit, work / "tasks.json")
-    dev_tasks = first_tasks(data / "dev_tasks.json", limit, work / "dev_tasks.json")
-    n_tasks = len(json.loads(tasks.read_text()))
-    config = str(data / "labeling_config.xml")
-
-    loop = Home(work / "loop", overrides)
-    loop.cli("import", str(tasks), "--project", PROJECT, "--config", config)
-    model, loop_seconds = loop.train("--no-deploy", "--no-warm-start")
-    loop_scores = loop.evaluate(model, dev_tasks)
-    print(f"  {corpus}: loop {model} in {loop_seconds:.0f} s, dev F1 {loop_scores['f1']:.3f}", flush=True)
-
-    bare = bare_spacy(loop.docbins(model, work / "docbins"), work, overrides, dev_tasks)
-    print(f"  {corpus}: bare spacy train in {bare['seconds']:.0f} s, dev F1 {bare['scores']['f1']:.3f}", flush=True)
-
-    result = {"corpus": corpus, "tasks": n_tasks, "dev_tasks": loop_scores["tasks"], "loop": {"seconds": loop_seconds,
-              "scores": loop_scores}, "bare": bare}
-    if not args.no_warm_start:
-        warm = Home(work / "warm", overrides)
-        half = first_tasks(tasks, n_tasks // 2, work / "half.json")
-        warm.cli("import", str(half), "--project", PROJECT, "--config", config)
-        base, base_seconds = warm.train("--deploy", "--no-warm-start")
-        warm.cli("import", str(tasks), "--project", PROJECT)
-        warm_model, warm_seconds = warm.train("--no-deploy", "--warm-start")
-        result["warm_start"] = {"base_seconds": base_seconds, "base_scores": warm.evaluate(base, dev_tasks),
-                                "seconds": warm_seconds, "scores": warm.evaluate(warm_model, dev_tasks)}
-        print(f"  {corpus}: warm start from {base} (half the tasks) in {warm_seconds:.0f} s, "
-              f"dev F1 {result['warm_start']['scores']['f1']:.3f}", flush=True)
-    return result
+    dev = json.loads(first_tasks(data / "dev_tasks.json", limit, work / "dev_tasks.json").read_text())
+    halves = {"test": [t for t in dev if in_test_half(t)], "early_stop": [t for t in dev if not in_test_half(t)]}
+    for half, half_tasks in halves.items():
+        (work / f"{half}.json").write_text(json.dumps(half_tasks))
+    xml = (data / "labeling_config.xml").read_text(encoding="utf-8")
+    blank = spacy.blank("en")
+    docbins = {}
+    for part, export in (("train", tasks), ("early_stop", work / "early_stop.json")):
+        docs, _ = to_docs(blank, load_examples(export, xml))
+        docbins[part] = write_docbin(docs, work / f"{part}.spacy")
+    default_cfg = work / "default_ner.cfg"
+    subprocess.run([PYTHON, "-m", "spacy", "init", "config", "-l", "en", "-p", "ner", "--force", str(default_cfg)],
+                   capture_output=True, check=True)
+    sizes = {"tasks": len(json.loads(tasks.read_text())), "test_tasks": len(halves["test"]),
+             "early_stop_tasks": len(halves["early_stop"])}
+    return Corpus(name, tasks, work / "test.json", docbins["train"], docbins["early_stop"], data / "labeling_config.xml",
+                  default_cfg, QUICK_OVERRIDES if quick else None, sizes)
 
 
-def f1_ratio(result: dict[str, Any]) -> float:
-    """Loop F1 / bare F1 (1.0 when both are 0, as after a few quick-mode steps)."""
-    return (result["loop"]["scores"]["f1"] + 1e-9) / (result["bare"]["scores"]["f1"] + 1e-9)
+def _environment(home: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ACTIVE_LEARNING", "MLFLOW"))}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    if home is not None:
+        env["ACTIVE_LEARNING_HOME"] = str(home)
+    return env
 
 
-def report(results: list[dict[str, Any]]) -> tuple[float, bool]:
+class Home:
+    """A fresh ACTIVE_LEARNING_HOME (annotation store + MLflow store) driven through the CLI."""
+
+    def __init__(self, folder: Path, corpus: Corpus, seed: int) -> None:
+        self.env = _environment(folder)
+        if corpus.overrides:
+            self.env["ACTIVE_LEARNING_SPACY_OVERRIDES"] = json.dumps(corpus.overrides)
+        self.corpus, self.seed, self.created = corpus, seed, False
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*CLI, *args], env=self.env, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"active-learning {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done
+
+    def import_tasks(self, tasks: Path) -> None:
+        """Import an export; the first import creates the project and sets its seed."""
+        self.cli("import", str(tasks), "--project", PROJECT, *(() if self.created else ("--config", str(self.corpus.config))))
+        if not self.created:
+            self.cli("training-params", "--project", PROJECT, "--set", f"system.seed={self.seed}")
+            self.created = True
+
+    def train(self, *flags: str) -> tuple[str, float, int | None]:
+        """(model name, wall seconds, steps trained)."""
+        start = time.perf_counter()
+        done = self.cli("train", "--project", PROJECT, *flags)
+        seconds = time.perf_counter() - start
+        return done.stdout.strip().splitlines()[-1], seconds, training_table(done.stderr)["last_step"]
+
+    def score(self, model: str) -> dict[str, Any]:
+        return json.loads(self.cli("evaluate", "--model", model, "--tasks", str(self.corpus.test)).stdout)
+
+
+def train_anchor(corpus: Corpus, seed: int, folder: Path) -> Trained:
+    import spacy
+
+    from active_learning.training.evaluation import score_export
+
+    command = [PYTHON, "-m", "spacy", "train", str(corpus.default_cfg), "--output", str(folder / "model"),
+               "--paths.train", str(corpus.train_docbin), "--paths.dev", str(corpus.early_stop_docbin),
+               "--system.seed", str(seed)]
+    for key, value in (corpus.overrides or {}).items():
+        command += [f"--{key}", json.dumps(value)]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=_environment(), capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"spacy train failed:\n{done.stderr[-3000:]}")
+    nlp = spacy.load(folder / "model" / "model-best")
+    scores = score_export(nlp, corpus.test, labels=tuple(nlp.get_pipe("ner").labels))
+    return Trained("spacy train model-best", seconds, scores, training_table(done.stdout + done.stderr)["last_step"])
+
+
+def train_loop(corpus: Corpus, seed: int, folder: Path, *, flags: tuple[str, ...] = ()) -> Trained:
+    """The loop as a user runs it; ``flags``: more ``active-learning train`` options (a variant's side)."""
+    home = Home(folder, corpus, seed)
+    home.import_tasks(corpus.tasks)
+    model, seconds, steps = home.train("--no-deploy", "--no-warm-start", *flags)
+    return Trained(model, seconds, home.score(model), steps)
+
+
+def train_warm(corpus: Corpus, seed: int, folder: Path) -> Trained:
+    home = Home(folder, corpus, seed)
+    home.import_tasks(first_tasks(corpus.tasks, corpus.sizes["tasks"] // 2, folder / "half.json"))
+    base, base_seconds, base_steps = home.train("--deploy", "--no-warm-start")
+    home.import_tasks(corpus.tasks)
+    model, seconds, steps = home.train("--no-deploy", "--warm-start")
+    return Trained(model, seconds, home.score(model), steps,
+                   {"base_model": base, "base_seconds": base_seconds, "base_steps": base_steps})
+
+
+@dataclass(frozen=True)
+class Side:
+    label: str  # the report's row name
+    train: Callable[[Corpus, int, Path], Trained]
+
+
+# A variant of the loop is one more entry, e.g. functools.partial(train_loop, flags=("--some-option",)).
+SIDES: dict[str, Side] = {
+    "anchor": Side("bare `spacy train`, default CPU NER config", train_anchor),
+    "loop": Side("loop: `active-learning train`", train_loop),
+    "warm": Side("loop, warm start from the half-data model", train_warm),
+}
+
+
+class Results:
+    """The records of this run and, from a results file of the same mode, of earlier ones."""
+
+    def __init__(self, path: Path | None, settings: dict[str, Any]) -> None:
+        self.path, self.settings = path, settings
+        self.run = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.data: dict[str, Any] = {"settings": settings, "runs": [], "corpora": {}, "records": []}
+        if path is not None and path.is_file():
+            earlier = json.loads(path.read_text())
+            if earlier.get("settings") == settings and "records" in earlier:
+                self.data = earlier
+            else:
+                print(f"{path}: earlier results of other settings, not merged: replaced", flush=True)
+        self.data["runs"].append({"started": self.run, "load_average": load_average(), "argv": sys.argv[1:]})
+
+    def add(self, record: dict[str, Any]) -> None:
+        key = (record["corpus"], record["side"], record["seed"])
+        self.data["records"] = [r for r in self.data["records"] if (r["corpus"], r["side"], r["seed"]) != key] + [record]
+        self.write()
+
+    def write(self) -> None:
+        """Written after every record, so an interrupted long run keeps what it measured."""
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+
+    def of(self, corpus: str, side: str) -> list[dict[str, Any]]:
+        return sorted((r for r in self.data["records"] if r["corpus"] == corpus and r["side"] == side), key=lambda r: r["seed"])
+
+
+def run_one(corpus: Corpus, side: str, seed: int, results: Results) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"al-bench-quality-{corpus.name}-{side}-{seed}-") as tmp:
+        trained = SIDES[side].train(corpus, seed, Path(tmp))
+    s = trained.scores
+    print(f"  {corpus.name} seed {seed} {side}: test F1 {s['f1']:.3f} (P {s['precision']:.3f}, R {s['recall']:.3f}) "
+          f"in {trained.seconds:.0f} s, {trained.steps} steps", flush=True)
+    results.add({"corpus": corpus.name, "side": side, "seed": seed, "run": results.run, "f1": s["f1"],
+                 "precision": s["precision"], "recall": s["recall"], "test_tasks": s["tasks"]}
+                | {k: v for k, v in asdict(trained).items() if k != "scores"})
+
+
+def mean(records: list[dict[str, Any]], key: str) -> float:
+    return statistics.fmean(r[key] for r in records)
+
+
+def report(results: Results, corpora: list[str]) -> None:
     rows = []
-    for r in results:
-        for name, side in (("bare `spacy train`, default CPU NER config", r["bare"]), ("loop: `active-learning train`", r["loop"]),
-                           ("loop, warm start from the half-data model", r.get("warm_start"))):
-            if side:
-                s = side["scores"]
-                rows.append([r["corpus"], name, f"{side['seconds']:.0f}", f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}"])
-    print_table(["corpus", "model", "training s", "P", "R", "F1"], rows,
-                title="scored on dev_tasks.json (" + ", ".join(f"{r['corpus']}: {r['dev_tasks']} tasks" for r in results)
-                      + "); trained on tasks.json (" + ", ".join(f"{r['corpus']}: {r['tasks']} tasks" for r in results) + ")")
-    warm = [r for r in results if "warm_start" in r]
-    if warm:
-        print_table(["corpus", "warm / scratch time", "F1 warm - scratch", "half-data model F1"], [
-            [r["corpus"], f"{r['warm_start']['seconds'] / r['loop']['seconds']:.2f}x",
-             f"{r['warm_start']['scores']['f1'] - r['loop']['scores']['f1']:+.3f}", f"{r['warm_start']['base_scores']['f1']:.3f}"]
-            for r in warm], title="warm start (continue from the deployed model) vs. from scratch, same data")
-        better = all(r["warm_start"]["seconds"] < r["loop"]["seconds"] and r["warm_start"]["scores"]["f1"] >= r["loop"]["scores"]["f1"]
-                     for r in warm)
-        print(f"warm start is {'faster with the same or better F1 on every corpus' if better else 'not faster with the same or better F1 on every corpus'}"
-              f": default {'on' if better else 'off'}")
-    ratios = {r["corpus"]: f1_ratio(r) for r in results}
-    worst = min(ratios, key=ratios.get)  # type: ignore[arg-type]
-    return ratios[worst], ratios[worst] >= 1.0
+    for corpus in corpora:
+        anchor = results.of(corpus, "anchor")
+        for side, records in ((side, results.of(corpus, side)) for side in SIDES):
+            if not records:
+                continue
+            f1 = [r["f1"] for r in records]
+            sd = f"{statistics.stdev(f1):.3f}" if len(f1) > 1 else "-"
+            steps = [r["steps"] for r in records if r["steps"] is not None]
+            rows.append([corpus, side, SIDES[side].label, len(records), f"{statistics.fmean(f1):.3f} ± {sd}",
+                         f"{min(f1):.3f}-{max(f1):.3f}", f"{statistics.fmean(f1) - mean(anchor, 'f1'):+.3f}" if anchor else "-",
+                         f"{mean(records, 'precision'):.3f}", f"{mean(records, 'recall'):.3f}", f"{mean(records, 'seconds'):.0f}",
+                         f"{statistics.fmean(steps):,.0f}" if steps else "-"])
+    sizes = "; ".join(f"{c}: {n['tasks']:,} train, {n['test_tasks']:,} test, {n['early_stop_tasks']:,} early-stop tasks"
+                      for c, n in ((c, results.data["corpora"][c]) for c in corpora))
+    print_table(["corpus", "side", "model", "seeds", "test F1 mean ± sd", "F1 min-max", "F1 - anchor", "P", "R", "training s", "steps"],
+                rows, title=f"scored on the test half of dev_tasks.json ({sizes}); sd: sample standard deviation over seeds; "
+                            "P, R, training s (wall time of the training command), steps: means")
+    runs = sorted({r["run"] for r in results.data["records"]})
+    if len(runs) > 1:
+        print(f"records from {len(runs)} runs ({', '.join(runs)}): times compare only within one run", flush=True)
+
+
+def bar(results: Results, corpora: list[str]) -> str:
+    """The key-ratio line: loop / anchor mean F1 on the corpus with the smallest margin; met when every
+    corpus clears the bar."""
+    pairs = {c: (mean(results.of(c, "loop"), "f1"), mean(results.of(c, "anchor"), "f1"))
+             for c in corpora if results.of(c, "loop") and results.of(c, "anchor")}
+    if not pairs:
+        return "bar not computed: it needs the loop and the anchor on a corpus"
+    for corpus, (loop, anchor) in pairs.items():
+        print(f"{corpus}: loop {loop:.3f} - anchor {anchor:.3f} = {loop - anchor:+.3f} "
+              f"(bar >= -{BAR}: {'met' if loop >= anchor - BAR else 'NOT met'})", flush=True)
+    worst = min(pairs, key=lambda c: pairs[c][0] - pairs[c][1])
+    loop, anchor = pairs[worst]
+    met = len(pairs) == len(corpora) and all(lp >= an - BAR for lp, an in pairs.values())
+    return ratio_line(f"mean test F1, loop / anchor ({worst}: {loop:.3f} / {anchor:.3f})", (loop + 1e-9) / (anchor + 1e-9),
+                      f"loop mean >= anchor mean - {BAR} on {', '.join(corpora)}", met)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_TASKS} tasks per corpus, spaCy overrides {QUICK_OVERRIDES}")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_TASKS} tasks per corpus, spaCy overrides {QUICK_OVERRIDES}, seed 0")
     parser.add_argument("--corpora", default=",".join(CORPORA))
-    parser.add_argument("--no-warm-start", action="store_true", help="skip the warm-start comparison")
+    parser.add_argument("--seeds", default=None, help=f"comma-separated spaCy seeds (default: {','.join(map(str, SEEDS))}; quick: 0)")
+    parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}")
     parser.add_argument("--out", type=Path, default=None, help="write <out>/model_quality.json (full run: bench/results)")
     args = parser.parse_args()
-    corpora = args.corpora.split(",")
-    missing = [c for c in corpora if not (SHARED_DATA / c / "tasks.json").is_file()]
-    if missing:
+    corpora, sides = args.corpora.split(","), args.sides.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0] if args.quick else list(SEEDS)
+    if unknown := [s for s in sides if s not in SIDES]:
+        raise SystemExit(f"unknown sides {unknown}: known {', '.join(SIDES)}")
+    if missing := [c for c in corpora if not (SHARED_DATA / c / "tasks.json").is_file()]:
         raise SystemExit(f"shared corpora missing under {SHARED_DATA}: {missing}")
-    print(f"model quality on {', '.join(corpora)}{' (quick)' if args.quick else ''}; load average {load_average()}", flush=True)
-    results = []
-    for corpus in corpora:
-        with tempfile.TemporaryDirectory(prefix=f"al-bench-quality-{corpus}-") as tmp:
-            results.append(bench_corpus(corpus, args, Path(tmp)))
-    ratio, met = report(results)
-    save_json("model_quality", {"quick": args.quick, "results": results, "load_average": load_average()},
-              args.out or (None if args.quick else RESULTS))
-    worst = min(results, key=f1_ratio)
-    print(ratio_line(f"dev F1, loop / bare spacy train ({worst['corpus']}: {worst['loop']['scores']['f1']:.3f} / "
-                     f"{worst['bare']['scores']['f1']:.3f})", ratio, ">= 1.00x", met))
+    out = args.out or (None if args.quick else RESULTS)
+    results = Results(out / "model_quality.json" if out else None, {"quick": args.quick})
+    print(f"model quality on {', '.join(corpora)}{' (quick)' if args.quick else ''}, seeds {seeds}, sides {sides}; "
+          f"load average {load_average()}", flush=True)
+    started = time.perf_counter()
+    for corpus_name in corpora:
+        with tempfile.TemporaryDirectory(prefix=f"al-bench-quality-{corpus_name}-") as tmp:
+            corpus = prepare(corpus_name, Path(tmp), args.quick)
+            results.data["corpora"][corpus_name] = corpus.sizes
+            for n, seed in enumerate(seeds):
+                for side in sides[n % len(sides):] + sides[:n % len(sides)]:
+                    run_one(corpus, side, seed, results)
+    results.data["runs"][-1] |= {"seconds": round(time.perf_counter() - started), "load_average_end": load_average()}
+    results.write()
+    # this run's corpora and, merged from the results file, earlier runs' ones
+    reported = [c for c in CORPORA if c in results.data["corpora"]] + sorted(set(results.data["corpora"]) - set(CORPORA))
+    report(results, reported)
+    print(f"{time.perf_counter() - started:.0f} s; load average {load_average()}"
+          + (f"; results in {results.path}" if results.path else ""), flush=True)
+    print(bar(results, reported))
     return 0
 
 
