@@ -133,6 +133,10 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     def element(css: str) -> Any:
         return driver.find_element(By.CSS_SELECTOR, css)
 
+    def click(css: str) -> None:
+        """Click what ``css`` finds, finding it again if the page re-rendered it just before the click."""
+        wait(lambda d: element(css).click() or True, what=f"{css} to be clicked")
+
     def notice() -> tuple[str | None, str]:
         """The notice's kind (None: hidden) and text, read at once: the page may replace it between two reads."""
         return tuple(driver.execute_script(
@@ -154,7 +158,7 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     driver.find_element(By.NAME, "username").send_keys("admin")
     driver.find_element(By.NAME, "password").send_keys(password)
     shot("01-login")
-    element("button[type=submit]").click()
+    click("button[type=submit]")
     wait(lambda d: "/auth/login" not in d.current_url, what="the login to finish")
 
     # The navigation entry opens the page inside Airflow's UI.
@@ -170,14 +174,14 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
 
     # The project: switch active learning on; the dropdown appears; 100; the deploy question.
     driver.get(f"{base}/active-learning/#project={PROJECT}")
-    switch = wait(lambda d: d.find_elements(By.ID, "al-switch"), what="the project page")[0]
+    wait(lambda d: d.find_elements(By.ID, "al-switch"), what="the project page")
     assert not element("#frequency-wrap").is_displayed(), "the frequency dropdown shows while active learning is off"
-    switch.click()
+    click("#al-switch")
     wait(lambda d: element("#frequency-wrap").is_displayed(), what="the frequency dropdown")
     Select(element("#frequency")).select_by_value("100")
     assert element("#enable-question").is_displayed()
     shot("03-switching-on")
-    element("#enable-deploy-no").click()
+    click("#enable-deploy-no")
     wait(notice_says("active learning on, every 100 new completions, register only"), what="the settings to be saved")
     wait(lambda d: element("#al-switch").is_selected() and element("#auto-deploy-line").is_displayed())
     settings = backends.store.projects.get(PROJECT)
@@ -186,37 +190,39 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
 
     # Training parameters: a bad value is refused with its message and nothing is saved; corrected, the
     # value is saved, shown as the project's, and reaches the training (its MLflow run, below).
-    element("#training-params summary").click()
+    click("#training-params summary")
     element("[data-param='training.dropout']").send_keys("5")
-    element("#save-params").click()
+    click("#save-params")
     wait(notice_says("training.dropout must be between 0 and 0.9, not 5", kind="error"), what="the bad value to be refused")
     assert backends.store.projects.get(PROJECT).training_params == {}
     element("[data-param='training.dropout']").clear()  # the page kept what was typed, to correct it
     element("[data-param='training.eval_frequency']").send_keys("10")
     shot("04-training-params")
     saved = notice_says("training parameters: training.eval_frequency=10")
-    element("#save-params").click()
+    click("#save-params")
     wait(saved, what="the parameter to be saved")
     wait(lambda d: element("[data-param='training.eval_frequency']").get_attribute("value") == "10", what="the saved value")
     assert backends.store.projects.get(PROJECT).training_params == {"training.eval_frequency": 10}
 
     # Train now: a run of the training DAG; while it runs, its progress and a link to its live log; then
     # a row in the history that ends in success.
-    element("#train-now").click()
+    click("#train-now")
     wait(notice_says("Training queued in Airflow"), what="the training to be queued")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#history tbody tr[data-run]"), what="the run in the history")
     shot("05-training-queued")
-    def progress_shown(_: Any) -> list[Any]:
+    def progress_shown(_: Any) -> dict[str, str] | None:
+        """The first running training's progress row, read at once (the page re-renders it every few seconds)."""
         if failed := driver.find_elements(By.CSS_SELECTOR, "#history tr[data-run] .badge.failed"):
             raise AssertionError(f"the training failed: {failed[0].find_element(By.XPATH, './ancestor::tr').text}")
-        return [row for row in driver.find_elements(By.CSS_SELECTOR, "#history tr[data-progress-for]")
-                if int(row.find_element(By.CSS_SELECTOR, ".live-step").text) > 0]
+        for row in driver.find_elements(By.CSS_SELECTOR, "#history tr[data-progress-for]"):
+            if int(row.find_element(By.CSS_SELECTOR, ".live-step").text) > 0:
+                return {"run": row.get_attribute("data-progress-for"), "text": row.text,
+                        "log": row.find_element(By.CSS_SELECTOR, "a.live-log").get_attribute("href")}
+        return None
 
-    live = wait(progress_shown, timeout=TRAINING_TIMEOUT, what="a running training's progress")[0]
-    run_id = live.get_attribute("data-progress-for")
-    assert "best dev F1" in live.text and "elapsed" in live.text and "ends by step 60 (max_steps)" in live.text
-    log_link = live.find_element(By.CSS_SELECTOR, "a.live-log").get_attribute("href")
-    assert log_link.endswith(f"/dags/active_learning_training/runs/{quote(run_id, safe='')}/tasks/train"), log_link
+    live = wait(progress_shown, timeout=TRAINING_TIMEOUT, what="a running training's progress")
+    assert "best dev F1" in live["text"] and "elapsed" in live["text"] and "ends by step 60 (max_steps)" in live["text"]
+    assert live["log"].endswith(f"/dags/active_learning_training/runs/{quote(live['run'], safe='')}/tasks/train"), live["log"]
     shot("06-training-progress")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#history tbody tr[data-run] .badge.success"),
          timeout=TRAINING_TIMEOUT, what="the training to succeed")
@@ -233,11 +239,11 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
 
     # Deploy the new model: the dialog shows the comparison with the deployed model; confirm.
     revision = backends.store.configs.read(PROJECT).revision
-    element(f"button[data-deploy='{training.model_name}']").click()
+    click(f"button[data-deploy='{training.model_name}']")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "dialog[open] #comparison"), what="the comparison")
     assert training.model_name in element("#comparison").text
     shot("08-deploy-dialog")
-    element("#dialog-ok").click()
+    click("#dialog-ok")
     wait(notice_says(f"{training.model_name} (version 1) deployed"), what="the deploy")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, f"#models tr[data-model='{training.model_name}'] .badge.on"))
     assert backends.store.projects.get(PROJECT).deployed_model == training.model_name
@@ -256,10 +262,10 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
 
     # Roll the config back to the revision before the deploy.
     driver.get(f"{base}/active-learning/#project={PROJECT}")
-    wait(lambda d: d.find_elements(By.CSS_SELECTOR, f"button[data-rollback='{revision}']"), what="the revisions")[0].click()
+    click(f"button[data-rollback='{revision}']")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "dialog[open] pre.diff"), what="the rollback's diff")
     shot("10-rollback-dialog")
-    element("#dialog-ok").click()
+    click("#dialog-ok")
     wait(notice_says(f"revision {revision} is live again"), what="the rollback")
     wait(lambda d: "rollback to revision" in element("#revisions tbody tr").text)
     shot("11-rolled-back")
