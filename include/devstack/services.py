@@ -44,6 +44,11 @@ class Service:
         if self.process is None:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is not None and _taken(self.process.pid):
+                # The leader was reaped and its number now belongs to another process, which may lead a group
+                # of its own (pids wrap in minutes on a busy machine): that group is not ours. While any of our
+                # group lives, the kernel does not hand its number out again.
+                return
             try:
                 os.killpg(self.process.pid, sig)
             except ProcessLookupError:
@@ -54,6 +59,17 @@ class Service:
                 pass
             if sig == signal.SIGTERM:
                 time.sleep(1)  # children that outlive the leader get a moment, then SIGKILL
+
+
+def _taken(pid: int) -> bool:
+    """A live process has this pid (another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str, services: Sequence[Service] = ()) -> None:
