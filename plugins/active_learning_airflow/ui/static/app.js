@@ -47,14 +47,15 @@
     return `<span class="badge ${cls}">${esc(status)}</span>`;
   }
 
+  const trainingRunUrl = (runId) => `${LINKS.airflow}dags/${TRAINING_DAG}/runs/${q(runId)}`;
+
   function airflowRunLink(runId) {
-    const href = `${LINKS.airflow}dags/${TRAINING_DAG}/runs/${q(runId)}`;
-    return `<a href="${esc(href)}" target="_top" title="${esc(runId)}">Airflow run</a>`;
+    return `<a href="${esc(trainingRunUrl(runId))}" target="_top" title="${esc(runId)}">Airflow run</a>`;
   }
 
   // Airflow 3's page of a task instance opens on its log, which follows a running task live.
   function trainLogLink(runId) {
-    const href = `${LINKS.airflow}dags/${TRAINING_DAG}/runs/${q(runId)}/tasks/train`;
+    const href = `${trainingRunUrl(runId)}/tasks/train`;
     return `<a href="${esc(href)}" target="_top" class="live-log">live log of the train task</a>`;
   }
 
