@@ -18,18 +18,19 @@ Measured, from Airflow's REST API, the annotation store and MLflow:
 - the machine's peak used memory (``MemTotal - MemAvailable`` from /proc/meminfo, sampled every 0.5 s:
   everything running on the machine), target < 75 %;
 - each scheduled poll's start delay during the load (its first poke's start minus its scheduled time,
-  sampled from the API every 2 s), target <= 30 s;
+  sampled from the API every 2 s), target <= 30 s, and none skipped;
 - failures and duplicates, target 0: exactly one successful training run, one history row, one MLflow
   model version and one config revision from a training per project; no completion lost or doubled.
 
 ``--no-pool`` runs the same load with the pool resized to N slots (``airflow pools set``), so that only
-Airflow's own limits (16 runs per DAG) bound it: what the pool prevents. ``--kill`` SIGKILLs the running
-``train`` task processes once, a few seconds into their training (as the OOM killer would): each must
-be retried and finish, with nothing lost or doubled. Every run stops the stack and reports if used
-memory passes 85 %.
+the executor's slots bound it (``AIRFLOW__CORE__PARALLELISM`` on the embedded default: the pool's size
+at its creation plus 6, 8 at least; ``devstack.embedded.sqlite_settings``): what the pool prevents.
+``--kill`` SIGKILLs the running ``train`` task processes once, a few seconds into their training (as the
+OOM killer would): each must be retried and finish, with nothing lost or doubled. Every run stops the
+stack and reports if used memory passes 85 %.
 
-    python bench/load.py                   # 50 projects, the pool as this machine sizes it; about 20 min
-    python bench/load.py --no-pool         # the same load, the pool out of the way
+    python bench/load.py                   # 50 projects, the pool as this machine sizes it; 30 min on 2 cores
+    python bench/load.py --no-pool         # the same load, the pool out of the way; 15-30 min
     python bench/load.py --quick --kill    # 6 projects, pool 2, trainings killed once (tests/test_bench_quick.py)
 
 Full runs write ``bench/results/load.json`` (``pool`` and ``no_pool`` side by side, each run its own key).
@@ -50,7 +51,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,9 @@ FULL_STEPS, QUICK_STEPS = 200, 40
 KILL_AFTER_S = 6  # a train task's first seconds are imports: kill it once it trains
 MEMORY_GUARD = 0.85
 UNHEALTHY_S = 120  # a scheduler that stopped heartbeating for this long is down, not slow
+# Airflow's API server on SQLite can stall for as long as a write waits for the lock (30 s on the embedded
+# default): wait longer than that for an answer.
+API_TIMEOUT_S = 60
 TARGETS = {"efficiency": 0.8, "memory": 0.75, "poll_delay_s": 30.0}
 SCHEDULE = "* * * * *"
 DAGS = (SENSOR_DAG_ID, TRAINING_DAG_ID, DEPLOY_DAG_ID, PREANNOTATE_DAG_ID)
@@ -199,7 +203,7 @@ def _cli(cli: Any, *argv: str) -> None:
 
 
 def _pool_slots(api: AirflowApi) -> int:
-    return int(api.get(f"pools/{TRAINING_POOL}")["slots"])
+    return int(api.get(f"pools/{TRAINING_POOL}", timeout=API_TIMEOUT_S)["slots"])
 
 
 def _resize_pool(env: dict[str, str], slots: int) -> None:
@@ -264,7 +268,7 @@ def _run_load(api: AirflowApi, airflow: Any, backends: Any, projects: dict[str, 
     for project, tasks in batches.items():
         backends.store.completions.import_tasks(project, tasks)
     crossed = datetime.now(UTC)
-    launching = api.trigger(SENSOR_DAG_ID, {})["dag_run_id"]
+    launching = api.trigger(SENSOR_DAG_ID, {}, timeout=API_TIMEOUT_S)["dag_run_id"]
     print(f"  {crossed:%H:%M:%S} {len(projects)} projects crossed their threshold; poll {launching} triggered", flush=True)
     load_average_start = load_average()
     first_pokes: dict[str, datetime] = {}
@@ -399,6 +403,11 @@ def _measures(collected: dict[str, Any], load: dict[str, Any], slots: int, n: in
             continue  # due just before the load ended: not late yet
         polls.append({"dag_run_id": run["dag_run_id"], "scheduled": scheduled, "first_poke": poke, "state": run["state"],
                       "delay_s": ((poke or ended) - scheduled).total_seconds(), "started": poke is not None})
+    # A poll never created is late too: with its runs at max_active_runs the scheduler skips to the latest minute.
+    minute = crossed.replace(second=0, microsecond=0)
+    minutes = int((ended - timedelta(seconds=TARGETS["poll_delay_s"]) - minute).total_seconds()) // 60
+    due = [minute + timedelta(minutes=i + 1) for i in range(max(0, minutes))]
+    created = {when(run.get("run_after")) for run in collected["sensor_runs"] if run["run_type"] == "scheduled"}
     return {
         "crossed": crossed, "ended": ended, "one_training_pool_s": one, "ideal_s": ideal, "makespan_s": makespan,
         "efficiency": ideal / makespan if ideal and makespan else None,
@@ -410,6 +419,7 @@ def _measures(collected: dict[str, Any], load: dict[str, Any], slots: int, n: in
         "peak_trains": _peak(trains, ended) if trains else load["running_max"], "peak_pooled": _peak(ours, ended),
         "peak_trains_sampled": load["running_max"],
         "polls": polls, "poll_delay_max_s": max((p["delay_s"] for p in polls), default=None),
+        "polls_skipped": [minute for minute in due if minute not in created],
         "runs_launched": len(runs),
         "retried_trains": sorted({t["dag_run_id"] for t in trains if t["try_number"] > 1}),
         "run_states": {run_id: run["state"] for run_id, run in runs.items()},
@@ -496,11 +506,12 @@ def report(result: dict[str, Any]) -> bool:
     delay = result["poll_delay_max_s"]
     efficiency = result["efficiency"]
     pool_run = result["mode"] == "pool"
+    bound = slots if pool_run else result["pool_slots_created"]  # without the pool: what it would have allowed
     targets = {
         "efficiency": efficiency is not None and efficiency >= TARGETS["efficiency"],
-        "peak trainings": result["peak_trains"] <= slots,
+        "peak trainings": result["peak_trains"] <= bound,
         "memory": memory["peak_fraction"] < TARGETS["memory"],
-        "poll delay": delay is not None and delay <= TARGETS["poll_delay_s"],
+        "poll delay": delay is not None and delay <= TARGETS["poll_delay_s"] and not result["polls_skipped"],
         "failures and duplicates": (checks["failures"] == 0 and checks["duplicates"] == 0
                                     and not checks["wrong"] and not checks["completions_wrong"]),
     }
@@ -523,7 +534,8 @@ def report(result: dict[str, Any]) -> bool:
         ["peak pooled tasks running at once", result["peak_pooled"]],
         ["machine memory used: before the load / peak", f"{memory['baseline_gb']:.1f} / {memory['peak_gb']:.1f} GB of {memory['total_gb']:.1f} "
                                                          f"({memory['baseline_fraction']:.0%} / {memory['peak_fraction']:.0%})"],
-        ["scheduled polls during the load: started / due", f"{sum(p['started'] for p in polls)} / {len(polls)}"],
+        ["scheduled polls during the load: started / created / skipped",
+         f"{sum(p['started'] for p in polls)} / {len(polls)} / {len(result['polls_skipped'])}"],
         ["poll start delay: median / max", f"{s(median([p['delay_s'] for p in polls]) if polls else None)} / {s(delay)}"],
         ["training runs launched", result["runs_launched"]],
         ["train tasks killed / retried", f"{len(result['killed'])} / {len(result['retried_trains'])}"],
@@ -543,9 +555,11 @@ def report(result: dict[str, Any]) -> bool:
     rows = [
         [f"N x one training / pool / (poll -> all trained) >= {TARGETS['efficiency']}", s(efficiency, "x") if pool_run else "-",
          ("yes" if targets["efficiency"] else "NO") if pool_run else "-"],
-        [f"peak train tasks running at once <= pool ({slots})", result["peak_trains"], "yes" if targets["peak trainings"] else "NO"],
+        [f"peak train tasks running at once <= {'pool' if pool_run else 'the pool replaced'} ({bound})", result["peak_trains"],
+         "yes" if targets["peak trainings"] else "NO"],
         [f"peak used memory < {TARGETS['memory']:.0%} of the machine", f"{memory['peak_fraction']:.0%}", "yes" if targets["memory"] else "NO"],
-        [f"poll start delay during the load <= {TARGETS['poll_delay_s']:.0f} s", s(delay), "yes" if targets["poll delay"] else "NO"],
+        [f"poll start delay during the load <= {TARGETS['poll_delay_s']:.0f} s, none skipped",
+         f"{s(delay)}, {len(result['polls_skipped'])} skipped", "yes" if targets["poll delay"] else "NO"],
         ["failures and duplicates: 0", f"{checks['failures']} / {checks['duplicates']}",
          "yes" if targets["failures and duplicates"] else "NO"],
     ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark at full size, one after the other (about 4 hours on 2 cores); each writes
+# Runs every benchmark at full size, one after the other (about 3.5 hours on 2 cores); each writes
 # bench/results/<name>.json and its printed report to bench/results/<name>.txt.
 # Usage: bench/run_all.sh [name ...]   (default: all; names: dag_parse poll_scaling label_studio_poll
 #        training_overhead memory trigger_latency load preannotation uncertainty_vs_random)

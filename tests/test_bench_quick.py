@@ -125,6 +125,7 @@ def test_load_quick_with_trainings_killed(tmp_path: Path) -> None:
     assert result["pool_slots_created"] == result["pool_slots"] == 2  # the setting, on a fresh Airflow home
     assert result["peak_trains"] <= 2 and result["peak_pooled"] <= 2, "more trainings ran at once than the pool holds"
     assert result["polls"] and result["poll_delay_max_s"] <= 30, f"a poll started late under load: {result['polls']}"
+    assert not result["polls_skipped"], f"polls never ran: {result['polls_skipped']}"
 
     killed = {entry["dag_run_id"] for entry in result["killed"]}
     assert killed, "no running training was killed"

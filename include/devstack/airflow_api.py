@@ -56,9 +56,9 @@ class AirflowApi:
         """``POST /api/v2/<path>`` with a JSON body."""
         return self._call(path, body, timeout)
 
-    def trigger(self, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+    def trigger(self, dag_id: str, conf: dict[str, Any], *, timeout: float = 15) -> dict[str, Any]:
         """A run of ``dag_id`` now, as the UI's trigger form starts one."""
-        return self.post(f"dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        return self.post(f"dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}, timeout=timeout)
 
     def _call(self, path: str, body: Any, timeout: float) -> Any:
         try:
