@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from active_learning.constants import DEPLOY_DAG_ID, PREANNOTATE_DAG_ID, SENSOR_DAG_ID, TRAINING_DAG_ID, TRAINING_POOL
-from devstack.airflow_api import AirflowApi, airflow_healthy
+from devstack.airflow_api import AirflowApi, api_time, airflow_healthy
 from devstack.services import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,10 +80,6 @@ SCHEDULE = "* * * * *"
 DAGS = (SENSOR_DAG_ID, TRAINING_DAG_ID, DEPLOY_DAG_ID, PREANNOTATE_DAG_ID)
 GATE = "choose_deploy_path"
 NOTHING_COLLECTED: dict[str, list[Any]] = {"runs": [], "tries": [], "registers": [], "sensor_runs": []}
-
-
-def when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def main() -> int:
@@ -284,8 +280,8 @@ def _run_load(api: AirflowApi, airflow: Any, backends: Any, projects: dict[str, 
         load_max = max(load_max, os.getloadavg()[0])
         try:
             for ti in api.task_instances(SENSOR_DAG_ID, task_id="wait_for_due_projects", order_by="-run_after"):
-                if ti["start_date"] and ti["dag_run_id"] not in first_pokes and when(ti["run_after"]) >= minute:
-                    first_pokes[ti["dag_run_id"]] = when(ti["start_date"])  # a reschedule overwrites it: keep the first
+                if ti["start_date"] and ti["dag_run_id"] not in first_pokes and api_time(ti["run_after"]) >= minute:
+                    first_pokes[ti["dag_run_id"]] = api_time(ti["start_date"])  # a reschedule overwrites it: keep the first
             trains = api.task_instances(TRAINING_DAG_ID, task_id="train")
             running_max = max(running_max, sum(ti["state"] == "running" for ti in trains))  # what is left if the stack must stop
             if kill and not killed:
@@ -317,7 +313,7 @@ def _kill_running_trainings(trains: list[dict[str, Any]], standalone: int, slots
     unfinished = [ti for ti in trains if ti["state"] not in ("success", "failed", "skipped", "upstream_failed")]
     now = datetime.now(UTC)
     if (not running or len(running) < min(slots, len(unfinished))
-            or min((now - when(ti["start_date"])).total_seconds() for ti in running) < KILL_AFTER_S):
+            or min((now - api_time(ti["start_date"])).total_seconds() for ti in running) < KILL_AFTER_S):
         return []
     killed = []
     for ti in running:
@@ -325,7 +321,7 @@ def _kill_running_trainings(trains: list[dict[str, Any]], standalone: int, slots
             raise RuntimeError(f"pid {ti['pid']} of {ti['dag_run_id']} is not a process of this Airflow: not killed")
         os.kill(ti["pid"], signal.SIGKILL)
         killed.append({"dag_run_id": ti["dag_run_id"], "pid": ti["pid"], "try_number": ti["try_number"], "killed_at": datetime.now(UTC),
-                       "trained_s": (now - when(ti["start_date"])).total_seconds()})
+                       "trained_s": (now - api_time(ti["start_date"])).total_seconds()})
         print(f"  {killed[-1]['killed_at']:%H:%M:%S} SIGKILL train of {ti['dag_run_id']} (pid {ti['pid']}, "
               f"{killed[-1]['trained_s']:.0f} s into its try {ti['try_number']})", flush=True)
     return killed
@@ -378,24 +374,24 @@ def _measures(collected: dict[str, Any], load: dict[str, Any], slots: int, n: in
     pool_time: Counter[str] = Counter()
     for t in ours:
         if t["dag_id"] == TRAINING_DAG_ID and t["state"] == "success" and t["start_date"] and t["end_date"]:
-            pool_time[t["dag_run_id"]] += (when(t["end_date"]) - when(t["start_date"])).total_seconds()
+            pool_time[t["dag_run_id"]] += (api_time(t["end_date"]) - api_time(t["start_date"])).total_seconds()
 
     def seconds(tis: list[dict[str, Any]], task: str) -> list[float]:
-        return [(when(t["end_date"]) - when(t["start_date"])).total_seconds()
+        return [(api_time(t["end_date"]) - api_time(t["start_date"])).total_seconds()
                 for t in tis if t["task_id"] == task and t["state"] == "success" and t["start_date"] and t["end_date"]]
 
-    pooled_ends = [when(t["end_date"]) for t in ours if t["dag_id"] == TRAINING_DAG_ID and t["end_date"] and t["state"] == "success"]
-    registered = [when(t["end_date"]) for t in collected["registers"] if t["dag_run_id"] in runs and t["state"] == "success"]
-    done = [when(r["end_date"]) for r in runs.values() if r["state"] == "success" and r.get("end_date")]
+    pooled_ends = [api_time(t["end_date"]) for t in ours if t["dag_id"] == TRAINING_DAG_ID and t["end_date"] and t["state"] == "success"]
+    registered = [api_time(t["end_date"]) for t in collected["registers"] if t["dag_run_id"] in runs and t["state"] == "success"]
+    done = [api_time(r["end_date"]) for r in runs.values() if r["state"] == "success" and r.get("end_date")]
     complete = len(pool_time) == n and len(registered) == n and not load["aborted"]
     one = sum(pool_time.values()) / len(pool_time) if pool_time else None
     makespan = (max(pooled_ends) - crossed).total_seconds() if complete else None
     ideal = n * one / slots if one else None
-    first_start = min((when(t["start_date"]) for t in trains if t["start_date"]), default=None)
+    first_start = min((api_time(t["start_date"]) for t in trains if t["start_date"]), default=None)
 
     polls = []
     for run in collected["sensor_runs"]:
-        scheduled = when(run.get("run_after"))
+        scheduled = api_time(run.get("run_after"))
         if run["run_type"] != "scheduled" or not crossed <= scheduled <= ended:
             continue
         poke = load["first_pokes"].get(run["dag_run_id"])
@@ -407,7 +403,7 @@ def _measures(collected: dict[str, Any], load: dict[str, Any], slots: int, n: in
     minute = crossed.replace(second=0, microsecond=0)
     minutes = int((ended - timedelta(seconds=TARGETS["poll_delay_s"]) - minute).total_seconds()) // 60
     due = [minute + timedelta(minutes=i + 1) for i in range(max(0, minutes))]
-    created = {when(run.get("run_after")) for run in collected["sensor_runs"] if run["run_type"] == "scheduled"}
+    created = {api_time(run.get("run_after")) for run in collected["sensor_runs"] if run["run_type"] == "scheduled"}
     return {
         "crossed": crossed, "ended": ended, "one_training_pool_s": one, "ideal_s": ideal, "makespan_s": makespan,
         "efficiency": ideal / makespan if ideal and makespan else None,
@@ -431,7 +427,7 @@ def _peak(tries: list[dict[str, Any]], until: datetime) -> int:
     events = []
     for t in tries:
         if t["start_date"]:
-            events += [(when(t["start_date"]), 1), (when(t["end_date"]) if t["end_date"] else until, -1)]
+            events += [(api_time(t["start_date"]), 1), (api_time(t["end_date"]) if t["end_date"] else until, -1)]
     running = peak = 0
     for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an end before a start at the same moment
         running += step

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from devstack.airflow_api import AirflowApi
+from devstack.airflow_api import AirflowApi, api_time
 from devstack.services import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,10 +40,6 @@ SAMPLE = REPO / "include" / "sample"
 POLL_SECONDS = 60
 TARGET_SECONDS = POLL_SECONDS + 30
 OVERRIDES = {"training.max_steps": 20, "training.eval_frequency": 10}
-
-
-def when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def main() -> int:
@@ -135,8 +131,8 @@ def _wait_for_outcomes(api: AirflowApi, store: Any, projects: list[str], commits
             if entry.get("run_id") not in (None, run["dag_run_id"]):
                 entry.setdefault("extra_runs", []).append(run["dag_run_id"])
                 continue
-            entry.update(run_id=run["dag_run_id"], state=run["state"], queued_at=when(run.get("queued_at")),
-                         started_at=when(run.get("start_date")), ended_at=when(run.get("end_date")))
+            entry.update(run_id=run["dag_run_id"], state=run["state"], queued_at=api_time(run.get("queued_at")),
+                         started_at=api_time(run.get("start_date")), ended_at=api_time(run.get("end_date")))
         for project, entry in entries.items():
             revisions = store.configs.revisions(project)
             if len(revisions) > 1:
@@ -156,8 +152,8 @@ def _explain(entry: dict[str, Any], sensor_runs: list[dict[str, Any]]) -> None:
     commit = entry["commit"]
     boundary = commit.replace(second=0, microsecond=0) + timedelta(minutes=1) if (commit.second or commit.microsecond) else commit
     entry["interval_end"] = boundary
-    sensor = next((r for r in sensor_runs if when(r.get("data_interval_end")) == boundary), None)
-    entry["sensor_started"] = when(sensor.get("start_date")) if sensor else None
+    sensor = next((r for r in sensor_runs if api_time(r.get("data_interval_end")) == boundary), None)
+    entry["sensor_started"] = api_time(sensor.get("start_date")) if sensor else None
     for key, end in (("queued_s", "queued_at"), ("started_s", "started_at"), ("config_s", "config_at"), ("ended_s", "ended_at")):
         entry[key] = (entry[end] - commit).total_seconds() if entry.get(end) else None
     entry["wait_for_interval_end_s"] = (boundary - commit).total_seconds()

@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.parse
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ def airflow_healthy(base_url: str) -> bool:
 def admin_password(airflow_home: Path) -> str:
     """The admin password the simple auth manager generated under ``airflow_home`` (``AIRFLOW_HOME``)."""
     return json.loads((airflow_home / PASSWORDS_FILE).read_text())["admin"]
+
+
+def api_time(value: str | None) -> datetime | None:
+    """A timestamp of Airflow's REST API (ISO 8601, UTC), or None where the API gives none."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 class AirflowApi:
