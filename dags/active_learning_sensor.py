@@ -24,6 +24,7 @@ from typing import Any
 
 from active_learning.constants import SENSOR_DAG_ID, TRAINING_DAG_ID
 from active_learning_airflow.assets import DEPLOYED_MODELS, announce
+from active_learning_airflow.priority import AHEAD_OF_EVERYTHING
 from active_learning_airflow.sensors import DueProjectsSensor
 from active_learning_airflow.tasks import domain_task
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -39,7 +40,7 @@ with DAG(
     catchup=False,
     max_active_runs=2,
     tags=["active-learning", "ner"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=20), **AHEAD_OF_EVERYTHING},
 ):
 
     @task(outlets=[DEPLOYED_MODELS])

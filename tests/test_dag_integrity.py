@@ -140,6 +140,23 @@ def test_a_training_launched_earlier_trains_first(dagbag, monkeypatch: pytest.Mo
     assert 2**31 - 1 >= earlier.priority_weight > later.priority_weight > len(dag.tasks)
 
 
+def test_a_poll_outranks_every_training_step_for_a_free_slot(dagbag, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """With every executor slot taken by the runs a poll launched, the next poll's tasks go first."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from active_learning_airflow import priority
+
+    def weights(dag_id: str) -> dict[str, int]:
+        dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dagbag.dags[dag_id]))
+        return {task.task_id: TaskInstance(task, run_id="r", dag_version_id=None).priority_weight for task in dag.tasks}
+
+    monkeypatch.setattr(priority.time, "time", lambda: priority.EPOCH + 1.0)  # the highest pooled weight there is
+    poll = weights("active_learning_sensor")
+    training = weights("active_learning_training")
+    assert min(poll.values()) > max(training.values()), f"poll {poll} vs training {training}"
+
+
 def test_the_scheduler_still_queues_by_weight_then_logical_date() -> None:
     """FirstInFirstOut relies on this order (Airflow 3.3): re-check it when Airflow changes."""
     import inspect

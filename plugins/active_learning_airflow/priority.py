@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 # Weights count down from the largest the priority_weight column holds, one per second since EPOCH.
 WEIGHT_CEILING = 2**31 - 1
 EPOCH = 1767225600  # 2026-01-01T00:00:00Z: the weights stay positive until 2094
+# The sensor's tasks: a freed executor slot goes to a poll before any training's step, pooled or not, so a
+# poll starts on time while every slot holds the work it launched (Airflow's default `downstream` rule
+# would give the poll 2 and a training's `prepare_data` 7).
+AHEAD_OF_EVERYTHING = {"priority_weight": WEIGHT_CEILING, "weight_rule": "absolute"}
 
 
 class FirstInFirstOut(PriorityWeightStrategy):
