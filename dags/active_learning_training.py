@@ -93,7 +93,7 @@ with DAG(
 
         with domain_task() as backends:
             return training_steps.train(backends, run_key=prepared["run_key"], mlflow_run_id=prepared["mlflow_run_id"],
-                                        overrides=prepared["spacy_overrides"])
+                                        overrides=prepared["spacy_overrides"], refit=prepared.get("refit", False))
 
     @task
     def register(prepared: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +101,8 @@ with DAG(
 
         with domain_task() as backends:
             return training_steps.register(
-                backends, run_key=prepared["run_key"], model_uri=trained["model_uri"], labels=trained["labels"]
+                backends, run_key=prepared["run_key"], model_uri=trained["model_uri"], labels=trained["labels"],
+                gate_model_uri=trained.get("gate_model_uri"),
             )
 
     @task.branch(**IN_TRAINING_POOL)  # the gate loads and scores two models

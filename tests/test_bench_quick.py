@@ -69,8 +69,10 @@ def test_model_quality_quick() -> None:
     shared_file("wnut17/dev_tasks.json")
     shared_file("ncbi_disease/dev_tasks.json")
     out = run_quick("model_quality.py")
-    for row in ("bare `spacy train`, default CPU NER config", "loop: `active-learning train`", "loop, warm start from the half-data model"):
+    for row in ("bare `spacy train`, default CPU NER config", "loop: `active-learning train`", "loop, refit on every task deployed",
+                "loop, warm start from the half-data model"):
         assert out.count(row) == 2, row  # one row per corpus
+    assert out.count("the refit against its own split-trained twin, seed by seed") == 2
 
 
 @pytest.mark.shared_data

@@ -295,7 +295,7 @@ def cmd_rollback(backends: Backends, args: argparse.Namespace) -> int:
 def cmd_evaluate(backends: Backends, args: argparse.Namespace) -> int:
     from active_learning.training.evaluation import evaluate_export
 
-    scores = evaluate_export(backends, args.model, Path(args.tasks))
+    scores = evaluate_export(backends, args.model, Path(args.tasks), scored=args.gate_model)
     print(json.dumps(scores, indent=2))
     return 0
 
@@ -477,4 +477,6 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("evaluate", cmd_evaluate, "score a registered model on an export's completions (JSON)")
     sub.add_argument("--model", required=True)
     sub.add_argument("--tasks", required=True)
+    sub.add_argument("--gate-model", action="store_true",
+                     help="score the model the deploy gate scores for it: a refit's split-trained twin (else the model itself)")
     return parser

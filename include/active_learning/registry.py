@@ -36,8 +36,10 @@ TAG_MODEL_NAME = "model_name"
 TAG_RUN_KEY = "training_run_key"
 TAG_TRAINED_AT = "trained_at"
 TAG_LABELS = "labels"
+TAG_GATE_MODEL = "gate_model_uri"  # a refit version's split-trained twin: the model the gate scores
 DATASET_DIR = "dataset"
 MODEL_DIR = "model"
+GATE_MODEL_DIR = "gate_model"
 _METRIC_UNSAFE = re.compile(r"[^\w.\- ]")
 _METRIC_NAME_ROOM = 200  # of MLflow's 250 characters a key may have, the rest for a prefix of ours
 _METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch
@@ -57,6 +59,7 @@ class ModelVersionInfo:
     labels: tuple[str, ...]
     run_id: str | None
     aliases: tuple[str, ...]
+    gate_model_uri: str | None = None  # set on a refit version (training/refit.py)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able, for an XCom: :meth:`from_dict` reads it back."""
@@ -78,6 +81,7 @@ class ModelVersionInfo:
             labels=tuple(json.loads(tags.get(TAG_LABELS, "[]"))),
             run_id=version.run_id,
             aliases=tuple(version.aliases or ()),
+            gate_model_uri=tags.get(TAG_GATE_MODEL) or None,
         )
 
 
@@ -201,14 +205,14 @@ class ModelRegistry:
     def download_dataset(self, run_id: str, destination: Path) -> Path:
         return Path(self.client.download_artifacts(run_id, DATASET_DIR, str(destination)))
 
-    def log_model(self, run_id: str, nlp: Any) -> str:
+    def log_model(self, run_id: str, nlp: Any, *, name: str = MODEL_DIR) -> str:
         """Log the spaCy pipeline with MLflow's spaCy flavor; returns the logged model's URI."""
         import mlflow
         import spacy
 
         with mlflow.start_run(run_id=run_id):
             info = mlflow.spacy.log_model(
-                nlp, name=MODEL_DIR, pip_requirements=[f"spacy=={spacy.__version__}"]
+                nlp, name=name, pip_requirements=[f"spacy=={spacy.__version__}"]
             )
         return info.model_uri
 
@@ -227,8 +231,10 @@ class ModelRegistry:
         trained_at: datetime,
         labels: tuple[str, ...],
         description: str,
+        gate_model_uri: str | None = None,
     ) -> ModelVersionInfo:
-        """Register one version per training: a retried registration finds the version it made."""
+        """Register one version per training: a retried registration finds the version it made.
+        ``gate_model_uri``: a refit's split-trained twin, tagged on the version for the gate."""
         registered = naming.registered_model_name(project)
         existing = self._search_versions(f"name = '{_quote(registered)}' and tags.{TAG_RUN_KEY} = '{_quote(run_key)}'")
         if existing:
@@ -251,7 +257,7 @@ class ModelRegistry:
                 TAG_RUN_KEY: run_key,
                 TAG_TRAINED_AT: trained_at.isoformat(timespec="seconds"),
                 TAG_LABELS: json.dumps(sorted(labels)),
-            },
+            } | ({TAG_GATE_MODEL: gate_model_uri} if gate_model_uri else {}),
         )
         return ModelVersionInfo.from_mlflow(self.client.get_model_version(registered, version.version))
 
@@ -312,16 +318,19 @@ class ModelRegistry:
     def model_version(self, registered_name: str, version: int) -> ModelVersionInfo:
         return ModelVersionInfo.from_mlflow(self.client.get_model_version(registered_name, str(version)))
 
-    def download_model(self, info: ModelVersionInfo, destination: Path) -> Path:
-        """The version's spaCy pipeline folder, downloaded under ``destination``. A version whose MLmodel
-        ships code is refused: loading it through MLflow would put that code on ``sys.path``, and whoever
-        can register a version in MLflow is not trusted to run code in workers or the API server."""
+    def download_model(self, info: ModelVersionInfo, destination: Path, *, scored: bool = False) -> Path:
+        """The version's spaCy pipeline folder, downloaded under ``destination``; with ``scored``, the model
+        the gate scores for it: a refit version's split-trained twin, else the version itself. A version
+        whose MLmodel ships code is refused: loading it through MLflow would put that code on ``sys.path``,
+        and whoever can register a version in MLflow is not trusted to run code in workers or the API server."""
         import mlflow
         import yaml
 
-        folder = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{info.registered_name}/{info.version}", dst_path=str(destination)
-        ))
+        uri = info.gate_model_uri if scored and info.gate_model_uri else f"models:/{info.registered_name}/{info.version}"
+        if not uri.startswith("models:/"):  # a tag anyone may write: never a path or a server of its choosing
+            raise UntrustedModelError(f"{info.registered_name} version {info.version}: its {TAG_GATE_MODEL} tag {uri!r} "
+                                      "is not an MLflow logged model (models:/...): refused")
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
         mlmodel = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8")) or {}
         flavors = mlmodel.get("flavors") or {}
         if mlmodel.get("code") or any(isinstance(conf, dict) and conf.get("code") for conf in flavors.values()):
@@ -329,15 +338,15 @@ class ModelRegistry:
                                       "ships code with the model: refused, nothing of it was loaded")
         return folder / "model.spacy"  # where MLflow's spaCy flavor keeps the pipeline
 
-    def load_model(self, info: ModelVersionInfo) -> Any:
-        """The version's spaCy pipeline, loaded by ``spacy.load`` from its downloaded folder (weights and
-        config only; see :meth:`download_model`)."""
+    def load_model(self, info: ModelVersionInfo, *, scored: bool = False) -> Any:
+        """The version's spaCy pipeline (``scored``: the one the gate scores, :meth:`download_model`), loaded
+        by ``spacy.load`` from its downloaded folder (weights and config only)."""
         import tempfile
 
         import spacy
 
         with tempfile.TemporaryDirectory(prefix="al-model-") as folder:
-            return spacy.load(self.download_model(info, Path(folder)))
+            return spacy.load(self.download_model(info, Path(folder), scored=scored))
 
     def _search_versions(self, filter_string: str) -> list[ModelVersionInfo]:
         found: list[ModelVersionInfo] = []

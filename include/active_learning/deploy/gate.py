@@ -5,7 +5,9 @@ The evaluation set is the dev split of the new model's training data: the tasks 
 export when the project has any, else tasks assigned by a hash of their id (``dataset.is_dev``), so a
 task never moves, and the set only grows as tasks are annotated.
 Both models are scored on it now — the deployed model's old score, measured on an older and smaller
-set, is never reused. A tolerance (F1 points, 0 by default) lets a slightly worse model through.
+set, is never reused — each by a model that never trained on it: a refit version (``training/refit.py``,
+trained on the dev part too) by its split-trained twin. A tolerance (F1 points, 0 by default) lets a
+slightly worse model through.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def compare_with_deployed(backends: Backends, project: str, model_name: str) -> 
 
 
 def compare(backends: Backends, candidate: ModelVersionInfo) -> Comparison:
-    """Score a registered version and its project's deployed model (if it is one of ours) on the same tasks."""
+    """Score a registered version and its project's deployed model (if it is one of ours) on the same tasks,
+    each through the model that never trained on them (:meth:`ModelRegistry.load_model`'s ``scored``)."""
     from active_learning.training.dataset import read_docs
     from active_learning.training.spacy_ner import score_ner
     from active_learning.training.workspace import workspace
@@ -70,12 +73,12 @@ def compare(backends: Backends, candidate: ModelVersionInfo) -> Comparison:
     # Its own folder: the same model may be rescored twice at once (the gate, the page, `deploy`).
     with workspace(f"gate-{model_name}-{uuid.uuid4().hex[:12]}", "evaluate") as folder:
         dev_path = backends.registry.download_dataset(candidate.run_id or "", folder) / "dev.spacy"
-        candidate_nlp = backends.registry.load_model(candidate)
+        candidate_nlp = backends.registry.load_model(candidate, scored=True)
         docs = read_docs(candidate_nlp, dev_path)
         candidate_f1 = score_ner(candidate_nlp, docs).f1
         deployed_f1 = None
         if deployed is not None:
-            deployed_nlp = backends.registry.load_model(deployed)
+            deployed_nlp = backends.registry.load_model(deployed, scored=True)
             deployed_f1 = score_ner(deployed_nlp, read_docs(deployed_nlp, dev_path)).f1
     return Comparison(model_name, candidate_f1, deployed.model_name if deployed else None, deployed_f1, len(docs))
 

@@ -58,7 +58,7 @@ def split_examples(
     empty side receives the example with the smallest hash from the other side.
     """
     examples = sorted(examples, key=lambda e: e.task_id)
-    tagged = any(example.test for example in examples)
+    tagged = has_test_tags(examples)
     train: list[TrainingExample] = []
     dev: list[TrainingExample] = []
     for example in examples:
@@ -69,6 +69,11 @@ def split_examples(
         elif not train:
             _move_smallest_hash(dev, train)
     return train, dev
+
+
+def has_test_tags(examples: Iterable[TrainingExample]) -> bool:
+    """Whether the tasks tagged Test are the evaluation set (:func:`split_examples`)."""
+    return any(example.test for example in examples)
 
 
 def to_docs(nlp: Language, examples: Iterable[TrainingExample]) -> tuple[list[Doc], ConversionReport]:

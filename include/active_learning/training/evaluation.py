@@ -11,11 +11,13 @@ from active_learning.selection import training_example
 from active_learning.training.dataset import to_docs
 
 
-def evaluate_export(backends: Backends, model_name: str, tasks_path: Path) -> dict[str, Any]:
+def evaluate_export(backends: Backends, model_name: str, tasks_path: Path, *, scored: bool = False) -> dict[str, Any]:
+    """``scored``: the model the gate scores for it (a refit's split-trained twin), else the model itself."""
     info = backends.model(model_name)
     if info is None:
         raise LookupError(f"no model named {model_name!r} was registered by a training of this loop")
-    return score_export(backends.registry.load_model(info), tasks_path, labels=info.labels) | {"model": model_name}
+    nlp = backends.registry.load_model(info, scored=scored)
+    return score_export(nlp, tasks_path, labels=info.labels) | {"model": model_name, "gate_model": scored and info.gate_model_uri is not None}
 
 
 def score_export(nlp: Any, tasks_path: Path, *, labels: tuple[str, ...]) -> dict[str, Any]:

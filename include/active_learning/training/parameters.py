@@ -3,8 +3,8 @@ and the values a training uses.
 
 Precedence, highest first: a single run's values (the training DAG's form), the project's, the
 deployment-wide ``ACTIVE_LEARNING_SPACY_OVERRIDES``, then ``include/configs/ner.cfg`` (the split's
-default is :func:`active_learning.training.dataset.split_examples`'s). Every parameter but the dev split
-is a spaCy config path; the dev split is ours.
+default is :func:`active_learning.training.dataset.split_examples`'s). Every parameter is a spaCy config
+path but two of ours: the dev split and the refit (:mod:`active_learning.training.refit`).
 """
 
 from __future__ import annotations
@@ -26,18 +26,23 @@ PROJECT = "project"
 RUN = "run"
 DEV_PERCENT = "dataset.dev_percent"
 DEFAULT_DEV_PERCENT = 20
+REFIT = "dataset.refit"
+DEFAULT_REFIT = False
+OURS = {DEV_PERCENT: DEFAULT_DEV_PERCENT, REFIT: DEFAULT_REFIT}  # not spaCy's: never given to spaCy
 
 
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    kind: type  # int or float
+    kind: type  # int, float or bool
     minimum: float
     maximum: float
     description: str
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value``, in one line; None when it is fine."""
+        if self.kind is bool:
+            return None if isinstance(value, bool) else f"{self.name} must be true or false, not {value!r} ({type(value).__name__})"
         numeric = (int,) if self.kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, numeric):
             wanted = "an integer" if self.kind is int else "a number"
@@ -58,6 +63,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("training.eval_frequency", int, 1, 1_000_000, "steps between two scorings on the dev set"),
     Parameter(DEV_PERCENT, int, 1, 50,
               "percent of tasks in the dev (evaluation) set when no task is tagged Test; changing it changes that set"),
+    Parameter(REFIT, bool, 0, 1, "train once more, on every task but those tagged Test, for as many passes as the "
+              "split training's best; deploy that (the gate scores the split-trained twin)"),
     Parameter("system.seed", int, 0, 2**31 - 1, "the random seed of the weights and the batches"),
 )}
 
@@ -124,12 +131,16 @@ class Effective:
 
     def spacy_overrides(self) -> dict[str, Any]:
         """What spaCy is given: the deployment's overrides, then every value that is not ner.cfg's."""
-        chosen = {k: v for k, v in self.values.items() if self.sources[k] != DEFAULT and k != DEV_PERCENT}
-        return {k: v for k, v in self.deployment.items() if k != DEV_PERCENT} | chosen
+        chosen = {k: v for k, v in self.values.items() if self.sources[k] != DEFAULT and k not in OURS}
+        return {k: v for k, v in self.deployment.items() if k not in OURS} | chosen
 
     @property
     def dev_percent(self) -> int:
         return int(self.values[DEV_PERCENT])
+
+    @property
+    def refit(self) -> bool:
+        return bool(self.values[REFIT])
 
     def rows(self) -> list[dict[str, Any]]:
         return [{"name": name, "value": self.values[name], "source": self.sources[name],
@@ -148,9 +159,9 @@ def effective(project: Mapping[str, Any] | None = None, run: Mapping[str, Any] |
 
 
 def default(name: str) -> Any:
-    """ner.cfg's value (a section, such as the batch size's schedule, as a dict), or the split's default."""
-    if name == DEV_PERCENT:
-        return DEFAULT_DEV_PERCENT
+    """ner.cfg's value (a section, such as the batch size's schedule, as a dict), or the default of one of ours."""
+    if name in OURS:
+        return OURS[name]
     config = _ner_config()
     section, _, key = name.rpartition(".")
     if config.has_option(section, key):

@@ -155,6 +155,19 @@ class ProgressReporter:
         self._wake.set()
         self.listener_seconds += time.perf_counter() - begin
 
+    def then(self, **phase: Any) -> None:
+        """After the training, the task's next phase (a refit's plan), stored with the last record, on the
+        calling thread; never raises."""
+        with self._lock:
+            if self._record is None:
+                return
+            self._record |= phase
+            key = self._key()
+            record = self._record | {"mlflow_behind": key[1]}
+        if self._attempt("the store", self._save, record):
+            with self._lock:
+                self._stored = key
+
     # -- the end ---------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -259,6 +272,8 @@ def describe(progress: Mapping[str, Any]) -> str:
     if end:
         to_go = f"about {_duration(end['remaining_seconds'])} to go, " if end.get("remaining_seconds") is not None else ""
         parts.append(f"{to_go}ends by step {end['end_step']} ({end['ends_by']})")
+    if progress.get("refit"):
+        parts.append(f"now refitting on every task: {progress['refit']['steps']} steps")
     if progress.get("mlflow_behind"):
         parts.append(f"{progress['mlflow_behind']} evaluation(s) not in MLflow yet")
     return ", ".join(parts)

@@ -105,9 +105,32 @@ class SpacyConfigError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingOutcome:
-    model_dir: Path  # the best model (spaCy's model-best)
+    model_dir: Path  # spaCy's model-best, or model-last when asked for
     labels: tuple[str, ...]  # labels the NER component knows
     seconds: float  # wall time of the training run
+    best_step: int  # the step of model-best: the last evaluation with the best score (spaCy overwrites it on a tie)
+    last_step: int  # the last step trained
+
+
+class _Checkpoints:
+    """Hears which step spaCy saved as model-best, then hands each call on to the caller's listener."""
+
+    def __init__(self, listener: TrainingListener | None) -> None:
+        self.listener = listener
+        self.best_step = self.last_step = 0
+
+    def started(self, training: Mapping[str, Any]) -> None:
+        if self.listener is not None:
+            self.listener.started(training)
+
+    def evaluated(self, info: Mapping[str, Any]) -> None:
+        self.last_step = int(info["step"])
+        results = info.get("checkpoints") or []
+        if results:
+            best = max(score for score, _ in results)
+            self.best_step = max(step for score, step in results if score == best)
+        if self.listener is not None:
+            self.listener.evaluated(info)
 
 
 def load_training_overrides(raw: str | None = None) -> dict[str, object]:
@@ -149,11 +172,12 @@ def train_ner(
     config_path: Path = NER_CONFIG_PATH,
     warm_start_from: Path | None = None,
     listener: TrainingListener | None = None,
+    keep_last: bool = False,
 ) -> TrainingOutcome:
     """Train the NER pipeline on CPU; like ``spacy train CONFIG -o OUTPUT --paths.train T --paths.dev D``.
 
     ``train_path`` / ``dev_path`` are spaCy DocBin files.  ``output_dir`` receives ``model-best``
-    and ``model-last``; the returned ``model_dir`` is ``model-best``.  ``overrides`` are applied on
+    and ``model-last``; the returned ``model_dir`` is ``model-best`` (``model-last`` with ``keep_last``).  ``overrides`` are applied on
     top of the config (``paths.train`` / ``paths.dev`` always come from the arguments).
     ``warm_start_from``: a trained pipeline whose components training continues from, instead of
     random weights (labels it lacks are added as the data shows them). ``listener`` hears each
@@ -173,11 +197,11 @@ def train_ner(
     config_overrides: dict[str, Any] = dict(overrides or {})
     config_overrides["paths.train"] = str(train_path)
     config_overrides["paths.dev"] = str(dev_path)
-    if listener is not None:
-        config_overrides["training.logger"] = _chained_with_listener(config_path)
+    config_overrides["training.logger"] = _chained_with_listener(config_path)
 
+    checkpoints = _Checkpoints(listener)
     start = time.perf_counter()
-    token = _listener.set(listener)
+    token = _listener.set(checkpoints)
     try:
         spacy_train(config_path, output_dir, use_gpu=-1, overrides=config_overrides)
     except SystemExit as exc:
@@ -188,12 +212,13 @@ def train_ner(
         _listener.reset(token)
     seconds = time.perf_counter() - start
 
-    model_dir = output_dir / "model-best"
+    model_dir = output_dir / ("model-last" if keep_last else "model-best")
     if not (model_dir / "meta.json").is_file():  # pragma: no cover - spaCy evaluates at step 0
         raise RuntimeError(f"spaCy training finished without writing {model_dir}")
     nlp = load_model(model_dir)
     labels = tuple(sorted(nlp.get_pipe(_NER_PIPE).labels)) if _NER_PIPE in nlp.pipe_names else ()
-    return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds)
+    return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds, best_step=checkpoints.best_step,
+                           last_step=checkpoints.last_step)
 
 
 def _chained_with_listener(config_path: Path) -> dict[str, Any]:

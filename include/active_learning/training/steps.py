@@ -16,15 +16,21 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from active_learning import naming, settings
 from active_learning.backends import Backends
 from active_learning.labeling_config import list_labels
+from active_learning.registry import GATE_MODEL_DIR
 from active_learning.selection import TrainingExample
 from active_learning.training import parameters
-from active_learning.training.dataset import dataset_digest, read_docs, split_examples, to_docs, write_docbin
+from active_learning.training.dataset import dataset_digest, has_test_tags, read_docs, split_examples, to_docs, write_docbin
+from active_learning.training.refit import RefitPlan, plan_refit
 from active_learning.training.workspace import workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from active_learning.training.progress import ProgressReporter
+    from active_learning.training.spacy_ner import TrainingOutcome
 
 log = logging.getLogger(__name__)
 MIN_EXAMPLES = 2
@@ -40,7 +46,8 @@ def prepare_data(
     """Select one completion per task as of ``as_of``, convert to spaCy docs, split, upload to MLflow.
 
     ``training_params``: this run's values (training/parameters.py), over the project's; checked before
-    any data is read. Returns the spaCy overrides :func:`train` is to use.
+    any data is read. Returns the spaCy overrides :func:`train` is to use, and whether it refits
+    (:mod:`active_learning.training.refit`: asked for, and the evaluation set is not tagged).
     """
     import spacy
 
@@ -80,12 +87,12 @@ def prepare_data(
     backends.store.trainings.update(run_key, mlflow_run_id=run_id, completions_used=len(examples), dataset_digest=digest)
     log.info("prepared %d tasks (%d train / %d dev) for %s: %s", len(examples), len(train), len(dev), project, summary)
     return {"run_key": run_key, "mlflow_run_id": run_id, "completions_used": len(examples), "summary": summary,
-            "spacy_overrides": used.spacy_overrides()}
+            "spacy_overrides": used.spacy_overrides(), "refit": used.refit and not has_test_tags(examples)}
 
 
 def train(
     backends: Backends, *, run_key: str, mlflow_run_id: str, overrides: dict[str, Any] | None = None, warm_start: bool | None = None,
-    progress: bool = True,
+    progress: bool = True, refit: bool = False,
 ) -> dict[str, Any]:
     """Train on the run's dataset, score on its dev part, log the model to the same MLflow run.
 
@@ -94,7 +101,9 @@ def train(
     ``ACTIVE_LEARNING_WARM_START``): continue from the project's deployed model when it is one of ours;
     else, or with no such model, from scratch. ``progress``: each evaluation goes to the MLflow run and
     to the training's stored progress as it trains (:mod:`active_learning.training.progress`); off only to
-    measure what that costs (``bench/training_overhead.py``).
+    measure what that costs (``bench/training_overhead.py``). ``refit``: :func:`prepare_data`'s decision;
+    then the model logged as the run's model is the refit, and the split-trained one is logged beside it
+    as the one the gate scores (``gate_model_uri``); the scores are the split-trained model's.
     """
     from active_learning.training.progress import ProgressReporter
     from active_learning.training.spacy_ner import load_model, score_ner, train_ner
@@ -117,18 +126,43 @@ def train(
                                 warm_start_from=base[1] if base else None, listener=reporter)
         nlp = load_model(outcome.model_dir)
         scores = score_ner(nlp, read_docs(nlp, dataset / "dev.spacy"))
-        model_uri = backends.registry.log_model(mlflow_run_id, nlp)
+        refitted = _refit(dataset, folder, nlp, outcome, overrides, base[1] if base else None, reporter) if refit else None
+        gate_model_uri = backends.registry.log_model(mlflow_run_id, nlp, name=GATE_MODEL_DIR) if refitted else None
+        model_uri = backends.registry.log_model(mlflow_run_id, refitted[0] if refitted else nlp)
     if reporter is not None:
         reporter.catch_up()  # MLflow took the model: it takes the evaluations it missed
         log.info("training progress: %s", reporter.summary)
-    metrics = scores.as_metrics() | {"training_seconds": outcome.seconds}
+    metrics = scores.as_metrics() | {"training_seconds": outcome.seconds, "split_best_step": outcome.best_step}
+    if refitted:
+        _, refit_outcome, plan = refitted
+        metrics |= {"training_seconds": outcome.seconds + refit_outcome.seconds, "refit_seconds": refit_outcome.seconds,
+                    "refit_steps": plan.steps}
+        outcome = refit_outcome  # the deployed model's labels
     backends.registry.log_metrics(mlflow_run_id, metrics)
     backends.registry.log_params(mlflow_run_id, {"warm_start_from": base[0] if base else "none"}
                             | {f"spacy.{k}": v for k, v in overrides.items()})
     backends.store.trainings.update(run_key, metrics=scores.as_dict())
-    log.info("trained %s in %.1f s: %s", run_key, outcome.seconds, scores.as_dict())
-    return {"model_uri": model_uri, "labels": list(outcome.labels), "metrics": scores.as_dict(),
-            "progress": reporter.summary if reporter else None}
+    log.info("trained %s in %.1f s: %s", run_key, metrics["training_seconds"], scores.as_dict())
+    return {"model_uri": model_uri, "gate_model_uri": gate_model_uri, "labels": list(outcome.labels),
+            "metrics": scores.as_dict(), "progress": reporter.summary if reporter else None}
+
+
+def _refit(dataset: Path, folder: Path, split_nlp: Any, split: TrainingOutcome, overrides: dict[str, Any],
+           base: Path | None, reporter: ProgressReporter | None) -> tuple[Any, TrainingOutcome, RefitPlan]:
+    """The refit model (:mod:`active_learning.training.refit`), its outcome and its plan."""
+    from active_learning.training.spacy_ner import load_model, train_ner
+
+    train_docs, dev_docs = read_docs(split_nlp, dataset / "train.spacy"), read_docs(split_nlp, dataset / "dev.spacy")
+    plan = plan_refit(split.best_step, sum(map(len, train_docs)), sum(map(len, dev_docs)))
+    if reporter is not None:
+        reporter.then(refit=plan.as_dict())
+    log.info("refit: %d steps on train + dev (%d words; the split training's best was step %d on %d words)",
+             plan.steps, plan.all_words, plan.split_best_step, plan.train_words)
+    every_task = write_docbin(train_docs + dev_docs, folder / "refit-data" / "all.spacy")
+    with contextlib.redirect_stdout(sys.stderr):
+        outcome = train_ner(every_task, dataset / "dev.spacy", folder / "refit", overrides=plan.overrides(overrides),
+                            warm_start_from=base, keep_last=True)
+    return load_model(outcome.model_dir), outcome, plan
 
 
 def _deployed_model(backends: Backends, project: str, folder: Path) -> tuple[str, Path] | None:
@@ -141,9 +175,10 @@ def _deployed_model(backends: Backends, project: str, folder: Path) -> tuple[str
     return info.model_name, backends.registry.download_model(info, folder / "warm-start")
 
 
-def register(backends: Backends, *, run_key: str, model_uri: str, labels: list[str]) -> dict[str, Any]:
+def register(backends: Backends, *, run_key: str, model_uri: str, labels: list[str], gate_model_uri: str | None = None) -> dict[str, Any]:
     """Register the model as a version of the project's registered model; returns that version
-    (:meth:`ModelVersionInfo.as_dict`), which the deploy steps take from here."""
+    (:meth:`ModelVersionInfo.as_dict`), which the deploy steps take from here. ``gate_model_uri``: a
+    refit's split-trained twin, the model the gate scores for this version."""
     training = backends.store.trainings.get(run_key)
     if training.model_name is not None and training.model_version is not None:  # a retry after success
         registered = naming.registered_model_name(training.project)
@@ -156,6 +191,7 @@ def register(backends: Backends, *, run_key: str, model_uri: str, labels: list[s
         trained_at=training.started_at,
         labels=tuple(labels),
         description=_describe(training.project, training.started_at, training.completions_used, training.metrics),
+        gate_model_uri=gate_model_uri,
     )
     backends.store.trainings.update(run_key, model_name=info.model_name, model_version=info.version)
     log_learning_curve(backends, run_key, training.project, training.mlflow_run_id or "")

@@ -327,7 +327,8 @@
     const unset = [];
     for (const row of detail.training_params) {
       const text = document.querySelector(`[data-param="${CSS.escape(row.name)}"]`).value.trim();
-      if (text) set[row.name] = isNaN(Number(text)) ? text : Number(text); // a bad value comes back with its message
+      // a bad value comes back with its message
+      if (text) set[row.name] = text === "true" || text === "false" ? text === "true" : isNaN(Number(text)) ? text : Number(text);
       else if (row.source === "project") unset.push(row.name);
     }
     const name = detail.project.name;
@@ -464,6 +465,7 @@
         step <b class="live-step">${esc(p.step)}</b>${end ? `, ends by step ${esc(end.end_step)} <span class="muted" title="${esc(ENDS_BY[end.ends_by] || "")}">(${esc(end.ends_by)})</span>` : ""}
         · epoch ${esc(p.epoch)} · best dev F1 <b class="live-best">${score(p.best_f1)}</b> <span class="muted">(step ${esc(p.best_step)}; this evaluation ${score(p.dev_f1)})</span>
         · ${duration(p.elapsed_seconds)} elapsed${toGo}
+        ${p.refit ? `· <b class="live-refit">refitting</b> on every task: ${esc(p.refit.steps)} steps` : ""}
         <span class="muted">· loss since the evaluation before: ${losses || "—"} · as of ${when(p.updated_at)}</span>
         ${p.mlflow_behind ? `· <span class="error-text">MLflow is ${esc(p.mlflow_behind)} evaluation(s) behind: unreachable, training goes on</span>` : ""}${log}
       </td></tr>`;
