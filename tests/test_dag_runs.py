@@ -152,6 +152,18 @@ def test_a_runs_training_params_go_over_the_projects_and_reach_the_mlflow_run(da
     assert '"training.max_steps": "run"' in params["training_params.sources"]
 
 
+def test_a_run_with_the_refit_deploys_the_refit_and_keeps_its_twin_for_the_gate(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
+    run = dagbag.dags["active_learning_training"].test(run_conf={
+        "project": project, "deploy": "auto", "training_params": {"dataset.refit": True, "training.eval_frequency": 10}})
+    assert run.state == "success", task_states(run)
+    [training] = backends.store.trainings.history(project)
+    version = backends.model(training.model_name)
+    assert version.gate_model_uri and version.gate_model_uri != f"models:/{version.registered_name}/{version.version}"
+    metrics = backends.registry.client.get_run(training.mlflow_run_id).data.metrics
+    assert metrics["refit_steps"] >= metrics["split_best_step"]
+    assert training.deploy.startswith("gate passed") and backends.store.projects.get(project).deployed_model == training.model_name
+
+
 def test_bad_training_params_fail_the_run_at_once(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
     run = dagbag.dags["active_learning_training"].test(run_conf={"project": project, "training_params": {"training.max_step": 2}})
     assert run.state == "failed" and task_states(run)["prepare_data"] == "failed"
