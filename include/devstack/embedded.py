@@ -53,6 +53,8 @@ def airflow_environment(home: Path, *, port: int = 8080, poll_schedule: str = "*
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        # LocalExecutor, with parallelism bounding what it is handed (plugins/active_learning_airflow/executor.py)
+        "AIRFLOW__CORE__EXECUTOR": "active_learning_airflow.executor.CountingLocalExecutor",
         # airflow standalone starts its children as `airflow`: the venv's bin must come first.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     } | sqlite_settings())
