@@ -13,7 +13,7 @@ round with pre-annotating the pool, on an idle core). WNUT-17: 1,000 steps (``Pl
 ``ACTIVE_LEARNING_SPACY_OVERRIDES``), seed 100 + 6 rounds of 250 (to 1,600 of 3,394 tweets): its tweets
 are short and its entities rare, and 400 steps (under a fifth of a pass over the pool) left the
 whole-pool model at F1 0.045; at 1,200 steps it scores 0.235, above the live loop's converged 0.203
-(``bench/model_quality.py``). About 5,000 process-seconds: some 45 minutes with 2 jobs on idle cores.
+(``bench/model_quality.py``'s older method, scored on all of ``dev_tasks.json``). About 5,000 process-seconds: some 45 minutes with 2 jobs on idle cores.
 The whole-pool mark is that of the simulation's training (same steps), not of the live loop's.
 Annotations count tasks, not effort: a longer text has a lower whole-text confidence, so uncertainty
 tends to pick longer tasks.
