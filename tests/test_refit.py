@@ -13,7 +13,7 @@ from conftest import shared_file
 from active_learning.backends import Backends
 from active_learning.deploy.gate import compare_with_deployed
 from active_learning.loop import train_now
-from active_learning.registry import GATE_MODEL_DIR, TAG_GATE_MODEL, UntrustedModelError
+from active_learning.registry import GATE_MODEL_DIR, TAG_GATE_MODEL, ModelVersionInfo, UntrustedModelError
 from active_learning.training import parameters
 from active_learning.training.refit import plan_refit
 
@@ -85,10 +85,12 @@ def test_the_gate_scores_both_models_through_their_twins(backends: Backends, ref
     assert comparison.deployed_f1 < _dev_f1(backends, deployed, scored=False, dataset_of=candidate)
 
 
-def test_a_gate_model_tag_that_is_not_a_logged_model_is_refused(backends: Backends, refitted: dict) -> None:  # type: ignore[type-arg]
-    version = backends.model(refitted["model_name"])
+def test_a_gate_model_tag_that_is_not_a_logged_model_is_refused(backends: Backends) -> None:
+    """Refused before anything is downloaded: a tag anyone with MLflow write may set."""
+    version = ModelVersionInfo("news_ner", 1, "news_ner_20261130_120000", "news", "2026-11-30T12:00:00", ("PER",), None, (),
+                               gate_model_uri="file:///etc")
     with pytest.raises(UntrustedModelError, match=f"{TAG_GATE_MODEL} tag 'file:///etc' is not an MLflow logged model"):
-        backends.registry.load_model(replace(version, gate_model_uri="file:///etc"), scored=True)
+        backends.registry.load_model(version, scored=True)
 
 
 def test_a_project_with_a_tagged_test_set_trains_on_every_other_task_already(backends: Backends, sample_tasks, sample_config: str) -> None:  # type: ignore[no-untyped-def]
