@@ -109,7 +109,6 @@ class TrainingOutcome:
     labels: tuple[str, ...]  # labels the NER component knows
     seconds: float  # wall time of the training run
     best_step: int  # the step of model-best: the last evaluation with the best score (spaCy overwrites it on a tie)
-    last_step: int  # the last step trained
 
 
 class _Checkpoints:
@@ -117,14 +116,13 @@ class _Checkpoints:
 
     def __init__(self, listener: TrainingListener | None) -> None:
         self.listener = listener
-        self.best_step = self.last_step = 0
+        self.best_step = 0
 
     def started(self, training: Mapping[str, Any]) -> None:
         if self.listener is not None:
             self.listener.started(training)
 
     def evaluated(self, info: Mapping[str, Any]) -> None:
-        self.last_step = int(info["step"])
         results = info.get("checkpoints") or []
         if results:
             best = max(score for score, _ in results)
@@ -217,8 +215,7 @@ def train_ner(
         raise RuntimeError(f"spaCy training finished without writing {model_dir}")
     nlp = load_model(model_dir)
     labels = tuple(sorted(nlp.get_pipe(_NER_PIPE).labels)) if _NER_PIPE in nlp.pipe_names else ()
-    return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds, best_step=checkpoints.best_step,
-                           last_step=checkpoints.last_step)
+    return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds, best_step=checkpoints.best_step)
 
 
 def _chained_with_listener(config_path: Path) -> dict[str, Any]:

@@ -125,8 +125,9 @@ def train(
             outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides,
                                 warm_start_from=base[1] if base else None, listener=reporter)
         nlp = load_model(outcome.model_dir)
-        scores = score_ner(nlp, read_docs(nlp, dataset / "dev.spacy"))
-        refitted = _refit(dataset, folder, nlp, outcome, overrides, base[1] if base else None, reporter) if refit else None
+        dev_docs = read_docs(nlp, dataset / "dev.spacy")
+        scores = score_ner(nlp, dev_docs)
+        refitted = _refit(dataset, folder, nlp, dev_docs, outcome, overrides, base[1] if base else None, reporter) if refit else None
         gate_model_uri = backends.registry.log_model(mlflow_run_id, nlp, name=GATE_MODEL_DIR) if refitted else None
         model_uri = backends.registry.log_model(mlflow_run_id, refitted[0] if refitted else nlp)
     if reporter is not None:
@@ -147,12 +148,13 @@ def train(
             "metrics": scores.as_dict(), "progress": reporter.summary if reporter else None}
 
 
-def _refit(dataset: Path, folder: Path, split_nlp: Any, split: TrainingOutcome, overrides: dict[str, Any],
+def _refit(dataset: Path, folder: Path, split_nlp: Any, dev_docs: list[Any], split: TrainingOutcome, overrides: dict[str, Any],
            base: Path | None, reporter: ProgressReporter | None) -> tuple[Any, TrainingOutcome, RefitPlan]:
-    """The refit model (:mod:`active_learning.training.refit`), its outcome and its plan."""
+    """The refit model (:mod:`active_learning.training.refit`), its outcome and its plan; ``dev_docs``: the
+    dev part, as the split model read it to score it."""
     from active_learning.training.spacy_ner import load_model, train_ner
 
-    train_docs, dev_docs = read_docs(split_nlp, dataset / "train.spacy"), read_docs(split_nlp, dataset / "dev.spacy")
+    train_docs = read_docs(split_nlp, dataset / "train.spacy")
     plan = plan_refit(split.best_step, sum(map(len, train_docs)), sum(map(len, dev_docs)))
     if reporter is not None:
         reporter.then(refit=plan.as_dict())
