@@ -18,7 +18,10 @@ For each shared corpus (``../shared/data/<corpus>``: ``tasks.json``, ``dev_tasks
     (``training/refit.py``) is the deployed model; its split-trained twin (the gate's) is scored too, so
     the refit's gain shows paired, seed by seed;
   - ``warm``: the loop on the first half of ``tasks.json``, deployed, then on all of it continuing from that
-    model (``train --warm-start``); its time is the second training's.
+    model (``train --warm-start``); its time is the second training's;
+  - ``test_tagged``: the loop given what the anchor is given: ``tasks.json`` and the early-stop half, the
+    latter imported tagged ``Test`` (Annotation Lab's held-out tag), so it is the loop's evaluation set and
+    the loop trains on every task of ``tasks.json`` (``training/dataset.py``: ``split_examples``).
 * Each side runs once per seed: spaCy's ``system.seed``, the project's training parameter for the loop's
   sides (``active-learning training-params --set system.seed=N``), ``--system.seed N`` for the anchor. Per
   seed the sides run one after another, their order rotated from seed to seed, so machine load falls on
@@ -91,6 +94,7 @@ class Corpus:
     test: Path  # export of the test half
     train_docbin: Path  # all of ``tasks``, converted as the loop converts
     early_stop_docbin: Path  # the early-stop half, likewise
+    early_stop_tagged: Path  # export of the early-stop half, every task tagged Test
     config: Path  # labeling config
     default_cfg: Path  # spaCy's default CPU NER config
     overrides: dict[str, Any] | None  # spaCy overrides every side trains with (quick mode)
@@ -121,6 +125,7 @@ def prepare(name: str, work: Path, quick: bool) -> Corpus:
     halves = {"test": [t for t in dev if in_test_half(t)], "early_stop": [t for t in dev if not in_test_half(t)]}
     for half, half_tasks in halves.items():
         (work / f"{half}.json").write_text(json.dumps(half_tasks))
+    (work / "early_stop_tagged.json").write_text(json.dumps([t | {"tags": ["Test"]} for t in halves["early_stop"]]))
     xml = (data / "labeling_config.xml").read_text(encoding="utf-8")
     blank = spacy.blank("en")
     docbins = {}
@@ -132,8 +137,8 @@ def prepare(name: str, work: Path, quick: bool) -> Corpus:
                    capture_output=True, check=True)
     sizes = {"tasks": len(json.loads(tasks.read_text())), "test_tasks": len(halves["test"]),
              "early_stop_tasks": len(halves["early_stop"])}
-    return Corpus(name, tasks, work / "test.json", docbins["train"], docbins["early_stop"], data / "labeling_config.xml",
-                  default_cfg, QUICK_OVERRIDES if quick else None, sizes)
+    return Corpus(name, tasks, work / "test.json", docbins["train"], docbins["early_stop"], work / "early_stop_tagged.json",
+                  data / "labeling_config.xml", default_cfg, QUICK_OVERRIDES if quick else None, sizes)
 
 
 def _environment(home: Path | None = None) -> dict[str, str]:
@@ -217,6 +222,15 @@ def train_warm(corpus: Corpus, seed: int, folder: Path) -> Trained:
                    {"base_model": base, "base_seconds": base_seconds, "base_steps": base_steps})
 
 
+def train_test_tagged(corpus: Corpus, seed: int, folder: Path) -> Trained:
+    """The loop with the anchor's early-stop set as its own, the way a user holds tasks out: tagged Test."""
+    home = Home(folder, corpus, seed)
+    home.import_tasks(corpus.tasks)
+    home.import_tasks(corpus.early_stop_tagged)
+    model, seconds, steps = home.train("--no-deploy", "--no-warm-start")
+    return Trained(model, seconds, home.score(model), steps)
+
+
 @dataclass(frozen=True)
 class Side:
     label: str  # the report's row name
@@ -229,6 +243,7 @@ SIDES: dict[str, Side] = {
     "loop": Side("loop: `active-learning train`, split training deployed", train_loop),
     "refit": Side("loop, refit on every task deployed", partial(train_loop, refit=True)),
     "warm": Side("loop, warm start from the half-data model", train_warm),
+    "test_tagged": Side("loop, the early-stop half imported tagged Test", train_test_tagged),
 }
 DEFAULT_SIDE = "refit" if DEFAULT_REFIT else "loop"  # the loop as it trains by default
 
