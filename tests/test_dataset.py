@@ -10,6 +10,7 @@ from spacy.tokens import DocBin
 from active_learning.training.dataset import (
     ConversionReport,
     dataset_digest,
+    evaluation_set_origin,
     is_dev,
     split_examples,
     to_docs,
@@ -193,3 +194,5 @@ def test_tasks_tagged_test_are_the_evaluation_set_whatever_their_hash() -> None:
     untagged = [TrainingExample(task_id=e.task_id, text=e.text, spans=()) for e in examples]
     assert {e.task_id for e in split_examples(untagged)[1]} == {e.task_id for e in untagged if is_dev(e.task_id)}
     assert dataset_digest(examples) != dataset_digest(untagged)  # a re-tag is a new dataset
+    assert evaluation_set_origin(examples, 20) == "tasks tagged Test"
+    assert evaluation_set_origin(untagged, 15) == "15 % of tasks, by task id hash"

@@ -102,6 +102,8 @@ def test_a_project_with_a_tagged_test_set_trains_on_every_other_task_already(bac
     backends.store.projects.set_training_params("tagged", {"dataset.refit": True}, author="t", reason="t")
     prepared = steps.prepare_data(backends, "tagged", run_key="tagged-run", source="manual", as_of=_now())
     assert prepared["refit"] is False
+    params = backends.registry.client.get_run(prepared["mlflow_run_id"]).data.params
+    assert (params["evaluation_set"], params["dev_docs"]) == ("tasks tagged Test", str(len(tagged[::4])))
 
 
 def _dev_f1(backends: Backends, version, *, scored: bool, dataset_of=None) -> float:  # type: ignore[no-untyped-def]

@@ -76,6 +76,11 @@ def has_test_tags(examples: Iterable[TrainingExample]) -> bool:
     return any(example.test for example in examples)
 
 
+def evaluation_set_origin(examples: Iterable[TrainingExample], dev_percent: int) -> str:
+    """How :func:`split_examples` chose the evaluation set, as a person reads it in the MLflow run."""
+    return "tasks tagged Test" if has_test_tags(examples) else f"{dev_percent} % of tasks, by task id hash"
+
+
 def to_docs(nlp: Language, examples: Iterable[TrainingExample]) -> tuple[list[Doc], ConversionReport]:
     """Tokenize each example and set its entities, snapping misaligned spans and dropping overlaps.
 

@@ -24,7 +24,9 @@ from active_learning.labeling_config import list_labels
 from active_learning.registry import GATE_MODEL_DIR
 from active_learning.selection import TrainingExample
 from active_learning.training import parameters
-from active_learning.training.dataset import dataset_digest, has_test_tags, read_docs, split_examples, to_docs, write_docbin
+from active_learning.training.dataset import (
+    dataset_digest, evaluation_set_origin, has_test_tags, read_docs, split_examples, to_docs, write_docbin,
+)
 from active_learning.training.refit import RefitPlan, plan_refit
 from active_learning.training.workspace import workspace
 
@@ -82,7 +84,8 @@ def prepare_data(
     backends.registry.log_params(
         run_id,
         {"project": project, "source": source, "as_of": as_of.isoformat(), "completions_used": len(examples),
-         "train_docs": len(train), "dev_docs": len(dev), "dataset_digest": digest} | _logged(used),
+         "train_docs": len(train), "dev_docs": len(dev), "evaluation_set": evaluation_set_origin(examples, used.dev_percent),
+         "dataset_digest": digest} | _logged(used),
     )
     backends.store.trainings.update(run_key, mlflow_run_id=run_id, completions_used=len(examples), dataset_digest=digest)
     log.info("prepared %d tasks (%d train / %d dev) for %s: %s", len(examples), len(train), len(dev), project, summary)
