@@ -17,8 +17,10 @@ def mark_training_failed(context: Any) -> None:
 
     run_key = context["run_id"]
     reason = f"{context['ti'].task_id}: {context.get('exception') or 'failed'}"
+    backends = None
     try:
-        training_pipeline.fail(task_backends(), run_key, reason)
-    except Exception:  # the run may have failed before its training row existed
+        backends = task_backends()
+        training_pipeline.fail(backends, run_key, reason)
+    except Exception:  # the run may have failed before its training row existed, or the store be down
         log.exception("could not mark training %s failed", run_key)
-    notify_failed(context, reason)
+    notify_failed(context, reason, backends)

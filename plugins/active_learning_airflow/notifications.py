@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from active_learning.backends import Backends
     from active_learning.notifications import Message, Recipient
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,15 @@ def notify_finished(context: Any) -> None:
         log.warning("could not notify that training %s finished", context["run_id"], exc_info=True)
 
 
-def notify_failed(context: Any, reason: str) -> None:
+def notify_failed(context: Any, reason: str, backends: Backends | None = None) -> None:
     """After a task of the training failed for good (the failure callback recorded it): tell whoever is to
-    hear of it why, with a link to the failed task's log."""
+    hear of it why, with a link to the failed task's log. ``backends``: the callback's, when it could make them."""
     run_key, ti = context["run_id"], context["ti"]
     try:
         from active_learning import notifications
         from active_learning_airflow.connections import task_backends
 
-        backends = task_backends()
+        backends = backends or task_backends()
         # None: the run failed before its training was recorded (an unknown project, a source unreachable).
         training = backends.store.trainings.get(run_key) if backends.store.trainings.exists(run_key) else None
         project = training.project if training else context["params"]["project"]
