@@ -144,3 +144,27 @@ def test_the_estimate_follows_spacys_stopping_rules() -> None:
     assert estimate(400, 20, 400, 80.0, limits)["ends_by"] == "max_epochs"  # 20 steps an epoch: 2,000 steps
     assert estimate(5000, 2, 4800, 100.0, limits)["end_step"] == 6000
     assert estimate(10, 1, 10, 1.0, {"max_steps": 0, "max_epochs": 0, "patience": 0, "eval_frequency": 10}) is None
+
+
+def test_a_phase_noted_after_the_training_is_stored_even_when_the_store_first_refuses_it() -> None:
+    from active_learning.training.progress import ProgressReporter
+
+    saved: list[dict[str, Any]] = []
+    refusing = {"then": True}
+
+    def save(record: dict[str, Any]) -> None:
+        if "refit" in record and refusing["then"]:
+            refusing["then"] = False
+            raise ConnectionError("store down")
+        saved.append(record)
+
+    with ProgressReporter(save, lambda *metrics: None, retry_seconds=0.01) as reporter:
+        reporter.evaluated({"step": 20, "epoch": 1, "score": 0.5, "other_scores": {"ents_f": 0.5}, "losses": {"ner": 1.0}})
+    assert saved and "refit" not in saved[-1]
+    reporter.then(refit={"steps": 25})  # the store refuses it
+    assert "refit" not in saved[-1]
+    reporter.catch_up()  # the model is logged: what is still unstored goes now
+    assert saved[-1]["refit"] == {"steps": 25} and saved[-1]["step"] == 20
+    stored = len(saved)
+    reporter.catch_up()
+    assert len(saved) == stored  # nothing new: not stored again

@@ -103,7 +103,8 @@ class ProgressReporter:
         self._thread = threading.Thread(target=self._deliver_until_closed, name="training-progress", daemon=True)
         self._unsent: list[Evaluation] = []
         self._record: dict[str, Any] | None = None  # the newest progress record
-        self._stored: tuple[int, int] | None = None  # (evaluations, MLflow behind) of the record last stored
+        self._phases = 0  # phases noted by then()
+        self._stored: tuple[int, int, int] | None = None  # _key() of the record last stored
         self._closing = self._abandoned = False
         self._failing: set[str] = set()  # "MLflow", "the store": warned once per outage
         self._limits = limits({})
@@ -162,11 +163,8 @@ class ProgressReporter:
             if self._record is None:
                 return
             self._record |= phase
-            key = self._key()
-            record = self._record | {"mlflow_behind": key[1]}
-        if self._attempt("the store", self._save, record):
-            with self._lock:
-                self._stored = key
+            self._phases += 1
+        self._store_newest(thread=False)
 
     # -- the end ---------------------------------------------------------------------------------------
 
@@ -219,14 +217,14 @@ class ProgressReporter:
         """Something is left to send or store (called holding the lock)."""
         return bool(self._unsent) or (self._record is not None and self._stored != self._key())
 
-    def _key(self) -> tuple[int, int]:
+    def _key(self) -> tuple[int, int, int]:
+        """What the stored record reflects: evaluations, how many MLflow is behind, phases."""
         assert self._record is not None
-        return self._record["evaluations"], len(self._unsent)
+        return self._record["evaluations"], len(self._unsent), self._phases
 
     def _deliver(self, *, thread: bool) -> None:
-        """Send the unsent evaluations, oldest first, up to the first failure; then store the newest
-        record with how many evaluations MLflow is behind, unless it is stored so already. The thread
-        stops here once :meth:`close` has let it go."""
+        """Send the unsent evaluations, oldest first, up to the first failure; then store the newest record.
+        The thread stops here once :meth:`close` has let it go."""
         while True:
             with self._lock:
                 if thread and self._abandoned or not self._unsent:
@@ -236,6 +234,10 @@ class ProgressReporter:
                 break
             with self._lock:
                 self._unsent.pop(0)
+        self._store_newest(thread=thread)
+
+    def _store_newest(self, *, thread: bool) -> None:
+        """Store the newest record with how many evaluations MLflow is behind, unless it is stored so already."""
         with self._lock:
             if thread and self._abandoned or self._record is None or self._stored == self._key():
                 return
