@@ -132,6 +132,17 @@ def test_airflow_services_share_the_common_environment_with_celery(config: dict[
     assert common["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
 
 
+def test_notification_settings_reach_every_airflow_service(tmp_path: Path) -> None:
+    """The task processes that send notifications (workers) and the rest see the deployment's recipients."""
+    rendered = render(tmp_path, **SECRETS, ACTIVE_LEARNING_NOTIFY_EMAIL="ops@example.org,ml@example.org",
+                      ACTIVE_LEARNING_NOTIFY_APPRISE_CONN_ID="team_chat")
+    for name in AIRFLOW_SERVICES:
+        env = rendered["services"][name]["environment"]
+        assert env["ACTIVE_LEARNING_NOTIFY_EMAIL"] == "ops@example.org,ml@example.org", name
+        assert env["ACTIVE_LEARNING_NOTIFY_APPRISE_CONN_ID"] == "team_chat", name
+        assert env["ACTIVE_LEARNING_NOTIFY_SMTP_CONN_ID"] == "", name  # unset: Airflow's own [email] email_conn_id
+
+
 def test_dags_and_plugins_are_mounted_where_airflow_looks(config: dict[str, Any]) -> None:
     for name in AIRFLOW_SERVICES:
         service = config["services"][name]
