@@ -202,3 +202,23 @@ def test_the_cli_sets_shows_and_clears_a_projects_recipients_checking_every_addr
     assert code == 0 and "no e-mail recipients" in out and backends.store.projects.get("news").notify_emails == ()
     code, _, err = run(capsys, "notifications", "--project", "nope")
     assert code == 1 and "no project named 'nope'" in err
+
+
+def test_a_chat_service_that_refuses_the_post_is_a_warning_not_a_success(  # type: ignore[no-untyped-def]
+    chat: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from active_learning import notifications
+    from active_learning_airflow.notifications import _send
+
+    message = notifications.Message(notifications.FAILED, "[active learning] news: training failed", ("boom",), None)
+    with caplog.at_level(logging.INFO, logger="active_learning_airflow.notifications"):
+        _send({}, message, [])
+        assert [post["title"] for post in chat] == [message.subject] and not warnings(caplog)
+        assert "posted '[active learning] news: training failed'" in caplog.text
+        caplog.clear()
+        dead = f"json://127.0.0.1:{free_port()}/hook"  # nothing listens there: Apprise logs it and returns False
+        monkeypatch.setenv("AIRFLOW_CONN_APPRISE_DEFAULT", json.dumps({"conn_type": "apprise", "extra": {"config": {"path": dead}}}))
+        _send({}, message, [])
+    [warning] = warnings(caplog)
+    assert warning.getMessage() == "could not post '[active learning] news: training failed' to every service of connection apprise_default"
+    assert "posted" not in caplog.text

@@ -1,5 +1,5 @@
-"""A training's notifications, sent with Airflow's own notifiers: the SMTP provider's ``SmtpNotifier`` to the
-e-mail recipients, the Apprise provider's ``AppriseNotifier`` to the chat services of an Apprise connection.
+"""A training's notifications, sent with Airflow's own providers: the SMTP provider's ``SmtpNotifier`` to the
+e-mail recipients, the Apprise provider's hook to the chat services of an Apprise connection.
 What they say and who gets them: ``active_learning.notifications``.
 
 Task callbacks of the training DAG call these, in the task's own process (a Celery worker, or
@@ -61,7 +61,8 @@ def _send(context: Any, message: Message, recipients: list[Recipient]) -> None:
     from active_learning import notifications
 
     # notify(), not the notifier's __call__: that renders its fields as Jinja templates, and the message
-    # holds project names and error texts, which could break or steer the rendering.
+    # holds project names and error texts, which could break or steer the rendering. Apprise's hook does
+    # not render.
     if recipients:
         try:
             from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -74,14 +75,26 @@ def _send(context: Any, message: Message, recipients: list[Recipient]) -> None:
     conn_id = notifications.apprise_conn_id()
     if _connection_exists(conn_id):
         try:
-            from airflow.providers.apprise.notifications.apprise import AppriseNotifier
-
-            # Apprise itself logs a service that fails (the task log shows it), and does not raise.
-            AppriseNotifier(body=message.text, title=message.subject, notify_type=message.level,
-                            apprise_conn_id=conn_id).notify(context)
-            log.info("posted %r to the services of connection %s", message.subject, conn_id)
+            posted = _post(conn_id, message)
         except Exception:
             log.warning("could not post %r through connection %s", message.subject, conn_id, exc_info=True)
+        else:
+            if posted:
+                log.info("posted %r to the services of connection %s", message.subject, conn_id)
+            else:  # Apprise logged which service failed, just above
+                log.warning("could not post %r to every service of connection %s", message.subject, conn_id)
+
+
+def _post(conn_id: str, message: Message) -> bool:
+    """Post through the Apprise provider's hook to the connection's services; whether every one took it.
+    (The provider's AppriseNotifier drops that answer: Apprise logs a failing service and does not raise.)"""
+    import apprise
+    from airflow.providers.apprise.hooks.apprise import AppriseHook
+
+    hook = AppriseHook(apprise_conn_id=conn_id)
+    services = apprise.Apprise()
+    hook.set_config_from_conn(conn=hook.get_connection(conn_id), apprise_obj=services)
+    return bool(services.notify(body=message.text, title=message.subject, notify_type=message.level))
 
 
 def _connection_exists(conn_id: str) -> bool:
