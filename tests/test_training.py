@@ -99,6 +99,10 @@ def test_train_ner_applies_overrides_and_paths(trained):
     assert config["training"]["eval_frequency"] == TRAIN_OVERRIDES["training.eval_frequency"]
     assert config["paths"]["train"].endswith("train.spacy")
     assert config["paths"]["dev"].endswith("dev.spacy")
+    # The listening chain trained it; the saved pipelines name ner.cfg's own logger, which any spaCy has.
+    own = spacy.util.load_config(NER_CONFIG_PATH)["training"]["logger"]
+    for saved in ("model-best", "model-last"):
+        assert spacy.util.load_config(trained.model_dir.parent / saved / "config.cfg")["training"]["logger"] == own, saved
 
 
 def test_a_listener_hears_every_evaluation_beside_spacys_table_and_its_failure_never_stops_training(tmp_path, gold_docs, capsys):

@@ -190,12 +190,14 @@ def train_ner(
     if warm_start_from is not None:
         config_path = warm_start_config(config_path, Path(warm_start_from), output_dir)
 
+    from spacy import util
     from spacy.cli.train import train as spacy_train
 
+    own_logger = dict(util.load_config(config_path, interpolate=False)["training"]["logger"])
     config_overrides: dict[str, Any] = dict(overrides or {})
     config_overrides["paths.train"] = str(train_path)
     config_overrides["paths.dev"] = str(dev_path)
-    config_overrides["training.logger"] = _chained_with_listener(config_path)
+    config_overrides["training.logger"] = _chained_with_listener(own_logger)
 
     checkpoints = _Checkpoints(listener)
     start = time.perf_counter()
@@ -209,6 +211,8 @@ def train_ner(
     finally:
         _listener.reset(token)
     seconds = time.perf_counter() - start
+    for saved in ("model-best", "model-last"):
+        _restore_logger(output_dir / saved, own_logger)
 
     model_dir = output_dir / ("model-last" if keep_last else "model-best")
     if not (model_dir / "meta.json").is_file():  # pragma: no cover - spaCy evaluates at step 0
@@ -218,14 +222,25 @@ def train_ner(
     return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds, best_step=checkpoints.best_step)
 
 
-def _chained_with_listener(config_path: Path) -> dict[str, Any]:
+def _chained_with_listener(own_logger: dict[str, Any]) -> dict[str, Any]:
     """The config's own logger (spaCy's console table) followed by the listening one, in spacy-loggers'
     chain: the logger section that replaces the config's."""
-    from spacy import registry, util
+    from spacy import registry
 
     registry.loggers.register(LISTENING_LOGGER, func=_listening_logger)
-    own = util.load_config(config_path, interpolate=False)["training"]["logger"]
-    return {"@loggers": "spacy.ChainLogger.v1", "logger1": dict(own), "logger2": {"@loggers": LISTENING_LOGGER}}
+    return {"@loggers": "spacy.ChainLogger.v1", "logger1": own_logger, "logger2": {"@loggers": LISTENING_LOGGER}}
+
+
+def _restore_logger(model_dir: Path, own_logger: dict[str, Any]) -> None:
+    """A saved pipeline's config names the config's own logger again, not the chain with ours (registered
+    in this process only), so ``spacy train`` on it elsewhere runs as on the config it came from."""
+    from spacy import util
+
+    path = model_dir / "config.cfg"
+    if path.is_file():
+        config = util.load_config(path, interpolate=False)
+        config["training"]["logger"] = own_logger
+        config.to_disk(path)
 
 
 def _listening_logger() -> Callable[..., Any]:
