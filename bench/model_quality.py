@@ -30,7 +30,10 @@ For each shared corpus (``../shared/data/<corpus>``: ``tasks.json``, ``dev_tasks
 Reported per corpus and side: test-half F1 as mean ± sd (sample standard deviation over seeds) and min-max,
 precision and recall means, training time mean (wall time of the training command: the loop's includes its
 data preparation and MLflow logging), steps trained. The bar: the loop's mean F1 >= the anchor's - 0.005 on
-every corpus, for the side of the loop's default (``loop`` or ``refit``, per ``dataset.refit``'s default).
+every corpus, the loop with its default settings given what the anchor is given (``test_tagged``: every task
+of ``tasks.json`` to train on, the early-stop half to stop on; ``spacy train`` cannot run without such a
+dev set). Beside it, the same difference for the loop's default with no held-out set (``loop`` or ``refit``,
+per ``dataset.refit``'s default): what the early-stop half is worth to the loop.
 
     python bench/model_quality.py                        # both corpora, 3 seeds (time: docs/performance.md)
     python bench/model_quality.py --corpora ncbi_disease --seeds 2 --sides anchor,loop
@@ -245,7 +248,8 @@ SIDES: dict[str, Side] = {
     "warm": Side("loop, warm start from the half-data model", train_warm),
     "test_tagged": Side("loop, the early-stop half imported tagged Test", train_test_tagged),
 }
-DEFAULT_SIDE = "refit" if DEFAULT_REFIT else "loop"  # the loop as it trains by default
+DEFAULT_SIDE = "refit" if DEFAULT_REFIT else "loop"  # the loop as it trains by default, no task tagged Test
+BAR_SIDE = "test_tagged"  # the loop's defaults on the anchor's data (with tagged tasks the refit is moot)
 
 
 class Results:
@@ -324,20 +328,27 @@ def report(results: Results, corpora: list[str]) -> None:
 
 
 def bar(results: Results, corpora: list[str]) -> str:
-    """The key-ratio line: the loop's default side / anchor mean F1 on the corpus with the smallest margin;
-    met when every corpus clears the bar."""
-    pairs = {c: (mean(results.of(c, DEFAULT_SIDE), "f1"), mean(results.of(c, "anchor"), "f1"))
-             for c in corpora if results.of(c, DEFAULT_SIDE) and results.of(c, "anchor")}
+    """The key-ratio line: the loop on the anchor's data / the anchor, mean F1, on the corpus with the smallest
+    margin; met when every corpus clears the bar. Printed before it, per corpus: the loop's default without a
+    held-out set against the anchor."""
+    def against_anchor(side: str) -> dict[str, tuple[float, float]]:
+        return {c: (mean(results.of(c, side), "f1"), mean(results.of(c, "anchor"), "f1"))
+                for c in corpora if results.of(c, side) and results.of(c, "anchor")}
+
+    for corpus, (loop, anchor) in against_anchor(DEFAULT_SIDE).items():
+        print(f"{corpus}: loop with no held-out set ({DEFAULT_SIDE}) {loop:.3f} - anchor {anchor:.3f} = {loop - anchor:+.3f}",
+              flush=True)
+    pairs = against_anchor(BAR_SIDE)
     if not pairs:
-        return f"bar not computed: it needs the loop's default ({DEFAULT_SIDE}) and the anchor on a corpus"
+        return f"bar not computed: it needs the loop on the anchor's data ({BAR_SIDE}) and the anchor on a corpus"
     for corpus, (loop, anchor) in pairs.items():
-        print(f"{corpus}: loop ({DEFAULT_SIDE}) {loop:.3f} - anchor {anchor:.3f} = {loop - anchor:+.3f} "
+        print(f"{corpus}: loop on the anchor's data ({BAR_SIDE}) {loop:.3f} - anchor {anchor:.3f} = {loop - anchor:+.3f} "
               f"(bar >= -{BAR}: {'met' if loop >= anchor - BAR else 'NOT met'})", flush=True)
     worst = min(pairs, key=lambda c: pairs[c][0] - pairs[c][1])
     loop, anchor = pairs[worst]
     met = len(pairs) == len(corpora) and all(lp >= an - BAR for lp, an in pairs.values())
-    return ratio_line(f"mean test F1, loop / anchor ({worst}: {loop:.3f} / {anchor:.3f})", (loop + 1e-9) / (anchor + 1e-9),
-                      f"loop mean >= anchor mean - {BAR} on {', '.join(corpora)}", met)
+    return ratio_line(f"mean test F1, loop on the anchor's data / anchor ({worst}: {loop:.3f} / {anchor:.3f})",
+                      (loop + 1e-9) / (anchor + 1e-9), f"loop mean >= anchor mean - {BAR} on {', '.join(corpora)}", met)
 
 
 def main() -> int:

@@ -70,9 +70,10 @@ def test_model_quality_quick() -> None:
     shared_file("ncbi_disease/dev_tasks.json")
     out = run_quick("model_quality.py")
     for row in ("bare `spacy train`, default CPU NER config", "loop: `active-learning train`", "loop, refit on every task deployed",
-                "loop, warm start from the half-data model"):
+                "loop, warm start from the half-data model", "loop, the early-stop half imported tagged Test"):
         assert out.count(row) == 2, row  # one row per corpus
     assert out.count("the refit against its own split-trained twin, seed by seed") == 2
+    assert out.count("loop on the anchor's data (test_tagged)") == 2 and out.count("loop with no held-out set (loop)") == 2
 
 
 @pytest.mark.shared_data
