@@ -10,7 +10,7 @@ For each shared corpus (``../shared/data/<corpus>``: ``tasks.json``, ``dev_tasks
 
   - ``anchor``: ``python -m spacy init config -l en -p ner`` (spaCy's default CPU NER config), then
     ``python -m spacy train`` on all of ``tasks.json``, early-stopped on the early-stop half; both DocBins
-    made by the loop's own conversion (selection policy, ``training/dataset.py``);
+    made by the loop's own conversion (selection policy, ``training/dataset.py``), in its order (task id);
   - ``loop``: ``active-learning import`` + ``active-learning train`` on ``tasks.json``, default settings but
     the refit off, a fresh store and MLflow store, as a user runs it: the split training, early-stopped on
     its own 20 % of ``tasks.json``, is the deployed model;
@@ -133,7 +133,9 @@ def prepare(name: str, work: Path, quick: bool) -> Corpus:
     blank = spacy.blank("en")
     docbins = {}
     for part, export in (("train", tasks), ("early_stop", work / "early_stop.json")):
-        docs, _ = to_docs(blank, load_examples(export, xml))
+        # In the loop's order (split_examples sorts by task id): with the same seed, the anchor and the loop
+        # on the anchor's data then draw the same shuffles, and differ only where their settings differ.
+        docs, _ = to_docs(blank, sorted(load_examples(export, xml), key=lambda example: example.task_id))
         docbins[part] = write_docbin(docs, work / f"{part}.spacy")
     default_cfg = work / "default_ner.cfg"
     subprocess.run([PYTHON, "-m", "spacy", "init", "config", "-l", "en", "-p", "ner", "--force", str(default_cfg)],
