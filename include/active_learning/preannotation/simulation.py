@@ -15,7 +15,7 @@ metrics at step = annotations, the tasks each round revealed in ``simulation.jso
 
 **Training** is the live loop's (:func:`split_examples` into train and dev, :func:`to_docs`, :func:`train_ner`
 with ``include/configs/ner.cfg``), made faster by :data:`SIMULATION_OVERRIDES`: every round trains from
-scratch for a fixed budget of steps (the live loop: up to 6,000), the same for every round and both
+scratch for a fixed budget of steps (the live loop: up to 20,000), the same for every round and both
 strategies, so a round costs the same whatever its data and the curve measures the data, not a training
 history. ``ACTIVE_LEARNING_SPACY_OVERRIDES`` applies on top, as in the live loop.
 
