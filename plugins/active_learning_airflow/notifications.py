@@ -73,9 +73,10 @@ def _send(context: Any, message: Message, recipients: list[Recipient]) -> None:
         except Exception:
             log.warning("could not e-mail %r to %d recipients", message.subject, len(recipients), exc_info=True)
     conn_id = notifications.apprise_conn_id()
-    if _connection_exists(conn_id):
+    connection = _connection(conn_id)
+    if connection is not None:
         try:
-            posted = _post(conn_id, message)
+            posted = _post(connection, message)
         except Exception:
             log.warning("could not post %r through connection %s", message.subject, conn_id, exc_info=True)
         else:
@@ -85,23 +86,22 @@ def _send(context: Any, message: Message, recipients: list[Recipient]) -> None:
                 log.warning("could not post %r to every service of connection %s", message.subject, conn_id)
 
 
-def _post(conn_id: str, message: Message) -> bool:
+def _post(connection: Any, message: Message) -> bool:
     """Post through the Apprise provider's hook to the connection's services; whether every one took it.
     (The provider's AppriseNotifier drops that answer: Apprise logs a failing service and does not raise.)"""
     import apprise
     from airflow.providers.apprise.hooks.apprise import AppriseHook
 
-    hook = AppriseHook(apprise_conn_id=conn_id)
     services = apprise.Apprise()
-    hook.set_config_from_conn(conn=hook.get_connection(conn_id), apprise_obj=services)
+    AppriseHook(apprise_conn_id=connection.conn_id).set_config_from_conn(conn=connection, apprise_obj=services)
     return bool(services.notify(body=message.text, title=message.subject, notify_type=message.level))
 
 
-def _connection_exists(conn_id: str) -> bool:
+def _connection(conn_id: str) -> Any:
+    """The Airflow connection, or None while it does not exist (looked up once: in a task, a call to the API server)."""
     from airflow.sdk import BaseHook
 
     try:
-        BaseHook.get_connection(conn_id)
+        return BaseHook.get_connection(conn_id)
     except Exception:  # Airflow raises its own "not found" types across versions
-        return False
-    return True
+        return None
