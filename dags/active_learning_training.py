@@ -93,7 +93,8 @@ with DAG(
 
         with domain_task() as backends:
             return training_steps.train(backends, run_key=prepared["run_key"], mlflow_run_id=prepared["mlflow_run_id"],
-                                        overrides=prepared["spacy_overrides"], refit=prepared.get("refit", False))
+                                        overrides=prepared["spacy_overrides"], refit=prepared.get("refit", False),
+                                        base_model=prepared.get("base_model"))
 
     @task
     def register(prepared: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:

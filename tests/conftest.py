@@ -119,3 +119,12 @@ def sample_tasks():  # type: ignore[no-untyped-def]
     for batch in ("completions_batch1.json", "completions_batch2.json"):
         tasks.extend(read_export(SAMPLE / batch)[0])
     return tasks
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small pretrained English pipeline (tok2vec, and a ner with its own encoder knowing PERSON, GPE, ORG),
+    trained once per session: a base model to start trainings from (tests/base_pipelines.py)."""
+    from base_pipelines import train_base
+
+    return train_base(tmp_path_factory.mktemp("bases") / "tiny_base")

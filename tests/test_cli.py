@@ -251,7 +251,7 @@ def test_bad_training_params_are_refused_one_line_each_and_nothing_is_saved(home
     code, _, err = run(capsys, "training-params", "--project", "news", "--set", "training.max_step=3",
                        "--set", "training.dropout=1.5", "--set", "system.seed=abc", "--set", "training.max_steps=3",
                        "--unset", "training.patiense")
-    assert code == 1 and err.splitlines() == [
+    assert code == 2 and err.splitlines() == [
         "error: unknown training parameter 'training.patiense': did you mean 'training.patience'?",
         "error: unknown training parameter 'training.max_step': did you mean 'training.max_steps'?",
         "error: training.dropout must be between 0 and 0.9, not 1.5",

@@ -180,3 +180,24 @@ def test_parameters_spacy_refuses_fail_the_training_naming_them_without_a_retry(
     assert run.state == "failed" and train.state == "failed" and train.try_number == 1
     [training] = backends.store.trainings.history(project)
     assert training.status == "failed" and "training.max_steps='many' (Input should be a valid integer)" in training.error
+
+
+def test_a_run_from_a_base_model_records_where_it_started(dagbag, backends: Backends, project: str, tiny_base: Path) -> None:  # type: ignore[no-untyped-def]
+    run = dagbag.dags["active_learning_training"].test(run_conf={
+        "project": project, "deploy": "auto", "training_params": {"model.base": str(tiny_base)}})
+    assert run.state == "success", task_states(run)
+    [training] = backends.store.trainings.history(project)
+    assert training.base_model is not None and training.base_model.startswith("tiny_base 0.1.0 (sha256 ")
+    version = backends.model(training.model_name)
+    assert backends.registry.client.get_model_version(version.registered_name, str(version.version)).tags["base_model"] == training.base_model
+    assert backends.store.projects.get(project).deployed_model == training.model_name
+
+
+def test_a_run_naming_an_unusable_base_fails_at_once_and_never_trains_from_scratch(dagbag, backends: Backends, project: str) -> None:  # type: ignore[no-untyped-def]
+    run = dagbag.dags["active_learning_training"].test(run_conf={
+        "project": project, "training_params": {"model.base": "en_core_web_nothere"}})
+    [prepare] = [ti for ti in run.get_task_instances() if ti.task_id == "prepare_data"]
+    assert run.state == "failed" and prepare.state == "failed" and prepare.try_number == 1
+    [training] = backends.store.trainings.history(project)
+    assert "model.base 'en_core_web_nothere': no such package is installed on this worker" in training.error
+    assert training.mlflow_run_id is None and training.model_name is None

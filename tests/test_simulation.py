@@ -78,7 +78,7 @@ def mlflow_run(home: Path) -> Any:
 
 def test_the_json_has_one_entry_per_round_and_annotations_grow_by_the_batch(uncertainty_run: UncertaintyRun) -> None:
     result = uncertainty_run.result
-    assert set(result) == {"strategy", "rounds"} and result["strategy"] == "uncertainty"
+    assert set(result) == {"strategy", "base", "rounds"} and result["strategy"] == "uncertainty" and result["base"] == "none"
     assert [r["annotations"] for r in result["rounds"]] == [SEED_SIZE + BATCH * n for n in range(ROUNDS + 1)]
     for round_ in result["rounds"]:
         assert set(round_) == {"annotations", "precision", "recall", "f1", "seconds"}

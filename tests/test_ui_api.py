@@ -674,3 +674,26 @@ def test_bad_training_params_are_refused_with_the_messages_and_nothing_saved(cli
     stale = client.post(url, params={"project": name}, headers=admin, json={"config_revision": 9, "set": {"training.max_steps": 4}})
     assert stale.status_code == 409
     assert backends.store.projects.get(name).training_params == {} and backends.store.configs.read(name).revision == 1
+
+
+def test_a_base_model_is_checked_when_set_and_its_trainings_show_where_they_started(client, backends, admin, tiny_base) -> None:  # type: ignore[no-untyped-def]
+    from active_learning.exports import read_export
+    from active_learning.loop import train_now
+
+    name = new_project(backends, "base-project")
+    backends.store.completions.import_tasks(name, read_export(SAMPLE / "completions_batch1.json")[0])
+    url = f"{UI}/api/project/training-params"
+    missing = client.post(url, params={"project": name}, headers=admin,
+                          json={"config_revision": 1, "set": {"model.base": "en_core_web_nothere"}})
+    assert missing.status_code == 422
+    (problem,) = missing.json()["detail"]["problems"]
+    assert problem.startswith("model.base 'en_core_web_nothere': no such package is installed on this worker")
+    assert backends.store.projects.get(name).training_params == {}
+
+    chosen = client.post(url, params={"project": name}, headers=admin, json={"config_revision": 1, "set": {"model.base": str(tiny_base)}})
+    assert chosen.status_code == 200, chosen.text
+    shown = {r["name"]: (r["value"], r["source"]) for r in chosen.json()["training_params"]}
+    assert shown["model.base"] == (str(tiny_base), "project")
+    train_now(backends, name, choice="register_only")
+    (row,) = client.get(f"{UI}/api/project", params={"project": name}, headers=admin).json()["history"]
+    assert row["base_model"].startswith("tiny_base 0.1.0 (sha256 ")

@@ -21,6 +21,7 @@ from active_learning.preannotation.simulation import EXPERIMENT as SIMULATION_EX
 from active_learning.preannotation.simulation import SIMULATION_OVERRIDES, STRATEGIES as SIMULATION_STRATEGIES
 from active_learning.settings import hide_passwords
 from active_learning.store.models import DEFAULT_FREQUENCY, FREQUENCIES, SOURCE_LABEL_STUDIO, SOURCE_STORE, utcnow
+from active_learning.training.base_model import BaseModelError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     backends = Backends()
     try:
         return args.command(backends, args) or 0
+    except BaseModelError as error:  # model.base names something unusable: the user's value, as a usage error
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (LookupError, ValueError, RuntimeError, OSError) as error:
         print(f"error: {hide_passwords(str(error))}", file=sys.stderr)
         return 1
@@ -146,14 +150,15 @@ def cmd_enable(backends: Backends, args: argparse.Namespace) -> int:
 
 
 def cmd_training_params(backends: Backends, args: argparse.Namespace) -> int:
-    from active_learning.training import parameters
+    from active_learning.training import base_model, parameters
 
     current = backends.store.projects.get(args.project).training_params
     try:
         assign = dict(parameters.parse_assignment(text) for text in args.set)
-        wanted = parameters.changed(current, assign, args.unset)
-    except parameters.TrainingParameterError as error:  # one line per bad value; nothing saved
-        return _print_problems(error.problems)
+        wanted = parameters.changed(current, assign, args.unset, base_check=lambda spec: base_model.check(spec, backends))
+    except parameters.TrainingParameterError as error:  # one line per bad value; nothing saved: a usage error
+        _print_problems(error.problems)
+        return 2
     if wanted != current:
         backends.store.projects.set_training_params(
             args.project, wanted, author="cli", reason=parameters.describe(assign, args.unset))
@@ -323,13 +328,16 @@ def cmd_next(backends: Backends, args: argparse.Namespace) -> int:
 def cmd_simulate(backends: Backends, args: argparse.Namespace) -> int:
     from active_learning.preannotation.simulation import SimulationError, SimulationSettings, load_simulation, run_simulation
 
-    settings = SimulationSettings(args.strategy, args.seed_size, args.batch, args.rounds, args.seed)
-    try:
-        simulation = load_simulation(Path(args.tasks), Path(args.config), Path(args.eval_tasks), settings)
-    except SimulationError as error:  # wrong usage: nothing trained, no MLflow run
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(run_simulation(backends.registry, simulation), indent=2))
+    import tempfile
+
+    settings = SimulationSettings(args.strategy, args.seed_size, args.batch, args.rounds, args.seed, args.base)
+    with tempfile.TemporaryDirectory(prefix="al-simulation-") as scratch:  # a registered base, downloaded
+        try:
+            simulation = load_simulation(Path(args.tasks), Path(args.config), Path(args.eval_tasks), settings, backends, Path(scratch))
+        except SimulationError as error:  # wrong usage: nothing trained, no MLflow run
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(json.dumps(run_simulation(backends.registry, simulation), indent=2))
     return 0
 
 
@@ -467,6 +475,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--batch", type=int, required=True, help="tasks each round reveals")
     sub.add_argument("--rounds", type=int, required=True, help="rounds after round 0")
     sub.add_argument("--seed", type=int, default=0, help="draws the seed tasks and the random order; spaCy's seed (default 0)")
+    sub.add_argument("--base", default="none",
+                     help="where every round's training starts, as the training parameter model.base: none (default), "
+                          "a spaCy pipeline package or folder, or models:/<project>_ner@deployed")
 
     sub = command("export-predictions", cmd_export_predictions,
                   "write the tasks awaiting annotation with their pre-annotations, for a tool to import")

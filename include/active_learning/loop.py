@@ -23,7 +23,8 @@ def train_now(
     try:
         prepared = training_steps.prepare_data(backends, project, run_key=run_key, source=TRIGGERED_BY_HAND, as_of=started)
         trained = training_steps.train(backends, run_key=run_key, mlflow_run_id=prepared["mlflow_run_id"],
-                                       overrides=prepared["spacy_overrides"], warm_start=warm_start, refit=prepared["refit"])
+                                       overrides=prepared["spacy_overrides"], warm_start=warm_start, refit=prepared["refit"],
+                                       base_model=prepared["base_model"])
         registered = training_steps.register(backends, run_key=run_key, model_uri=trained["model_uri"], labels=trained["labels"],
                                              gate_model_uri=trained["gate_model_uri"])
         model = ModelVersionInfo.from_dict(registered)

@@ -37,6 +37,7 @@ TAG_RUN_KEY = "training_run_key"
 TAG_TRAINED_AT = "trained_at"
 TAG_LABELS = "labels"
 TAG_GATE_MODEL = "gate_model_uri"  # a refit version's split-trained twin: the model the gate scores
+TAG_BASE_MODEL = "base_model"  # where its training started: training/base_model.py (absent: from scratch)
 DATASET_DIR = "dataset"
 MODEL_DIR = "model"
 GATE_MODEL_DIR = "gate_model"
@@ -232,9 +233,11 @@ class ModelRegistry:
         labels: tuple[str, ...],
         description: str,
         gate_model_uri: str | None = None,
+        base_model: str | None = None,
     ) -> ModelVersionInfo:
         """Register one version per training: a retried registration finds the version it made.
-        ``gate_model_uri``: a refit's split-trained twin, tagged on the version for the gate."""
+        ``gate_model_uri``: a refit's split-trained twin, tagged on the version for the gate; ``base_model``:
+        where its training started."""
         registered = naming.registered_model_name(project)
         existing = self._search_versions(f"name = '{_quote(registered)}' and tags.{TAG_RUN_KEY} = '{_quote(run_key)}'")
         if existing:
@@ -257,7 +260,7 @@ class ModelRegistry:
                 TAG_RUN_KEY: run_key,
                 TAG_TRAINED_AT: trained_at.isoformat(timespec="seconds"),
                 TAG_LABELS: json.dumps(sorted(labels)),
-            } | ({TAG_GATE_MODEL: gate_model_uri} if gate_model_uri else {}),
+            } | ({TAG_GATE_MODEL: gate_model_uri} if gate_model_uri else {}) | ({TAG_BASE_MODEL: base_model} if base_model else {}),
         )
         return ModelVersionInfo.from_mlflow(self.client.get_model_version(registered, version.version))
 

@@ -19,6 +19,10 @@ scratch for a fixed budget of steps (the live loop: up to 20,000), the same for 
 strategies, so a round costs the same whatever its data and the curve measures the data, not a training
 history. ``ACTIVE_LEARNING_SPACY_OVERRIDES`` applies on top, as in the live loop.
 
+**The base** (``base``, as the training parameter ``model.base``: :mod:`active_learning.training.base_model`)
+is where every round's training starts: none (from scratch), or a pretrained pipeline's NER, so a team sees
+on its own labelled data what a base buys before it switches one on.
+
 **The seed** draws the seed tasks and the random order and is spaCy's (``system.seed`` and ``training.seed``):
 on the CPU the same arguments give the same curve.
 """
@@ -43,6 +47,8 @@ from active_learning.preannotation.queue import RANDOM, UNCERTAINTY, least_confi
 from active_learning.preannotation.scoring import predict
 from active_learning.selection import TrainingExample, training_example
 from active_learning.settings import local_artifact_root
+from active_learning.training import base_model
+from active_learning.training.base_model import BaseModel, BaseModelError
 from active_learning.training.dataset import split_examples, to_docs, write_docbin
 from active_learning.training.spacy_ner import load_model, load_training_overrides, score_ner, train_ner
 from active_learning.training.steps import MIN_EXAMPLES
@@ -51,6 +57,7 @@ from active_learning.training.workspace import workspace
 if TYPE_CHECKING:
     from spacy.language import Language
 
+    from active_learning.backends import Backends
     from active_learning.registry import ModelRegistry
 
 EXPERIMENT = "active-learning-simulations"
@@ -71,6 +78,7 @@ class SimulationSettings:
     batch: int
     rounds: int
     seed: int = 0
+    base: str = base_model.NONE
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -94,6 +102,7 @@ class Simulation:
     pool: list[TrainingExample]
     evaluation: list[TrainingExample]
     files: dict[str, str]  # tasks, eval_tasks, config -> file name, for MLflow
+    base: BaseModel | None = None  # where every round's training starts; None: from scratch
 
 
 @dataclass(frozen=True)
@@ -110,9 +119,15 @@ class RoundResult:
                 "f1": self.f1, "seconds": self.seconds}
 
 
-def load_simulation(tasks: Path, config: Path, eval_tasks: Path, settings: SimulationSettings) -> Simulation:
-    """Read and check everything before anything trains; bad arguments raise :class:`SimulationError`."""
+def load_simulation(tasks: Path, config: Path, eval_tasks: Path, settings: SimulationSettings,
+                    backends: Backends | None = None, scratch: Path | None = None) -> Simulation:
+    """Read and check everything before anything trains; bad arguments raise :class:`SimulationError`.
+    ``settings.base`` is located here (a registered model, through ``backends``, downloaded under ``scratch``)."""
     settings.check()
+    try:
+        base = base_model.locate(settings.base, scratch, backends) if base_model.uses_base(settings.base) else None
+    except BaseModelError as error:
+        raise SimulationError(str(error)) from None
     xml = config.read_text(encoding="utf-8")
     pool, evaluation = load_examples(tasks, xml), load_examples(eval_tasks, xml)
     if not evaluation:
@@ -122,7 +137,7 @@ def load_simulation(tasks: Path, config: Path, eval_tasks: Path, settings: Simul
     if settings.annotations > len(pool):
         raise SimulationError(f"--seed-size {settings.seed_size} + --batch {settings.batch} x --rounds {settings.rounds} = "
                               f"{settings.annotations} tasks, more than the pool's {len(pool)} ({tasks})")
-    return Simulation(settings, pool, evaluation, {"tasks": tasks.name, "eval_tasks": eval_tasks.name, "config": config.name})
+    return Simulation(settings, pool, evaluation, {"tasks": tasks.name, "eval_tasks": eval_tasks.name, "config": config.name}, base)
 
 
 def load_examples(path: Path, xml: str) -> list[TrainingExample]:
@@ -150,7 +165,8 @@ def run_simulation(registry: ModelRegistry, simulation: Simulation) -> dict[str,
     except BaseException:
         registry.finish_run(run_id, "FAILED")
         raise
-    summary = {"strategy": settings.strategy, "rounds": [result.as_dict() for result in rounds]}
+    summary = {"strategy": settings.strategy, "base": simulation.base.describe() if simulation.base else base_model.NONE,
+               "rounds": [result.as_dict() for result in rounds]}
     registry.client.log_dict(run_id, {**summary, "revealed": [list(result.revealed) for result in rounds]}, "simulation.json")
     registry.finish_run(run_id)
     return summary
@@ -168,12 +184,16 @@ def simulate(simulation: Simulation, overrides: dict[str, object]) -> Iterator[R
     labelled = order[: settings.seed_size]
     revealed, nlp = labelled, None
     with workspace(f"simulation-{uuid.uuid4().hex[:12]}", "rounds") as folder:
+        start = None
+        if simulation.base is not None:  # the labels the pool's completions use, as the live loop's data
+            labels = {span.label for example in pool for span in example.spans}
+            start = base_model.starting_pipeline(simulation.base, labels, folder / "start")
         for round_number in range(settings.rounds + 1):
             started = time.perf_counter()
             if nlp is not None:
                 revealed = next_batch(settings, pool, order, {example.task_id for example in labelled}, nlp)
                 labelled = labelled + revealed
-            nlp = _train(blank, labelled, folder / f"round-{round_number}", overrides)
+            nlp = _train(blank, labelled, folder / f"round-{round_number}", overrides, start)
             scores = score_ner(nlp, evaluation)
             yield RoundResult(len(labelled), scores.precision, scores.recall, scores.f1,
                               round(time.perf_counter() - started, 3), tuple(example.task_id for example in revealed))
@@ -191,12 +211,14 @@ def next_batch(
     return [waiting[entry.task] for entry in least_confident(list(waiting), scores, "simulation")[: settings.batch]]
 
 
-def _train(blank: Language, examples: list[TrainingExample], folder: Path, overrides: dict[str, object]) -> Language:
-    """The live loop's training on ``examples`` (split into train and dev as it splits them); the model, in memory."""
+def _train(blank: Language, examples: list[TrainingExample], folder: Path, overrides: dict[str, object],
+           start: Path | None) -> Language:
+    """The live loop's training on ``examples`` (split into train and dev as it splits them), from ``start``
+    (a base's starting pipeline) or from scratch; the model, in memory."""
     corpora = [write_docbin(to_docs(blank, part)[0], folder / f"{name}.spacy")
                for name, part in zip(("train", "dev"), split_examples(examples), strict=True)]
     with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for the result
-        outcome = train_ner(*corpora, folder / "output", overrides=overrides)
+        outcome = train_ner(*corpora, folder / "output", overrides=overrides, start_from=start)
     nlp = load_model(outcome.model_dir)
     shutil.rmtree(folder)  # a round's model lives on in memory only
     return nlp
@@ -213,6 +235,7 @@ def _start_run(registry: ModelRegistry, simulation: Simulation, overrides: dict[
     registry.log_params(run.info.run_id, {
         "strategy": settings.strategy, "seed_size": settings.seed_size, "batch": settings.batch, "rounds": settings.rounds,
         "seed": settings.seed, "pool": len(simulation.pool), "eval_size": len(simulation.evaluation), **simulation.files,
+        **(simulation.base.params() if simulation.base else {"base_model": base_model.NONE}),
         **{f"spacy.{key}": value for key, value in overrides.items()},
     })
     return run.info.run_id

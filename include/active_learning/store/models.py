@@ -178,6 +178,8 @@ class TrainingRun(Base):
     source_annotations: Mapped[int | None] = mapped_column(Integer)
     # While it trains: step, epoch, losses, best dev F1 so far, times (written at each spaCy evaluation).
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # None: SQL NULL
+    # Where the training started (training/base_model.py): the base's name, version and files' hash; NULL: from scratch.
+    base_model: Mapped[str | None] = mapped_column(Text)
 
 
 class ConfigRevision(Base):

@@ -31,6 +31,7 @@ class TrainingView:
     error: str | None
     source_annotations: int | None = None  # Label Studio projects: the server's count this training read
     progress: dict[str, Any] | None = None  # its last evaluation while training: training/progress.py
+    base_model: str | None = None  # where it started (training/base_model.py); None: from scratch
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -131,4 +132,5 @@ def _view(run: TrainingRun, project_name: str) -> TrainingView:
         error=run.error,
         source_annotations=run.source_annotations,
         progress=run.progress,
+        base_model=run.base_model,
     )

@@ -4,7 +4,8 @@ and the values a training uses.
 Precedence, highest first: a single run's values (the training DAG's form), the project's, the
 deployment-wide ``ACTIVE_LEARNING_SPACY_OVERRIDES``, then ``include/configs/ner.cfg`` (the split's
 default is :func:`active_learning.training.dataset.split_examples`'s). Every parameter is a spaCy config
-path but two of ours: the dev split and the refit (:mod:`active_learning.training.refit`).
+path but three of ours: the dev split, the refit (:mod:`active_learning.training.refit`) and the base model
+(:mod:`active_learning.training.base_model`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import configparser
 import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from active_learning.training import base_model
 from active_learning.training.spacy_ner import NER_CONFIG_PATH, OVERRIDES_ENV_VAR as DEPLOYMENT_VARIABLE
 from active_learning.training.spacy_ner import load_training_overrides
 
@@ -28,19 +30,25 @@ DEV_PERCENT = "dataset.dev_percent"
 DEFAULT_DEV_PERCENT = 20
 REFIT = "dataset.refit"
 DEFAULT_REFIT = False
-OURS = {DEV_PERCENT: DEFAULT_DEV_PERCENT, REFIT: DEFAULT_REFIT}  # not spaCy's: never given to spaCy
+BASE = "model.base"
+OURS = {DEV_PERCENT: DEFAULT_DEV_PERCENT, REFIT: DEFAULT_REFIT, BASE: base_model.NONE}  # not spaCy's: never given to spaCy
 
 
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    kind: type  # int, float or bool
+    kind: type  # int, float, bool or str
     minimum: float
     maximum: float
     description: str
+    text_problem: Callable[[str], str | None] | None = None  # a str's form
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value``, in one line; None when it is fine."""
+        if self.kind is str:
+            if not isinstance(value, str):
+                return f"{self.name} must be text, not {value!r} ({type(value).__name__})"
+            return self.text_problem(value) if self.text_problem else None
         if self.kind is bool:
             return None if isinstance(value, bool) else f"{self.name} must be true or false, not {value!r} ({type(value).__name__})"
         numeric = (int,) if self.kind is int else (int, float)
@@ -66,6 +74,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter(REFIT, bool, 0, 1, "train once more, on every task but those tagged Test, for as many passes as the "
               "split training's best; deploy that (the gate scores the split-trained twin)"),
     Parameter("system.seed", int, 0, 2**31 - 1, "the random seed of the weights and the batches"),
+    Parameter(BASE, str, 0, 0, "where training starts: none (from scratch), a spaCy pipeline package or folder with "
+              "an English 'ner', or models:/<project>_ner@deployed (a model of this loop)", base_model.problem),
 )}
 
 
@@ -98,10 +108,15 @@ def check(values: Mapping[str, Any]) -> dict[str, Any]:
     return dict(values)
 
 
-def changed(current: Mapping[str, Any], assign: Mapping[str, Any], unset: list[str]) -> dict[str, Any]:
-    """``current`` with ``assign`` set and ``unset`` removed, all checked before anything is returned."""
+def changed(current: Mapping[str, Any], assign: Mapping[str, Any], unset: list[str],
+            base_check: Callable[[str], str | None] | None = None) -> dict[str, Any]:
+    """``current`` with ``assign`` set and ``unset`` removed, all checked before anything is returned.
+    ``base_check``: whether a well-formed ``model.base`` can be used here (installed, a pipeline, ours:
+    :func:`active_learning.training.base_model.check`)."""
     unknown = [_unknown(name) for name in unset if name not in PARAMETERS]
     found = unknown + problems(assign)
+    if not found and base_check is not None and BASE in assign and (problem := base_check(assign[BASE])) is not None:
+        found.append(problem)
     if found:
         raise TrainingParameterError(found)
     return {k: v for k, v in current.items() if k not in unset} | dict(assign)
@@ -141,6 +156,10 @@ class Effective:
     @property
     def refit(self) -> bool:
         return bool(self.values[REFIT])
+
+    @property
+    def base(self) -> str:
+        return str(self.values[BASE])
 
     def rows(self) -> list[dict[str, Any]]:
         return [{"name": name, "value": self.values[name], "source": self.sources[name],

@@ -168,7 +168,7 @@ def train_ner(
     *,
     overrides: Mapping[str, object] | None = None,
     config_path: Path = NER_CONFIG_PATH,
-    warm_start_from: Path | None = None,
+    start_from: Path | None = None,
     listener: TrainingListener | None = None,
     keep_last: bool = False,
 ) -> TrainingOutcome:
@@ -177,8 +177,9 @@ def train_ner(
     ``train_path`` / ``dev_path`` are spaCy DocBin files.  ``output_dir`` receives ``model-best``
     and ``model-last``; the returned ``model_dir`` is ``model-best`` (``model-last`` with ``keep_last``).  ``overrides`` are applied on
     top of the config (``paths.train`` / ``paths.dev`` always come from the arguments).
-    ``warm_start_from``: a trained pipeline whose components training continues from, instead of
-    random weights (labels it lacks are added as the data shows them). ``listener`` hears each
+    ``start_from``: a trained pipeline whose components training continues from, instead of random
+    weights (the project's deployed model for a warm start, or a base's starting pipeline:
+    :mod:`active_learning.training.base_model`; labels it lacks are added as the data shows them). ``listener`` hears each
     evaluation, through a spaCy logger chained after the config's own (whose table still prints); a
     listener that fails never stops the training.
     """
@@ -187,8 +188,8 @@ def train_ner(
     for what, path in (("config", config_path), ("training data", train_path), ("dev data", dev_path)):
         if not path.is_file():
             raise FileNotFoundError(f"spaCy {what} not found: {path}")
-    if warm_start_from is not None:
-        config_path = warm_start_config(config_path, Path(warm_start_from), output_dir)
+    if start_from is not None:
+        config_path = sourced_config(config_path, Path(start_from), output_dir)
 
     from spacy import util
     from spacy.cli.train import train as spacy_train
@@ -267,23 +268,32 @@ def _heard(call: Callable[[Any], None], value: Any) -> None:
         log.exception("the training's listener failed; training goes on")
 
 
-def warm_start_config(config_path: Path, base_model: Path, folder: Path) -> Path:
-    """The same config with every pipeline component sourced from ``base_model``.
+def sourced_config(config_path: Path, start: Path, folder: Path) -> Path:
+    """The same training config, its pipeline replaced by ``start``'s components, each sourced from it.
 
     spaCy then resumes training the sourced components ("Resuming training for: ...") instead of
-    initialising them; the tok2vec and the NER listening to it come from the same pipeline, as they must.
+    initialising them; an encoder and the NER listening to it come from the same pipeline, as they must.
+    ``start``'s static vectors, if it has any, are the new pipeline's (its NER may read them).
     """
     from spacy import util
 
-    if not (base_model / "meta.json").is_file():
-        raise FileNotFoundError(f"no spaCy pipeline to warm-start from at {base_model}")
+    if not (start / "meta.json").is_file():
+        raise FileNotFoundError(f"no spaCy pipeline to start from at {start}")
     config = util.load_config(config_path, interpolate=False)
-    for name in config["nlp"]["pipeline"]:
-        config["components"][name] = {"source": str(base_model)}
+    pipeline = list(util.load_config(start / "config.cfg", interpolate=False)["nlp"]["pipeline"])
+    config["nlp"]["pipeline"] = pipeline
+    config["components"] = {name: {"source": str(start)} for name in pipeline}
+    if _has_vectors(start):
+        config["paths"]["vectors"] = str(start)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "warm_start.cfg"
+    path = folder / "sourced.cfg"
     config.to_disk(path)
     return path
+
+
+def _has_vectors(pipeline: Path) -> bool:
+    vectors = json.loads((pipeline / "meta.json").read_text(encoding="utf-8")).get("vectors") or {}
+    return bool(vectors.get("width"))
 
 
 def score_ner(nlp: Language, docs: Iterable[Doc]) -> NerScores:

@@ -23,10 +23,11 @@ from active_learning.backends import Backends
 from active_learning.labeling_config import list_labels
 from active_learning.registry import GATE_MODEL_DIR
 from active_learning.selection import TrainingExample
-from active_learning.training import parameters
+from active_learning.training import base_model, parameters
 from active_learning.training.dataset import (
     dataset_digest, evaluation_set_origin, has_test_tags, read_docs, split_examples, to_docs, write_docbin,
 )
+from active_learning.training.base_model import LANGUAGE, BaseModel, BaseModelError, locate, starting_pipeline, uses_base
 from active_learning.training.refit import RefitPlan, plan_refit
 from active_learning.training.workspace import workspace
 
@@ -48,7 +49,7 @@ def prepare_data(
     """Select one completion per task as of ``as_of``, convert to spaCy docs, split, upload to MLflow.
 
     ``training_params``: this run's values (training/parameters.py), over the project's; checked before
-    any data is read. Returns the spaCy overrides :func:`train` is to use, and whether it refits
+    any data is read, the base model too (:mod:`active_learning.training.base_model`). Returns the spaCy overrides :func:`train` is to use, and whether it refits
     (:mod:`active_learning.training.refit`: asked for, and the evaluation set is not tagged).
     """
     import spacy
@@ -58,6 +59,8 @@ def prepare_data(
     training = backends.store.trainings.start(project, run_key=run_key, source=source, as_of=as_of, source_annotations=count)
     # Checked once the training is recorded, so that its history says why a refused run failed.
     used = parameters.effective(backends.store.projects.get(project).training_params, parameters.check(training_params or {}))
+    if (unusable := base_model.check(used.base, backends)) is not None:  # before any data is read or uploaded
+        raise BaseModelError(unusable)
     labels = list_labels(origin.read_config(project).xml)
     training_set = origin.training_set(project, as_of, {label.value for label in labels})
     examples, unknown = _keep_config_labels(training_set.examples, {label.value for label in labels if not label.assertion})
@@ -90,12 +93,13 @@ def prepare_data(
     backends.store.trainings.update(run_key, mlflow_run_id=run_id, completions_used=len(examples), dataset_digest=digest)
     log.info("prepared %d tasks (%d train / %d dev) for %s: %s", len(examples), len(train), len(dev), project, summary)
     return {"run_key": run_key, "mlflow_run_id": run_id, "completions_used": len(examples), "summary": summary,
-            "spacy_overrides": used.spacy_overrides(), "refit": used.refit and not has_test_tags(examples)}
+            "spacy_overrides": used.spacy_overrides(), "refit": used.refit and not has_test_tags(examples),
+            "base_model": used.base}
 
 
 def train(
     backends: Backends, *, run_key: str, mlflow_run_id: str, overrides: dict[str, Any] | None = None, warm_start: bool | None = None,
-    progress: bool = True, refit: bool = False,
+    progress: bool = True, refit: bool = False, base_model: str | None = None,
 ) -> dict[str, Any]:
     """Train on the run's dataset, score on its dev part, log the model to the same MLflow run.
 
@@ -104,7 +108,10 @@ def train(
     ``ACTIVE_LEARNING_WARM_START``): continue from the project's deployed model when it is one of ours;
     else, or with no such model, from scratch. ``progress``: each evaluation goes to the MLflow run and
     to the training's stored progress as it trains (:mod:`active_learning.training.progress`); off only to
-    measure what that costs (``bench/training_overhead.py``). ``refit``: :func:`prepare_data`'s decision;
+    measure what that costs (``bench/training_overhead.py``). ``base_model``: :func:`prepare_data`'s
+    ``model.base`` (without it, the project's): where a training that does not warm-start starts
+    (:mod:`active_learning.training.base_model`); a base that cannot be used fails the training, it never
+    falls back to scratch. ``refit``: :func:`prepare_data`'s decision;
     then the model logged as the run's model is the refit, and the split-trained one is logged beside it
     as the one the gate scores (``gate_model_uri``); the scores are the split-trained model's.
     """
@@ -112,8 +119,10 @@ def train(
     from active_learning.training.spacy_ner import load_model, score_ner, train_ner
 
     project = backends.store.trainings.get(run_key).project
-    if overrides is None:
-        overrides = parameters.effective(backends.store.projects.get(project).training_params).spacy_overrides()
+    if overrides is None or base_model is None:
+        used = parameters.effective(backends.store.projects.get(project).training_params)
+        overrides = used.spacy_overrides() if overrides is None else overrides
+        base_model = used.base if base_model is None else base_model
     warm_start = settings.warm_start() if warm_start is None else warm_start
     backends.store.trainings.record_progress(run_key, None)  # not an earlier attempt's
     reporter = ProgressReporter(
@@ -123,14 +132,16 @@ def train(
     with workspace(run_key, "train") as folder:
         dataset = backends.registry.download_dataset(mlflow_run_id, folder)
         base = _deployed_model(backends, project, folder) if warm_start else None
+        pretrained = _base_model(backends, base_model, dataset, folder) if base is None and uses_base(base_model) else None
+        start = base[1] if base else pretrained[1] if pretrained else None
         # spaCy's progress table goes to stderr (the task's log): stdout is for results.
         with reporter or contextlib.nullcontext(), contextlib.redirect_stdout(sys.stderr):
             outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides,
-                                warm_start_from=base[1] if base else None, listener=reporter)
+                                start_from=start, listener=reporter)
         nlp = load_model(outcome.model_dir)
         dev_docs = read_docs(nlp, dataset / "dev.spacy")
         scores = score_ner(nlp, dev_docs)
-        refitted = _refit(dataset, folder, nlp, dev_docs, outcome, overrides, base[1] if base else None, reporter) if refit else None
+        refitted = _refit(dataset, folder, nlp, dev_docs, outcome, overrides, start, reporter) if refit else None
         gate_model_uri = backends.registry.log_model(mlflow_run_id, nlp, name=GATE_MODEL_DIR) if refitted else None
         model_uri = backends.registry.log_model(mlflow_run_id, refitted[0] if refitted else nlp)
     if reporter is not None:
@@ -143,16 +154,18 @@ def train(
                     "refit_steps": plan.steps}
         outcome = refit_outcome  # the deployed model's labels
     backends.registry.log_metrics(mlflow_run_id, metrics)
-    backends.registry.log_params(mlflow_run_id, {"warm_start_from": base[0] if base else "none"}
-                            | {f"spacy.{k}": v for k, v in overrides.items()})
-    backends.store.trainings.update(run_key, metrics=scores.as_dict())
+    started_from = pretrained[0].params() if pretrained else {"base_model": "none"}
+    backends.registry.log_params(mlflow_run_id, {"warm_start_from": base[0] if base else "none"} | started_from
+                                 | {f"spacy.{k}": v for k, v in overrides.items()})
+    described = pretrained[0].describe() if pretrained else None
+    backends.store.trainings.update(run_key, metrics=scores.as_dict(), base_model=described)
     log.info("trained %s in %.1f s: %s", run_key, metrics["training_seconds"], scores.as_dict())
     return {"model_uri": model_uri, "gate_model_uri": gate_model_uri, "labels": list(outcome.labels),
-            "metrics": scores.as_dict(), "progress": reporter.summary if reporter else None}
+            "metrics": scores.as_dict(), "progress": reporter.summary if reporter else None, "base_model": described}
 
 
 def _refit(dataset: Path, folder: Path, split_nlp: Any, dev_docs: list[Any], split: TrainingOutcome, overrides: dict[str, Any],
-           base: Path | None, reporter: ProgressReporter | None) -> tuple[Any, TrainingOutcome, RefitPlan]:
+           start: Path | None, reporter: ProgressReporter | None) -> tuple[Any, TrainingOutcome, RefitPlan]:
     """The refit model (:mod:`active_learning.training.refit`), its outcome and its plan; ``dev_docs``: the
     dev part, as the split model read it to score it."""
     from active_learning.training.spacy_ner import load_model, train_ner
@@ -166,8 +179,20 @@ def _refit(dataset: Path, folder: Path, split_nlp: Any, dev_docs: list[Any], spl
     every_task = write_docbin(train_docs + dev_docs, folder / "refit-data" / "all.spacy")
     with contextlib.redirect_stdout(sys.stderr):
         outcome = train_ner(every_task, dataset / "dev.spacy", folder / "refit", overrides=plan.overrides(overrides),
-                            warm_start_from=base, keep_last=True)
+                            start_from=start, keep_last=True)
     return load_model(outcome.model_dir), outcome, plan
+
+
+def _base_model(backends: Backends, spec: str, dataset: Path, folder: Path) -> tuple[BaseModel, Path]:
+    """The base ``spec`` names (checked again: the worker that trains may differ from where it was set),
+    and the starting pipeline made of it for the labels of the run's data."""
+    import spacy
+
+    base = locate(spec, folder / "base", backends)
+    blank = spacy.blank(LANGUAGE)
+    labels = {span.label_ for part in ("train", "dev") for doc in read_docs(blank, dataset / f"{part}.spacy") for span in doc.ents}
+    log.info("starting from base model %s (labels kept or added: %s)", base.describe(), sorted(labels))
+    return base, starting_pipeline(base, labels, folder / "start")
 
 
 def _deployed_model(backends: Backends, project: str, folder: Path) -> tuple[str, Path] | None:
@@ -197,6 +222,7 @@ def register(backends: Backends, *, run_key: str, model_uri: str, labels: list[s
         labels=tuple(labels),
         description=_describe(training.project, training.started_at, training.completions_used, training.metrics),
         gate_model_uri=gate_model_uri,
+        base_model=training.base_model,
     )
     backends.store.trainings.update(run_key, model_name=info.model_name, model_version=info.version)
     log_learning_curve(backends, run_key, training.project, training.mlflow_run_id or "")

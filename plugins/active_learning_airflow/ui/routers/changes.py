@@ -57,12 +57,13 @@ def change_settings(project: ProjectName, body: SettingsBody, user: GetUserDep) 
 def change_training_params(project: ProjectName, body: TrainingParamsBody, user: GetUserDep) -> dict[str, Any]:
     """Set or unset the project's training parameters, all checked first (nothing saved if one is bad);
     recorded as a config revision by the user, as settings are."""
-    from active_learning.training import parameters
+    from active_learning.training import base_model, parameters
 
     backends = domain()
     current = known_project(backends, project)
     try:
-        wanted = parameters.changed(current.training_params, body.set, body.unset)
+        wanted = parameters.changed(current.training_params, body.set, body.unset,
+                                    base_check=lambda spec: base_model.check(spec, backends))
     except parameters.TrainingParameterError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             {"message": "training parameters refused, nothing saved:", "problems": error.problems}) from None

@@ -434,6 +434,7 @@
         <td>${duration(t.duration_seconds)}</td>
         <td class="num">${score(m && m.precision)}</td><td class="num">${score(m && m.recall)}</td><td class="num"><b>${score(m && m.f1)}</b></td>
         <td><div class="labels">${labels}</div>${t.model_name ? `<code class="small">${esc(t.model_name)}</code>` : ""}
+          ${t.base_model ? `<div class="small muted base-model">started from ${esc(t.base_model)}</div>` : ""}
           ${t.deploy ? `<div class="small muted">${esc(t.deploy)}</div>` : ""}${t.error ? `<div class="small error-text">${esc(t.error)}</div>` : ""}</td>
         <td class="small">${t.airflow_run ? airflowRunLink(t.run_key) : `<span class="muted" title="${esc(t.run_key)}">CLI</span>`}
           ${t.mlflow_run_id ? `<br>${mlflowRunLink(t.mlflow_run_id)}` : ""}</td>
