@@ -44,6 +44,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8080, help="Airflow API server and UI port")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the deploy")
     parser.add_argument("--keep-running", action="store_true", help="leave Airflow running for the UI")
+    parser.add_argument("--base", default=None, help="the project's base model (training parameter model.base): a spaCy "
+                        "pipeline package or folder its trainings start from; default: from scratch")
     args = parser.parse_args()
 
     home = args.home.resolve()
@@ -57,6 +59,8 @@ def main() -> int:
     _cli(cli, "import", str(SAMPLE / "completions_batch1.json"), "--project", PROJECT,
          "--config", str(SAMPLE / "labeling_config.xml"), "--enable", "--frequency", "50", "--auto-deploy")
     _cli(cli, "import", str(SAMPLE / "tasks_to_annotate.json"), "--project", PROJECT)
+    if args.base:
+        _cli(cli, "training-params", "--project", PROJECT, "--set", f"model.base={args.base}")
     if SHARED_WNUT.is_dir():
         _cli(cli, "import", str(SHARED_WNUT / "tasks.json"), "--project", "wnut17",
              "--config", str(SHARED_WNUT / "labeling_config.xml"))

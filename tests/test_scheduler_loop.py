@@ -19,13 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.scheduler
-def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_base: Path
+) -> None:
+    """The demo's project starts from a base model: trained, registered, deployed and pre-annotating from it."""
     home = tmp_path / "demo"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     for key in [k for k in env if k.startswith("AIRFLOW")]:
         env.pop(key)  # the demo's own Airflow, not the test session's
     done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "demo.py"), "--home", str(home), "--port", str(free_port()), "--timeout", "600"],
+        [sys.executable, str(REPO / "scripts" / "demo.py"), "--home", str(home), "--port", str(free_port()), "--timeout", "600",
+         "--base", str(tiny_base)],
         env=env, capture_output=True, text=True, timeout=900,
     )
     log = home / "airflow-standalone.log"
@@ -38,6 +42,7 @@ def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(t
     )
     assert '"source": "active_learning"' in check.stdout and '"status": "success"' in check.stdout
     assert check.stdout.count('"run_key"') == 1  # exactly one training for the one crossing
+    assert json.loads(check.stdout)[0]["base_model"].startswith("tiny_base 0.1.0 (sha256 ")  # it started from the base
 
     # The deploy's asset event ran the pre-annotation: each of the 30 tasks awaiting annotation has one
     # prediction from the deployed model, and the queue lists them least confident first.
