@@ -17,7 +17,8 @@ DRIVER = Path(__file__).resolve().parent / "_pipeline.py"
 NER_CONFIG = REPO / "include" / "configs" / "ner.cfg"
 QUICK_OVERRIDES = {"training.max_steps": 50, "training.eval_frequency": 25}
 STEPS = ("prepare", "train", "register")
-_ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+# epoch, step, a loss per trained component (one when the NER has its own encoder, as a base's), ENTS_F/P/R, SCORE
+_ROW = re.compile(r"^\s*(\d+)\s+(\d+)(?:\s+[\d.]+)+?\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
 
 
 @dataclass

