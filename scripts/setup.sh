@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
-stamp=".venv/.installed-$(cat "$requirements" requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
+stamp=".venv/.installed-$(cat "$requirements" requirements*.txt pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
   echo "installing $requirements into .venv (first time: about 2 minutes)"
   .venv/bin/python -m pip install --quiet -r "$requirements"

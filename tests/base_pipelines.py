@@ -70,3 +70,24 @@ def as_package(pipeline: Path, destination: Path) -> tuple[str, Path]:
     destination.mkdir(parents=True, exist_ok=True)
     package(pipeline, destination, name="tiny_base", version="0.1.0", create_sdist=False, silent=True)
     return "en_tiny_base", destination / "en_tiny_base-0.1.0"
+
+
+def tiny_transformer(folder: Path) -> Path:
+    """A randomly initialised BERT of 2 layers of width 32, with a WordPiece tokenizer built from a small
+    vocabulary file, saved as Hugging Face saves a model (``save_pretrained``): a transformer base that runs
+    on the CPU in seconds, with nothing downloaded."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    words = {w.lower() for s in SENTENCES for w in s.split() if not w.startswith("{")}
+    words |= {w.lower() for w in PEOPLE + CITIES + COMPANIES} | {"patient", "given", "aspirin", "ibuprofen", "insulin", "heparin"}
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words), *letters, *(f"##{c}" for c in letters)]))
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=160)
+    BertModel(config).save_pretrained(folder)
+    return folder

@@ -128,3 +128,11 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from base_pipelines import train_base
 
     return train_base(tmp_path_factory.mktemp("bases") / "tiny_base")
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised BERT saved as Hugging Face saves one: a transformer base (tests/base_pipelines.py)."""
+    from base_pipelines import tiny_transformer as make
+
+    return make(tmp_path_factory.mktemp("transformers") / "tiny-bert")

@@ -264,3 +264,54 @@ def test_simulate_starts_every_round_from_the_base(home: Path, tmp_path: Path, t
     code, _, err = run_cli(capsys, "simulate", "--tasks", str(tasks), "--config", str(config), "--eval-tasks", str(tasks),
                            "--seed-size", "10", "--batch", "5", "--rounds", "1", "--base", "en_core_web_nothere")
     assert code == 2 and "no such package is installed" in err
+
+
+# -- a transformer base (the optional extra, installed for the tests) -------------------------------------
+
+
+def test_unusable_transformer_bases_are_refused_saying_what_to_do(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "not-a-model").mkdir()
+    Backends().store.projects.create("clinic", CONFIG)
+    for value, message in (("transformer:", "names no transformer"),
+                           ("transformer:bert-base-cased", "is neither a folder nor in this worker's Hugging Face cache, and "
+                                                           "nothing is downloaded at run time"),
+                           (f"transformer:{tmp_path / 'not-a-model'}", "holds no Hugging Face model (no config.json)")):
+        code, _, err = run_cli(capsys, "training-params", "--project", "clinic", "--set", f"model.base={value}")
+        assert code == 2 and len(err.splitlines()) == 1 and message in err, (value, err)
+
+    real_find_spec = base_model.importlib.util.find_spec
+    monkeypatch.setattr(base_model.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "spacy_transformers" else real_find_spec(name, *a))
+    with pytest.raises(BaseModelError, match="transformer bases need the optional packages of requirements-transformers.txt"):
+        locate("transformer:bert-base-cased")
+
+
+def test_a_transformer_base_trains_through_the_training_dag_on_the_cpu_and_its_model_stands_alone(  # type: ignore[no-untyped-def]
+    dagbag, backends: Backends, tmp_path: Path, tiny_transformer: Path
+) -> None:
+    import shutil
+
+    from active_learning.preannotation.scoring import predict
+
+    project(backends, "clinic", None, tasks=40)
+    base = shutil.copytree(tiny_transformer, tmp_path / "tiny-bert")
+    run = dagbag.dags["active_learning_training"].test(run_conf={
+        "project": "clinic", "deploy": "deploy", "training_params": {"model.base": f"transformer:{base}"}})
+    assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+    (training,) = backends.store.trainings.history("clinic")
+    assert training.base_model == f"tiny-bert folder (sha256 {base_model.files_sha256(base.resolve())[:12]})"
+    params = mlflow_params(backends, training.run_key)
+    assert params["base_model"] == f"transformer:{base}" and params["base_model.version"] == "folder"
+
+    shutil.rmtree(base)  # the model holds the transformer's weights and tokenizer itself
+    version = backends.model(training.model_name)
+    nlp = backends.registry.load_model(version)
+    assert nlp.pipe_names == ["transformer", "ner"] and set(nlp.get_pipe("ner").labels) <= {"PERSON", "DRUG"}
+    scored = list(predict(nlp, ["The patient Alice was given aspirin today ."]))
+    assert scored[0] is not None and 0.0 < scored[0].score <= 1.0  # pre-annotation's beam score, through the listener
+    requirements = Path(backends.registry.client.download_artifacts(version.run_id, "model/requirements.txt", str(tmp_path))).read_text()
+    assert "spacy-transformers==1.4.0" in requirements and "torch==" in requirements

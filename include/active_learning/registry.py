@@ -212,9 +212,7 @@ class ModelRegistry:
         import spacy
 
         with mlflow.start_run(run_id=run_id):
-            info = mlflow.spacy.log_model(
-                nlp, name=name, pip_requirements=[f"spacy=={spacy.__version__}"]
-            )
+            info = mlflow.spacy.log_model(nlp, name=name, pip_requirements=_requirements(nlp, spacy.__version__))
         return info.model_uri
 
     def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
@@ -360,6 +358,17 @@ class ModelRegistry:
             token = page.token
             if not token:
                 return found
+
+
+def _requirements(nlp: Any, spacy_version: str) -> list[str]:
+    """What loading the pipeline needs: spaCy, and for a transformer (a base's: training/base_model.py) the
+    packages that run it, at the versions it was trained with."""
+    from importlib.metadata import version
+
+    needs = [f"spacy=={spacy_version}"]
+    if "transformer" in nlp.pipe_names:
+        needs += [f"{package}=={version(package)}" for package in ("spacy-transformers", "transformers", "torch")]
+    return needs
 
 
 def _experiment_name(project: str) -> str:

@@ -50,7 +50,7 @@ from active_learning.settings import local_artifact_root
 from active_learning.training import base_model
 from active_learning.training.base_model import BaseModel, BaseModelError
 from active_learning.training.dataset import split_examples, to_docs, write_docbin
-from active_learning.training.spacy_ner import load_model, load_training_overrides, score_ner, train_ner
+from active_learning.training.spacy_ner import NER_CONFIG_PATH, load_model, load_training_overrides, score_ner, train_ner
 from active_learning.training.steps import MIN_EXAMPLES
 from active_learning.training.workspace import workspace
 
@@ -184,16 +184,16 @@ def simulate(simulation: Simulation, overrides: dict[str, object]) -> Iterator[R
     labelled = order[: settings.seed_size]
     revealed, nlp = labelled, None
     with workspace(f"simulation-{uuid.uuid4().hex[:12]}", "rounds") as folder:
-        start = None
+        config = NER_CONFIG_PATH
         if simulation.base is not None:  # the labels the pool's completions use, as the live loop's data
             labels = {span.label for example in pool for span in example.spans}
-            start = base_model.starting_pipeline(simulation.base, labels, folder / "start")
+            config = base_model.training_config(simulation.base, labels, NER_CONFIG_PATH, folder / "base-start")
         for round_number in range(settings.rounds + 1):
             started = time.perf_counter()
             if nlp is not None:
                 revealed = next_batch(settings, pool, order, {example.task_id for example in labelled}, nlp)
                 labelled = labelled + revealed
-            nlp = _train(blank, labelled, folder / f"round-{round_number}", overrides, start)
+            nlp = _train(blank, labelled, folder / f"round-{round_number}", overrides, config)
             scores = score_ner(nlp, evaluation)
             yield RoundResult(len(labelled), scores.precision, scores.recall, scores.f1,
                               round(time.perf_counter() - started, 3), tuple(example.task_id for example in revealed))
@@ -212,13 +212,13 @@ def next_batch(
 
 
 def _train(blank: Language, examples: list[TrainingExample], folder: Path, overrides: dict[str, object],
-           start: Path | None) -> Language:
-    """The live loop's training on ``examples`` (split into train and dev as it splits them), from ``start``
-    (a base's starting pipeline) or from scratch; the model, in memory."""
+           config: Path) -> Language:
+    """The live loop's training on ``examples`` (split into train and dev as it splits them), with ``config``
+    (ner.cfg, or one that starts from a base); the model, in memory."""
     corpora = [write_docbin(to_docs(blank, part)[0], folder / f"{name}.spacy")
                for name, part in zip(("train", "dev"), split_examples(examples), strict=True)]
     with contextlib.redirect_stdout(sys.stderr):  # spaCy's progress table; stdout is for the result
-        outcome = train_ner(*corpora, folder / "output", overrides=overrides, start_from=start)
+        outcome = train_ner(*corpora, folder / "output", overrides=overrides, config_path=config)
     nlp = load_model(outcome.model_dir)
     shutil.rmtree(folder)  # a round's model lives on in memory only
     return nlp

@@ -6,16 +6,21 @@ Its values:
 * an installed spaCy pipeline package (``en_core_web_sm``) or the path of a pipeline folder;
 * ``models:/<project>_ner@<alias>`` or ``models:/<project>_ner/<version>``: a model this loop trained for
   a project, checked as every model the loop loads (:mod:`active_learning.provenance`): transfer learning
-  from one project to the next.
+  from one project to the next;
+* ``transformer:<name or folder>``: a Hugging Face transformer, a local folder holding one or a name in
+  the worker's Hugging Face cache (nothing is downloaded at run time), through spacy-transformers, an
+  optional extra (``requirements-transformers.txt``).
 
 How a base is used: its ``ner`` component, with the encoder it reads (its own, as in Explosion's
 ``en_core_web_*`` pipelines, or the ``tok2vec`` it listens to, as in this loop's models), becomes the
 *starting pipeline*; the labels the base knew that the project's data does not use are dropped (their
 transitions and their rows of the output layer removed), the labels both share keep what the base
 learnt, and the project's other labels are added as training meets them (spaCy's parser grows its output
-layer). spaCy then resumes training that pipeline (its ``source`` mechanism), so the model stays a
-transition-based NER: pre-annotation's beam scores, the gate, the refit and the warm start work as
-from scratch. The trained model holds every weight it needs: it loads where the base is not installed.
+layer). spaCy then resumes training that pipeline (its ``source`` mechanism). A transformer has no NER to
+start from: it is the encoder, fine-tuned under a new NER head that listens to it, as spaCy's own
+transformer recipe builds it (:func:`transformer_config`). Either way the model stays a transition-based
+NER: pre-annotation's beam scores, the gate, the refit and the warm start work as from scratch. The
+trained model holds every weight it needs: it loads where the base is not installed.
 
 Nothing here imports spaCy or MLflow at module level: the training parameters read :func:`problem`.
 """
@@ -38,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NONE = "none"
 REGISTERED = "models:/"
+TRANSFORMER = "transformer:"
 LANGUAGE = "en"  # the language the loop tokenises completions in (training/dataset.py: spacy.blank("en"))
 _PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REGISTERED = re.compile(r"models:/(?P<name>[A-Za-z0-9_.-]+_ner)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>[1-9][0-9]*))")
@@ -59,6 +65,10 @@ class BaseModel:
     sha256: str  # of every file of the pipeline folder, paths included
     folder: Path
 
+    @property
+    def is_transformer(self) -> bool:
+        return self.spec.startswith(TRANSFORMER)
+
     def params(self) -> dict[str, str]:
         """MLflow params of the run that trained from it."""
         return {"base_model": self.spec, "base_model.name": self.name, "base_model.version": self.version,
@@ -76,6 +86,8 @@ def problem(value: str) -> str | None:
     if value.startswith(REGISTERED) and not _REGISTERED.fullmatch(value):
         return (f"model.base {value!r} is not a model of this loop: use models:/<project>_ner@<alias> "
                 "or models:/<project>_ner/<version>")
+    if value.startswith(TRANSFORMER) and not value.removeprefix(TRANSFORMER).strip():
+        return "model.base 'transformer:' names no transformer: use transformer:<Hugging Face name or folder>"
     return None
 
 
@@ -88,6 +100,9 @@ def locate(spec: str, destination: Path | None = None, backends: Backends | None
     (it needs ``backends``). BaseModelError, naming the problem and what to do, when it cannot be used."""
     if (found := problem(spec)) is not None:
         raise BaseModelError(found)
+    if spec.startswith(TRANSFORMER):
+        name, version, folder = _transformer(spec)
+        return BaseModel(spec, name, version, files_sha256(folder), folder)
     if spec.startswith(REGISTERED):
         if backends is None or destination is None:
             raise BaseModelError(f"model.base {spec!r}: a registered model needs the loop's store and MLflow to be read from")
@@ -116,6 +131,42 @@ def check(spec: str, backends: Backends) -> str | None:
     except BaseModelError as error:
         return str(error)
     return None
+
+
+def training_config(base: BaseModel, labels: set[str], config_path: Path, folder: Path) -> Path:
+    """The training config (written under ``folder``) that starts from ``base``: ``config_path``'s training
+    settings, with the base's NER and encoder sourced (:func:`starting_pipeline`), or a transformer's
+    encoder under a new NER head (:func:`transformer_config`)."""
+    from active_learning.training.spacy_ner import sourced_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if base.is_transformer:
+        return transformer_config(config_path, base.folder, folder)
+    return sourced_config(config_path, starting_pipeline(base, labels, folder / "start"), folder)
+
+
+def transformer_config(config_path: Path, transformer: Path, folder: Path) -> Path:
+    """``config_path`` (the loop's training settings) with spaCy's own transformer NER recipe, as ``spacy init
+    config -p ner -G -o accuracy`` writes it: a ``transformer`` component reading the Hugging Face model in
+    ``transformer``, the NER listening to it, the recipe's warm-up learning rate, padded batches and gradient
+    accumulation. On a worker with a GPU it trains there (``gpu_allocator`` PyTorch's)."""
+    from spacy import util
+    from spacy.cli.init_config import init_config
+
+    recipe = init_config(lang=LANGUAGE, pipeline=["ner"], optimize="accuracy", gpu=True, silent=True)
+    config = util.load_config(config_path, interpolate=False)
+    encoder = dict(recipe["components"]["transformer"])
+    encoder["model"] = dict(encoder["model"]) | {"name": str(transformer)}
+    ner = dict(config["components"]["ner"])
+    ner["model"] = dict(ner["model"]) | {"tok2vec": dict(recipe["components"]["ner"]["model"]["tok2vec"])}
+    config["nlp"]["pipeline"] = ["transformer", "ner"]
+    config["components"] = {"transformer": encoder, "ner": ner}
+    for key in ("optimizer", "batcher", "accumulate_gradient"):
+        config["training"][key] = recipe["training"][key]
+    config["system"]["gpu_allocator"] = "pytorch"
+    path = folder / "transformer.cfg"
+    config.to_disk(path)
+    return path
 
 
 def starting_pipeline(base: BaseModel, labels: set[str], destination: Path) -> Path:
@@ -204,6 +255,31 @@ def _package(name: str) -> tuple[str, str, Path]:
                              "name a spaCy pipeline package or folder")
     folder = next((f for f in folders if f.name.startswith(f"{name}-")), folders[0])
     return name, "", folder
+
+
+def _transformer(spec: str) -> tuple[str, str, Path]:
+    """A Hugging Face model's name, revision and folder: a local folder, or a name already in the worker's
+    Hugging Face cache (the loop downloads nothing at run time)."""
+    name = spec.removeprefix(TRANSFORMER).strip()
+    if importlib.util.find_spec("spacy_transformers") is None:
+        raise BaseModelError(f"model.base {spec!r}: transformer bases need the optional packages of "
+                             "requirements-transformers.txt (spacy-transformers, PyTorch) on this worker: install them there")
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise BaseModelError(f"model.base {spec!r}: {folder} holds no Hugging Face model (no config.json); give a "
+                                 "folder saved by save_pretrained, with its tokenizer")
+        return folder.name, "folder", folder.resolve()
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        cached = Path(snapshot_download(name, local_files_only=True))
+    except (LocalEntryNotFoundError, ValueError, OSError):
+        raise BaseModelError(f"model.base {spec!r}: {name!r} is neither a folder nor in this worker's Hugging Face cache, "
+                             "and nothing is downloaded at run time: download it once where there is a network "
+                             f"(huggingface-cli download {name}) into the workers' HF_HOME, or give a local folder") from None
+    return name, cached.name, cached  # the snapshot's folder is named after its revision
 
 
 def _registered_version(spec: str, backends: Backends) -> tuple[str, int]:

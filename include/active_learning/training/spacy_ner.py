@@ -1,7 +1,8 @@
 """Train and score the spaCy NER model.
 
-Training is ``python -m spacy train`` run in-process on the CPU, with the project's config
-(``include/configs/ner.cfg``) and optional config overrides.  spaCy is imported lazily inside the
+Training is ``python -m spacy train`` run in-process, with the project's config (``include/configs/ner.cfg``,
+or one made for a base model: :mod:`active_learning.training.base_model`) and optional config overrides; on
+the CPU, but for a transformer base on a worker with a GPU.  spaCy is imported lazily inside the
 functions so that importing this module (e.g. while Airflow parses DAG files) stays cheap.
 """
 
@@ -172,7 +173,8 @@ def train_ner(
     listener: TrainingListener | None = None,
     keep_last: bool = False,
 ) -> TrainingOutcome:
-    """Train the NER pipeline on CPU; like ``spacy train CONFIG -o OUTPUT --paths.train T --paths.dev D``.
+    """Train the NER pipeline; like ``spacy train CONFIG -o OUTPUT --paths.train T --paths.dev D`` (on the CPU,
+    but for a transformer's config on a worker with a GPU: :func:`_gpu_for`).
 
     ``train_path`` / ``dev_path`` are spaCy DocBin files.  ``output_dir`` receives ``model-best``
     and ``model-last``; the returned ``model_dir`` is ``model-best`` (``model-last`` with ``keep_last``).  ``overrides`` are applied on
@@ -204,7 +206,7 @@ def train_ner(
     start = time.perf_counter()
     token = _listener.set(checkpoints)
     try:
-        spacy_train(config_path, output_dir, use_gpu=-1, overrides=config_overrides)
+        spacy_train(config_path, output_dir, use_gpu=_gpu_for(config_path), overrides=config_overrides)
     except SystemExit as exc:
         # spaCy's CLI helpers print the reason (e.g. an invalid config override) and call sys.exit;
         # don't let that end the calling process (an Airflow task, a test run).
@@ -221,6 +223,18 @@ def train_ner(
     nlp = load_model(model_dir)
     labels = tuple(sorted(nlp.get_pipe(_NER_PIPE).labels)) if _NER_PIPE in nlp.pipe_names else ()
     return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds, best_step=checkpoints.best_step)
+
+
+def _gpu_for(config_path: Path) -> int:
+    """The GPU a training runs on: 0 for a config that asks for PyTorch's allocator (a transformer base) on a
+    worker with a CUDA GPU, else -1 (the CPU). PyTorch is imported only for such a config."""
+    from spacy import util
+
+    if util.load_config(config_path, interpolate=False)["system"].get("gpu_allocator") != "pytorch":
+        return -1
+    import torch
+
+    return 0 if torch.cuda.is_available() else -1
 
 
 def _chained_with_listener(own_logger: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from active_learning import naming, settings
 from active_learning.backends import Backends
@@ -27,8 +27,9 @@ from active_learning.training import base_model, parameters
 from active_learning.training.dataset import (
     dataset_digest, evaluation_set_origin, has_test_tags, read_docs, split_examples, to_docs, write_docbin,
 )
-from active_learning.training.base_model import LANGUAGE, BaseModel, BaseModelError, locate, starting_pipeline, uses_base
+from active_learning.training.base_model import LANGUAGE, BaseModel, BaseModelError, locate, training_config, uses_base
 from active_learning.training.refit import RefitPlan, plan_refit
+from active_learning.training.spacy_ner import NER_CONFIG_PATH
 from active_learning.training.workspace import workspace
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -133,11 +134,11 @@ def train(
         dataset = backends.registry.download_dataset(mlflow_run_id, folder)
         base = _deployed_model(backends, project, folder) if warm_start else None
         pretrained = _base_model(backends, base_model, dataset, folder) if base is None and uses_base(base_model) else None
-        start = base[1] if base else pretrained[1] if pretrained else None
+        start = Start(config=pretrained[1] if pretrained else NER_CONFIG_PATH, pipeline=base[1] if base else None)
         # spaCy's progress table goes to stderr (the task's log): stdout is for results.
         with reporter or contextlib.nullcontext(), contextlib.redirect_stdout(sys.stderr):
             outcome = train_ner(dataset / "train.spacy", dataset / "dev.spacy", folder / "output", overrides=overrides,
-                                start_from=start, listener=reporter)
+                                config_path=start.config, start_from=start.pipeline, listener=reporter)
         nlp = load_model(outcome.model_dir)
         dev_docs = read_docs(nlp, dataset / "dev.spacy")
         scores = score_ner(nlp, dev_docs)
@@ -165,7 +166,7 @@ def train(
 
 
 def _refit(dataset: Path, folder: Path, split_nlp: Any, dev_docs: list[Any], split: TrainingOutcome, overrides: dict[str, Any],
-           start: Path | None, reporter: ProgressReporter | None) -> tuple[Any, TrainingOutcome, RefitPlan]:
+           start: Start, reporter: ProgressReporter | None) -> tuple[Any, TrainingOutcome, RefitPlan]:
     """The refit model (:mod:`active_learning.training.refit`), its outcome and its plan; ``dev_docs``: the
     dev part, as the split model read it to score it."""
     from active_learning.training.spacy_ner import load_model, train_ner
@@ -179,20 +180,27 @@ def _refit(dataset: Path, folder: Path, split_nlp: Any, dev_docs: list[Any], spl
     every_task = write_docbin(train_docs + dev_docs, folder / "refit-data" / "all.spacy")
     with contextlib.redirect_stdout(sys.stderr):
         outcome = train_ner(every_task, dataset / "dev.spacy", folder / "refit", overrides=plan.overrides(overrides),
-                            start_from=start, keep_last=True)
+                            config_path=start.config, start_from=start.pipeline, keep_last=True)
     return load_model(outcome.model_dir), outcome, plan
+
+
+class Start(NamedTuple):
+    """Where a training starts: its config (ner.cfg, or one made for a base) and a pipeline it resumes (a warm start's)."""
+
+    config: Path
+    pipeline: Path | None
 
 
 def _base_model(backends: Backends, spec: str, dataset: Path, folder: Path) -> tuple[BaseModel, Path]:
     """The base ``spec`` names (checked again: the worker that trains may differ from where it was set),
-    and the starting pipeline made of it for the labels of the run's data."""
+    and the training config that starts from it, for the labels of the run's data."""
     import spacy
 
     base = locate(spec, folder / "base", backends)
     blank = spacy.blank(LANGUAGE)
     labels = {span.label_ for part in ("train", "dev") for doc in read_docs(blank, dataset / f"{part}.spacy") for span in doc.ents}
     log.info("starting from base model %s (labels kept or added: %s)", base.describe(), sorted(labels))
-    return base, starting_pipeline(base, labels, folder / "start")
+    return base, training_config(base, labels, NER_CONFIG_PATH, folder / "base-start")
 
 
 def _deployed_model(backends: Backends, project: str, folder: Path) -> tuple[str, Path] | None:
