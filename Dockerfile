@@ -16,6 +16,13 @@ USER airflow
 COPY --chown=airflow:0 requirements.txt /opt/airflow/project/requirements.txt
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/project/requirements.txt
 
+# Optional extras, for the GPU workers' image (docker-compose.yaml's airflow-worker-gpu): ACTIVE_LEARNING_EXTRAS=transformers
+# adds requirements-transformers.txt (transformer bases; PyPI's torch for Linux is its CUDA build).
+ARG ACTIVE_LEARNING_EXTRAS=""
+COPY --chown=airflow:0 requirements-transformers.txt /opt/airflow/project/requirements-transformers.txt
+RUN if [ "$ACTIVE_LEARNING_EXTRAS" = "transformers" ]; then \
+      pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/project/requirements-transformers.txt; fi
+
 # Editable, as scripts/setup.sh does: the package finds include/configs/ beside itself.
 COPY --chown=airflow:0 pyproject.toml /opt/airflow/project/pyproject.toml
 COPY --chown=airflow:0 include /opt/airflow/project/include

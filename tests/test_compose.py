@@ -420,6 +420,17 @@ def test_airflow_init_creates_the_training_pool_before_anything_runs_tasks(tmp_p
     assert sized["services"]["airflow-init"]["environment"]["ACTIVE_LEARNING_TRAINING_POOL_SLOTS"] == "6"
 
 
+def test_the_gpu_workers_alone_read_the_training_queue_with_the_transformer_extra(config: dict[str, Any]) -> None:
+    gpu = config["services"]["airflow-worker-gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["build"]["args"]["ACTIVE_LEARNING_EXTRAS"] == "transformers"
+    assert option(gpu["command"].split(), "--queues") == "gpu"  # ACTIVE_LEARNING_TRAINING_QUEUE's value, gpu by default
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert gpu["environment"] == config["services"]["airflow-worker"]["environment"]  # the same settings as every worker
+    assert "ACTIVE_LEARNING_TRAINING_QUEUE" in config["services"]["airflow-scheduler"]["environment"]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "ARG ACTIVE_LEARNING_EXTRAS" in dockerfile and "requirements-transformers.txt" in dockerfile
+
+
 def test_workers_can_be_scaled(config: dict[str, Any]) -> None:
     worker = config["services"]["airflow-worker"]
     assert "container_name" not in worker and "ports" not in worker

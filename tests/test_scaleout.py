@@ -65,6 +65,7 @@ def test_the_loop_runs_on_celery_with_postgresql_and_an_mlflow_server(tmp_path: 
         broker_url=redis_url,
         airflow_port=free_port(),
         mlflow_port=free_port(),
+        training_queue="gpu",  # train goes to a worker of its own, as on GPU workers
     )
     cluster = LocalCluster(settings)
     started = time.monotonic()
@@ -96,9 +97,12 @@ def test_the_loop_runs_on_celery_with_postgresql_and_an_mlflow_server(tmp_path: 
         instances = cluster.api(f"dags/active_learning_training/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
         ran = [ti for ti in instances if ti["state"] == "success"]
         assert {ti["task_id"] for ti in ran} >= {"prepare_data", "train", "register", "update_config", "validate_config"}
-        worker_log = (settings.home / "logs" / "celery-worker.log").read_text()
-        for ti in ran:
-            assert ti["id"] in worker_log, f"{ti['task_id']} did not run on the Celery worker"
+        logs = {queue: (settings.home / "logs" / f"{name}.log").read_text()
+                for queue, name in (("default", "celery-worker"), ("gpu", "celery-worker-gpu"))}
+        for ti in ran:  # train on the training queue's worker alone, every other task on the default worker
+            queue = "gpu" if ti["task_id"] == "train" else "default"
+            assert ti["queue"] == queue and ti["id"] in logs[queue], f"{ti['task_id']} did not run from queue {queue}: {ti['queue']}"
+            assert ti["id"] not in logs["default" if queue == "gpu" else "gpu"], f"{ti['task_id']} ran on both workers"
 
         from mlflow import MlflowClient
 

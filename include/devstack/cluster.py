@@ -29,6 +29,9 @@ class ClusterSettings:
     mlflow_port: int = 5000
     poll_schedule: str = "* * * * *"
     worker_concurrency: int = 2
+    # A queue of its own for the train task (ACTIVE_LEARNING_TRAINING_QUEUE), read by a second worker only: the
+    # GPU worker's place (docker-compose.yaml's airflow-worker-gpu), here on the CPU.
+    training_queue: str | None = None
     # Every Airflow process must sign and check task tokens with the same secrets.
     jwt_secret: str = field(default_factory=lambda: secrets.token_hex(32))
 
@@ -58,6 +61,8 @@ class ClusterSettings:
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "MLFLOW_REGISTRY_URI": self.mlflow_url,
         })
+        if self.training_queue:
+            env["ACTIVE_LEARNING_TRAINING_QUEUE"] = self.training_queue
         return env
 
 
@@ -90,7 +95,9 @@ class LocalCluster:
             ("dag-processor", ["airflow", "dag-processor"]),
             ("triggerer", ["airflow", "triggerer"]),
             ("celery-worker", ["airflow", "celery", "worker", "--concurrency", str(s.worker_concurrency)]),
-        ]:
+        ] + ([(f"celery-worker-{s.training_queue}", ["airflow", "celery", "worker", "--queues", s.training_queue,
+                                                     "--concurrency", "1", "--celery-hostname", f"{s.training_queue}@%h"])]
+             if s.training_queue else []):
             self._start(name, command, logs)
         wait_until(lambda: answers(f"{s.mlflow_url}/health"), timeout=timeout, what="MLflow server health", services=[mlflow])
         wait_until(lambda: airflow_healthy(s.airflow_url), timeout=timeout, what="a healthy Airflow", services=self.services)

@@ -1,0 +1,20 @@
+"""Which Celery queue a training's ``train`` task goes to.
+
+``ACTIVE_LEARNING_TRAINING_QUEUE`` (``active_learning.settings.training_queue``), read when the DAG file is
+parsed: every Airflow component must see the same value. Unset, ``train`` goes to Airflow's default queue
+like every other task. Set (for example ``gpu``), it goes to that queue only, which only the workers started
+with ``airflow celery worker --queues gpu`` read: GPU workers, where a transformer base trains on the GPU
+(docs/scale-out.md). The LocalExecutor of the embedded default has no queues and runs it as any task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from active_learning.settings import training_queue
+
+
+def on_training_queue() -> dict[str, Any]:
+    """The ``train`` task's arguments that put it on the training queue (none: the default queue)."""
+    queue = training_queue()
+    return {"queue": queue} if queue else {}
