@@ -165,3 +165,19 @@ def test_the_scheduler_still_queues_by_weight_then_logical_date() -> None:
 
     source = inspect.getsource(SchedulerJobRunner._executable_task_instances_to_queued)
     assert ".order_by(-TI.priority_weight, DR.logical_date, TI.map_index)" in source
+
+
+@pytest.mark.parametrize(("value", "queue"), [("", None), ("gpu", "gpu"), (" gpu ", "gpu")])
+def test_the_training_queue_is_the_setting_or_the_default(monkeypatch: pytest.MonkeyPatch, value: str, queue: str | None) -> None:
+    from active_learning_airflow.queues import on_training_queue
+
+    monkeypatch.setenv("ACTIVE_LEARNING_TRAINING_QUEUE", value)
+    assert on_training_queue() == ({"queue": queue} if queue else {})
+
+
+def test_a_training_queue_that_is_no_queue_name_fails_the_dag_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from active_learning_airflow.queues import training_queue
+
+    monkeypatch.setenv("ACTIVE_LEARNING_TRAINING_QUEUE", "gpu; rm -rf")
+    with pytest.raises(ValueError, match="must be a queue name"):
+        training_queue()

@@ -51,15 +51,6 @@ def warm_start() -> bool:
     return value in {"true", "1", "yes"}
 
 
-def training_queue() -> str | None:
-    """``ACTIVE_LEARNING_TRAINING_QUEUE``: the Celery queue a training's ``train`` task goes to (``gpu`` where GPU
-    workers read it, for transformer bases); unset: Airflow's default queue, which every worker reads."""
-    value = os.environ.get("ACTIVE_LEARNING_TRAINING_QUEUE", "").strip()
-    if value and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value):
-        raise ValueError(f"ACTIVE_LEARNING_TRAINING_QUEUE must be a queue name (letters, digits, _ . -), not {value!r}")
-    return value or None
-
-
 def training_pool_slots() -> int:
     """How many tasks that load spaCy models may run at once, for creating the training pool:
     ``ACTIVE_LEARNING_TRAINING_POOL_SLOTS``, else what this machine holds."""
