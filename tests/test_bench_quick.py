@@ -94,6 +94,15 @@ def test_base_model_quick() -> None:
     assert re.search(r"^wnut17: pre-annotation with the base / bare nlp.pipe on the same model = \d+\.\d{2}x \(target >= 0.8: ", out, re.MULTILINE)
 
 @pytest.mark.shared_data
+def test_transformer_cost_quick() -> None:
+    shared_file("wnut17/tasks.json")
+    out = run_quick("transformer_cost.py")
+    for side in ("scratch", "en_core_web_sm", "transformer"):
+        assert re.search(rf"^\| {side} +\| +\d+\.\d \| +\d+\.\d\dx \| +[\d,]+ \| +\d+\.\d\dx \|$", out, re.MULTILINE), side
+    assert "key ratio: transformer base, CPU training time / from scratch" in out
+
+
+@pytest.mark.shared_data
 def test_uncertainty_vs_random_quick() -> None:
     shared_file("wnut17/dev_tasks.json")
     shared_file("ncbi_disease/dev_tasks.json")

@@ -82,7 +82,8 @@ class BaseModel:
 def problem(value: str) -> str | None:
     """What is wrong with ``value``'s form, in one line; None when it names a base of a known kind."""
     if not value.strip() or len(value) > _MAX_LENGTH or "\x00" in value:
-        return f"model.base must be 'none', a spaCy pipeline package, a pipeline folder or models:/<project>_ner@deployed, not {value[:80]!r}"
+        return ("model.base must be 'none', a spaCy pipeline package, a pipeline folder, models:/<project>_ner@deployed "
+                f"or transformer:<name or folder>, not {value[:80]!r}")
     if value.startswith(REGISTERED) and not _REGISTERED.fullmatch(value):
         return (f"model.base {value!r} is not a model of this loop: use models:/<project>_ner@<alias> "
                 "or models:/<project>_ner/<version>")

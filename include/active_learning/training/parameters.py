@@ -75,7 +75,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
               "split training's best; deploy that (the gate scores the split-trained twin)"),
     Parameter("system.seed", int, 0, 2**31 - 1, "the random seed of the weights and the batches"),
     Parameter(BASE, str, 0, 0, "where training starts: none (from scratch), a spaCy pipeline package or folder with "
-              "an English 'ner', or models:/<project>_ner@deployed (a model of this loop)", base_model.problem),
+              "an English 'ner', models:/<project>_ner@deployed (a model of this loop) or transformer:<name or folder>",
+              base_model.problem),
 )}
 
 
