@@ -104,19 +104,19 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
-def test_a_project_owner_drives_the_loop_from_the_active_learning_page(airflow: Airflow, browser: Any) -> None:
+def test_a_project_owner_drives_the_loop_from_the_active_learning_page(airflow: Airflow, browser: Any, tiny_base: Path) -> None:
     from active_learning.backends import Backends
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
-        drive(browser, airflow.url, airflow.password, Backends())
+        drive(browser, airflow.url, airflow.password, Backends(), tiny_base)
     except BaseException:
         browser.save_screenshot(str(ARTIFACTS / "failure.png"))
         (ARTIFACTS / "failure.html").write_text(browser.page_source)
         raise
 
 
-def drive(driver: Any, base: str, password: str, backends: Any) -> None:
+def drive(driver: Any, base: str, password: str, backends: Any, base_model: Path) -> None:
     """The whole walk through, as a person clicks it (also runnable against any running Airflow)."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
@@ -189,20 +189,27 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     assert backends.store.configs.revisions(PROJECT)[-1].author == "admin"
 
     # Training parameters: a bad value is refused with its message and nothing is saved; corrected, the
-    # value is saved, shown as the project's, and reaches the training (its MLflow run, below).
+    # value is saved, shown as the project's, and reaches the training (its MLflow run, below). So is a base
+    # model: one that is not installed is refused, saying so; a pipeline folder is the training's start.
     click("#training-params summary")
     element("[data-param='training.dropout']").send_keys("5")
     click("#save-params")
     wait(notice_says("training.dropout must be between 0 and 0.9, not 5", kind="error"), what="the bad value to be refused")
     assert backends.store.projects.get(PROJECT).training_params == {}
     element("[data-param='training.dropout']").clear()  # the page kept what was typed, to correct it
+    element("[data-param='model.base']").send_keys("en_core_web_nothere")
+    click("#save-params")
+    wait(notice_says("no such package is installed on this worker", kind="error"), what="the missing base to be refused")
+    assert backends.store.projects.get(PROJECT).training_params == {}
+    element("[data-param='model.base']").clear()
+    element("[data-param='model.base']").send_keys(str(base_model))
     element("[data-param='training.eval_frequency']").send_keys("10")
     shot("04-training-params")
-    saved = notice_says("training parameters: training.eval_frequency=10")
+    saved = notice_says("training.eval_frequency=10")
     click("#save-params")
-    wait(saved, what="the parameter to be saved")
+    wait(saved, what="the parameters to be saved")
     wait(lambda d: element("[data-param='training.eval_frequency']").get_attribute("value") == "10", what="the saved value")
-    assert backends.store.projects.get(PROJECT).training_params == {"training.eval_frequency": 10}
+    assert backends.store.projects.get(PROJECT).training_params == {"training.eval_frequency": 10, "model.base": str(base_model)}
 
     # Train now: a run of the training DAG; while it runs, its progress and a link to its live log; then
     # a row in the history that ends in success.
@@ -229,6 +236,7 @@ def drive(driver: Any, base: str, password: str, backends: Any) -> None:
     assert not driver.find_elements(By.CSS_SELECTOR, "#history tr[data-progress-for]"), "progress shown for a finished training"
     row = element("#history tbody tr[data-run]")
     assert "manual" in row.text and row.find_elements(By.LINK_TEXT, "Airflow run")
+    assert row.find_element(By.CSS_SELECTOR, ".base-model").text.startswith("started from tiny_base 0.1.0 (sha256 ")
     [training] = backends.store.trainings.history(PROJECT)
     assert training.status == "success" and training.source == "manual" and training.completions_used == 90
     assert backends.registry.client.get_run(training.mlflow_run_id).data.params["training_params.training.eval_frequency"] == "10"
