@@ -46,8 +46,8 @@ TRIGGER_FORM = {
     ),
     "training_params": Param(
         {}, type="object", title="Training parameters", **DRAFT_07,
-        description='This run only, over the project\'s: e.g. {"training.max_steps": 2000}; the names and '
-        "ranges: `active-learning training-params --project P`",
+        description='This run only, over the project\'s: e.g. {"training.max_steps": 2000} or {"model.base": '
+        '"en_core_web_sm"}; the names and ranges: `active-learning training-params --project P`',
     ),
     "as_of": Param(
         None,

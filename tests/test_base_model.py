@@ -287,7 +287,9 @@ def test_unusable_transformer_bases_are_refused_saying_what_to_do(
     monkeypatch.setattr(base_model.importlib.util, "find_spec",
                         lambda name, *a: None if name == "spacy_transformers" else real_find_spec(name, *a))
     with pytest.raises(BaseModelError, match="transformer bases need the optional packages of requirements-transformers.txt"):
-        locate("transformer:bert-base-cased")
+        locate("transformer:bert-base-cased")  # where it would train: refused
+    # Where it is only set or its data prepared (the page's server, a CPU worker), the worker that trains checks it.
+    assert base_model.check("transformer:bert-base-cased", Backends()) is None
 
 
 def test_a_transformer_base_trains_through_the_training_dag_on_the_cpu_and_its_model_stands_alone(  # type: ignore[no-untyped-def]

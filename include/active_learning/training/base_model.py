@@ -118,12 +118,16 @@ def locate(spec: str, destination: Path | None = None, backends: Backends | None
 
 
 def check(spec: str, backends: Backends) -> str | None:
-    """When the parameter is set: the one-line problem of a base that cannot be used here, else None.
-    A registered model is looked up, not downloaded."""
+    """When the parameter is set, and before a training reads its data: the one-line problem of a base that
+    cannot be used, else None. A registered model is looked up, not downloaded. A transformer is checked in
+    full only where the transformer extra is installed: the page's server and the workers that prepare data
+    may lack it where only GPU workers have it (docs/scale-out.md); the train task checks it on its worker."""
     if not uses_base(spec):
         return None
     if (found := problem(spec)) is not None:
         return found
+    if spec.startswith(TRANSFORMER) and importlib.util.find_spec("spacy_transformers") is None:
+        return None
     try:
         if spec.startswith(REGISTERED):
             _registered_version(spec, backends)
