@@ -23,7 +23,6 @@ from active_learning_airflow.callbacks import mark_training_failed
 from active_learning_airflow.notifications import notify_finished
 from active_learning_airflow.params import DRAFT_07, add_trigger_form
 from active_learning_airflow.pools import IN_TRAINING_POOL
-from active_learning_airflow.queues import on_training_queue
 from active_learning_airflow.tasks import domain_task
 from airflow.sdk import DAG, Param, TriggerRule, task
 
@@ -88,7 +87,7 @@ with DAG(
             return training_steps.prepare_data(backends, params["project"], run_key=run_id, source=source, as_of=as_of,
                                                training_params=params.get("training_params"))
 
-    @task(retries=1, **IN_TRAINING_POOL, **on_training_queue())  # the slow step: a retry trains again; GPU workers' queue
+    @task(retries=1, **IN_TRAINING_POOL)  # the slow step: a retry trains again
     def train(prepared: dict[str, Any]) -> dict[str, Any]:
         from active_learning.training import steps as training_steps
 

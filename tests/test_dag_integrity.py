@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,21 @@ def test_a_training_queue_that_is_no_queue_name_fails_the_dag_file(monkeypatch: 
     monkeypatch.setenv("ACTIVE_LEARNING_TRAINING_QUEUE", "gpu; rm -rf")
     with pytest.raises(ValueError, match="must be a queue name"):
         training_queue()
+
+
+def test_with_a_training_queue_the_tasks_that_load_models_and_only_they_go_to_it() -> None:
+    code = f"""
+import json, sys
+sys.path[:0] = [{str(REPO / 'plugins')!r}, {str(REPO / 'dags')!r}]
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder={str(REPO / 'dags')!r})
+assert not bag.import_errors, bag.import_errors
+print(json.dumps({{f"{{d.dag_id}}.{{t.task_id}}": [t.queue, t.pool] for d in bag.dags.values() for t in d.tasks}}))
+"""
+    env = dict(os.environ, ACTIVE_LEARNING_TRAINING_QUEUE="gpu")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    tasks = json.loads(done.stdout.strip().splitlines()[-1])
+    on_gpu = sorted(task for task, (queue, _) in tasks.items() if queue == "gpu")
+    assert on_gpu == ["active_learning_preannotate.preannotate", "active_learning_training.choose_deploy_path",
+                      "active_learning_training.train"]
+    assert all((queue == "gpu") == (pool == "active_learning_training") for queue, pool in tasks.values())

@@ -99,8 +99,8 @@ def test_the_loop_runs_on_celery_with_postgresql_and_an_mlflow_server(tmp_path: 
         assert {ti["task_id"] for ti in ran} >= {"prepare_data", "train", "register", "update_config", "validate_config"}
         logs = {queue: (settings.home / "logs" / f"{name}.log").read_text()
                 for queue, name in (("default", "celery-worker"), ("gpu", "celery-worker-gpu"))}
-        for ti in ran:  # train on the training queue's worker alone, every other task on the default worker
-            queue = "gpu" if ti["task_id"] == "train" else "default"
+        for ti in ran:  # the tasks that load models on the training queue's worker alone, every other on the default worker
+            queue = "gpu" if ti["task_id"] in {"train", "choose_deploy_path"} else "default"
             assert ti["queue"] == queue and ti["id"] in logs[queue], f"{ti['task_id']} did not run from queue {queue}: {ti['queue']}"
             assert ti["id"] not in logs["default" if queue == "gpu" else "gpu"], f"{ti['task_id']} ran on both workers"
 

@@ -2,7 +2,8 @@
 
 Tasks in it: a training's ``train`` and ``choose_deploy_path`` (the deploy gate scores the new and the
 deployed model) and pre-annotation's ``preannotate``; every other task stays in ``default_pool``, so polls
-and deploys never wait behind a training. DAG files take :data:`IN_TRAINING_POOL` at parse time; creating
+and deploys never wait behind a training. The same tasks go to the training queue, where one is set
+(:mod:`active_learning_airflow.queues`): where a transformer's model trains, it is loaded too. DAG files take :data:`IN_TRAINING_POOL` at parse time; creating
 the pool (:func:`ensure_training_pool`) imports Airflow's models, only when run.
 
 Run ``python -m active_learning_airflow.pools`` (``plugins/`` on ``PYTHONPATH``) once Airflow's database
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 from active_learning.constants import TRAINING_POOL
 from active_learning_airflow.priority import FirstInFirstOut
+from active_learning_airflow.queues import on_training_queue
 
 DESCRIPTION = "Active learning: tasks that load spaCy models (training, the deploy gate, pre-annotation)"
 # The arguments of every task that loads spaCy models. The strategy by its importable name, which Airflow
 # looks up among the plugins' strategies: Airflow 3.3 serializes a strategy object in a mapped task's
 # partial kwargs as its repr, which no component can load back.
-IN_TRAINING_POOL = {"pool": TRAINING_POOL, "weight_rule": f"{FirstInFirstOut.__module__}.{FirstInFirstOut.__qualname__}"}
+IN_TRAINING_POOL = {"pool": TRAINING_POOL, "weight_rule": f"{FirstInFirstOut.__module__}.{FirstInFirstOut.__qualname__}",
+                    **on_training_queue()}
 
 
 def ensure_training_pool(slots: int) -> tuple[int, bool]:

@@ -1,10 +1,11 @@
-"""Which Celery queue a training's ``train`` task goes to.
+"""Which Celery queue the tasks that load spaCy models go to: a training's ``train`` and deploy gate, and
+pre-annotation (the training pool's tasks, :mod:`active_learning_airflow.pools`).
 
-``ACTIVE_LEARNING_TRAINING_QUEUE``, read when the DAG file is parsed: every Airflow component must see the
-same value. Unset, ``train`` goes to Airflow's default queue
-like every other task. Set (for example ``gpu``), it goes to that queue only, which only the workers started
-with ``airflow celery worker --queues gpu`` read: GPU workers, where a transformer base trains on the GPU
-(docs/scale-out.md). The LocalExecutor of the embedded default has no queues and runs it as any task.
+``ACTIVE_LEARNING_TRAINING_QUEUE``, read when the DAG files are parsed: every Airflow component must see
+the same value. Unset, they go to Airflow's default queue like every other task. Set (for example
+``gpu``), they go to that queue only, which only the workers started with ``airflow celery worker --queues
+gpu`` read: GPU workers, with the transformer extra, where a transformer base trains on the GPU and its
+models load (docs/scale-out.md). The LocalExecutor of the embedded default has no queues.
 """
 
 from __future__ import annotations
@@ -25,6 +26,6 @@ def training_queue() -> str | None:
 
 
 def on_training_queue() -> dict[str, Any]:
-    """The ``train`` task's arguments that put it on the training queue (none: the default queue)."""
+    """The task arguments that put a task on the training queue (none: the default queue)."""
     queue = training_queue()
     return {"queue": queue} if queue else {}
