@@ -315,7 +315,7 @@
   function paramsHtml(rows, may) {
     const body = rows.map((r) => `
       <tr><td><code>${esc(r.name)}</code></td>
-        <td><input size="9" data-param="${esc(r.name)}" value="${r.source === "project" ? esc(String(r.value)) : ""}"
+        <td><input size="${typeof r.value === "string" ? 28 : 9}" data-param="${esc(r.name)}" value="${r.source === "project" ? esc(String(r.value)) : ""}"
           placeholder="${typeof r.value === "object" ? "schedule" : esc(String(r.value))}" title="${esc(r.description)}" ${may ? "" : "disabled"}></td>
         <td class="muted small">${esc(r.source)}</td></tr>`).join("");
     return `<table class="grid"><thead><tr><th>Parameter</th><th>Project's value</th><th>From</th></tr></thead><tbody>${body}</tbody></table>
