@@ -50,8 +50,9 @@ def prepare_data(
     """Select one completion per task as of ``as_of``, convert to spaCy docs, split, upload to MLflow.
 
     ``training_params``: this run's values (training/parameters.py), over the project's; checked before
-    any data is read, the base model too (:mod:`active_learning.training.base_model`). Returns the spaCy overrides :func:`train` is to use, and whether it refits
-    (:mod:`active_learning.training.refit`: asked for, and the evaluation set is not tagged).
+    any data is read, the base model too (:mod:`active_learning.training.base_model`). Returns the spaCy
+    overrides :func:`train` is to use, whether it refits (:mod:`active_learning.training.refit`: asked
+    for, and the evaluation set is not tagged) and the base it starts from.
     """
     import spacy
 
