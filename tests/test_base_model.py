@@ -127,6 +127,8 @@ def bad_bases(tmp_path: Path) -> dict[str, tuple[str, str]]:
     (tmp_path / "empty").mkdir()
     return {
         "en_core_web_nothere": ("not installed", "no such package is installed on this worker"),
+        "abc": ("a module that is no pipeline package", "is a Python module, not a spaCy pipeline package"),
+        "json": ("a package that holds no pipeline", "the package holds no spaCy pipeline"),
         str(tmp_path / "empty"): ("a folder without a pipeline", "is not a spaCy pipeline folder"),
         str(tmp_path / "german"): ("a pipeline in another language", "is a pipeline for language 'de'"),
         str(tmp_path / "no-ner"): ("a pipeline without a ner", "has no trained NER component"),

@@ -249,9 +249,12 @@ def _layer_like(layer: Any, n_out: int) -> Any:
 def _package(name: str) -> tuple[str, str, Path]:
     """An installed pipeline package's name, version and data folder (found, not imported)."""
     spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None:
         raise BaseModelError(f"model.base {name!r}: no such package is installed on this worker; install the pipeline "
                              f"package in every worker's environment (pip install ...), or give the path of a pipeline folder")
+    if not spec.submodule_search_locations:
+        raise BaseModelError(f"model.base {name!r} is a Python module, not a spaCy pipeline package; name a pipeline "
+                             "package (en_core_web_sm) or folder")
     package = Path(next(iter(spec.submodule_search_locations)))
     # spaCy's package loader reads <lang>_<name>-<version>/ (from the package's meta.json), which is <package>-<version>/.
     folders = sorted(path.parent for path in package.glob("*/config.cfg"))
