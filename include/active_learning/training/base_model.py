@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from spacy.pipeline import EntityRecognizer
 
     from active_learning.backends import Backends
+    from active_learning.registry import ModelVersionInfo
 
 NONE = "none"
 REGISTERED = "models:/"
@@ -99,11 +100,16 @@ def uses_base(spec: str | None) -> bool:
 def locate(spec: str, destination: Path | None = None, backends: Backends | None = None) -> BaseModel:
     """The base ``spec`` names, its pipeline checked; a registered model is downloaded under ``destination``
     (it needs ``backends``). BaseModelError, naming the problem and what to do, when it cannot be used."""
+    name, version, folder = _found(spec, destination, backends)
+    return BaseModel(spec, name, version, files_sha256(folder), folder)
+
+
+def _found(spec: str, destination: Path | None = None, backends: Backends | None = None) -> tuple[str, str, Path]:
+    """:func:`locate`'s checks: the base's name, version and folder, its files not yet hashed."""
     if (found := problem(spec)) is not None:
         raise BaseModelError(found)
     if spec.startswith(TRANSFORMER):
-        name, version, folder = _transformer(spec)
-        return BaseModel(spec, name, version, files_sha256(folder), folder)
+        return _transformer(spec)
     if spec.startswith(REGISTERED):
         if backends is None or destination is None:
             raise BaseModelError(f"model.base {spec!r}: a registered model needs the loop's store and MLflow to be read from")
@@ -114,7 +120,7 @@ def locate(spec: str, destination: Path | None = None, backends: Backends | None
         folder = Path(spec).expanduser()
         name, version = folder.name, ""
     meta = _check_pipeline(folder, spec)
-    return BaseModel(spec, name, version or str(meta.get("version", "")), files_sha256(folder), folder)
+    return name, version or str(meta.get("version", "")), folder
 
 
 def check(spec: str, backends: Backends) -> str | None:
@@ -132,7 +138,7 @@ def check(spec: str, backends: Backends) -> str | None:
         if spec.startswith(REGISTERED):
             _registered_version(spec, backends)
         else:
-            locate(spec)
+            _found(spec)  # its files are hashed when a training uses it
     except BaseModelError as error:
         return str(error)
     return None
@@ -290,8 +296,8 @@ def _transformer(spec: str) -> tuple[str, str, Path]:
     return name, cached.name, cached  # the snapshot's folder is named after its revision
 
 
-def _registered_version(spec: str, backends: Backends) -> tuple[str, int]:
-    """(project, version) a models:/ URI names, if a training of this loop registered it."""
+def _registered_version(spec: str, backends: Backends) -> ModelVersionInfo:
+    """The registered version a models:/ URI names, if a training of this loop registered it."""
     from active_learning.naming import registered_model_name
     from active_learning.provenance import ForeignModelError, our_version
 
@@ -310,19 +316,14 @@ def _registered_version(spec: str, backends: Backends) -> tuple[str, int]:
         raise BaseModelError(f"model.base {spec!r}: registered model {match['name']!r} has no alias {match['alias']!r}; "
                              "deploy a model of that project first, or name a version")
     try:
-        our_version(backends.store, backends.registry, project, version)
+        return our_version(backends.store, backends.registry, project, version)
     except ForeignModelError as error:
         raise BaseModelError(f"model.base {spec!r}: {error}") from None
-    return project, version
 
 
 def _registered(spec: str, destination: Path, backends: Backends) -> tuple[str, str, Path]:
-    from active_learning.naming import registered_model_name
-
-    project, version = _registered_version(spec, backends)
-    info = backends.registry.model_version(registered_model_name(project), version)
-    folder = backends.registry.download_model(info, destination / "registered-base")
-    return info.model_name, str(version), folder
+    info = _registered_version(spec, backends)
+    return info.model_name, str(info.version), backends.registry.download_model(info, destination / "registered-base")
 
 
 def _check_pipeline(folder: Path, spec: str) -> dict[str, Any]:

@@ -196,7 +196,8 @@ def train_ner(
     from spacy import util
     from spacy.cli.train import train as spacy_train
 
-    own_logger = dict(util.load_config(config_path, interpolate=False)["training"]["logger"])
+    config = util.load_config(config_path, interpolate=False)
+    own_logger = dict(config["training"]["logger"])
     config_overrides: dict[str, Any] = dict(overrides or {})
     config_overrides["paths.train"] = str(train_path)
     config_overrides["paths.dev"] = str(dev_path)
@@ -206,7 +207,7 @@ def train_ner(
     start = time.perf_counter()
     token = _listener.set(checkpoints)
     try:
-        spacy_train(config_path, output_dir, use_gpu=_gpu_for(config_path), overrides=config_overrides)
+        spacy_train(config_path, output_dir, use_gpu=_gpu_for(config), overrides=config_overrides)
     except SystemExit as exc:
         # spaCy's CLI helpers print the reason (e.g. an invalid config override) and call sys.exit;
         # don't let that end the calling process (an Airflow task, a test run).
@@ -225,12 +226,10 @@ def train_ner(
     return TrainingOutcome(model_dir=model_dir, labels=labels, seconds=seconds, best_step=checkpoints.best_step)
 
 
-def _gpu_for(config_path: Path) -> int:
+def _gpu_for(config: Mapping[str, Any]) -> int:
     """The GPU a training runs on: 0 for a config that asks for PyTorch's allocator (a transformer base) on a
     worker with a CUDA GPU, else -1 (the CPU). PyTorch is imported only for such a config."""
-    from spacy import util
-
-    if util.load_config(config_path, interpolate=False)["system"].get("gpu_allocator") != "pytorch":
+    if config["system"].get("gpu_allocator") != "pytorch":
         return -1
     import torch
 
