@@ -117,9 +117,14 @@ def point(record: dict[str, Any]) -> tuple[Any, ...]:
 class Points(Results):
     """``model_quality.py``'s results, a record per point (corpus, N, side, seed), and the throughput per corpus and side."""
 
-    def add(self, record: dict[str, Any]) -> None:
-        self.data["records"] = [r for r in self.data["records"] if point(r) != point(record)] + [record]
-        self.write()
+    key = staticmethod(point)
+
+    def merge(self, now: dict[str, Any]) -> None:
+        mine = {(corpus, side): measured for corpus, sides in self.data.get("throughput", {}).items()
+                for side, measured in sides.items() if measured["run"] == self.run}
+        super().merge(now)
+        for (corpus, side), measured in mine.items():
+            self.data.setdefault("throughput", {}).setdefault(corpus, {})[side] = measured
 
     def at(self, corpus: str, size: int | None, side: str) -> list[dict[str, Any]]:
         return [r for r in self.of(corpus, side) if r["size"] == size]

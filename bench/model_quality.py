@@ -46,6 +46,7 @@ seed) entries it ran, keeps the others and reports on all of them, so a part can
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -269,16 +270,33 @@ class Results:
                 print(f"{path}: earlier results of other settings, not merged: replaced", flush=True)
         self.data["runs"].append({"started": self.run, "load_average": load_average(), "argv": sys.argv[1:]})
 
+    @staticmethod
+    def key(record: dict[str, Any]) -> tuple[Any, ...]:
+        return record["corpus"], record["side"], record["seed"]
+
     def add(self, record: dict[str, Any]) -> None:
-        key = (record["corpus"], record["side"], record["seed"])
-        self.data["records"] = [r for r in self.data["records"] if (r["corpus"], r["side"], r["seed"]) != key] + [record]
+        self.data["records"] = [r for r in self.data["records"] if self.key(r) != self.key(record)] + [record]
         self.write()
 
     def write(self) -> None:
-        """Written after every record, so an interrupted long run keeps what it measured."""
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Written after every record, so an interrupted long run keeps what it measured. Under a lock, over what the
+        file holds now: runs of other parts of the same benchmark, side by side, keep each other's records."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.is_file() and (now := json.loads(self.path.read_text())).get("settings") == self.settings:
+                self.merge(now)
             self.path.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+
+    def merge(self, now: dict[str, Any]) -> None:
+        """This run's records, its own entry in ``runs`` and the corpora it prepared, over ``now``: the file's data."""
+        mine = {self.key(r): r for r in self.data["records"] if r["run"] == self.run}
+        now["records"] = [r for r in now["records"] if self.key(r) not in mine] + list(mine.values())
+        now["runs"] = [r for r in now["runs"] if r["started"] != self.run or r["argv"] != sys.argv[1:]] + [self.data["runs"][-1]]
+        now["corpora"] |= self.data["corpora"]
+        self.data = now
 
     def of(self, corpus: str, side: str) -> list[dict[str, Any]]:
         return sorted((r for r in self.data["records"] if r["corpus"] == corpus and r["side"] == side), key=lambda r: r["seed"])
