@@ -22,6 +22,7 @@ def deployed(backends: Backends, sample_tasks, sample_config: str) -> str:  # ty
     backends.store.completions.import_tasks("news", sample_tasks)
     first = train_now(backends, "news")
     assert first["deploy"].startswith("gate passed: new") and "no model of ours deployed" in first["deploy"]
+    assert first["outcome"] == "deployed"
     assert backends.store.projects.get("news").deployed_model == first["model_name"]
     time.sleep(1.1)  # model names carry the training second
     return first["model_name"]
@@ -31,6 +32,7 @@ def test_a_worse_model_is_registered_but_not_deployed(backends: Backends, deploy
     monkeypatch.setenv("ACTIVE_LEARNING_SPACY_OVERRIDES", BAD_TRAINING)
     worse = train_now(backends, "news")
     assert worse["deploy"].startswith("gate refused: new")
+    assert worse["outcome"] == backends.store.trainings.get(worse["run_key"]).outcome == "refused by the deploy gate"
     assert f"deployed {deployed} F1" in worse["deploy"]
     assert backends.store.projects.get("news").deployed_model == deployed
     assert f'model="{worse["model_name"]}"' not in backends.store.configs.read("news").xml
@@ -58,7 +60,7 @@ def test_a_tolerance_or_an_explicit_deploy_lets_it_through(backends: Backends, d
     assert backends.store.projects.get("news").deployed_model == tolerated["model_name"]
     time.sleep(1.1)
     forced = train_now(backends, "news", choice="deploy")
-    assert forced["deploy"].startswith("deploy requested (gate overridden)")
+    assert forced["deploy"].startswith("deploy requested (gate overridden)") and forced["outcome"] == "deployed"
     assert backends.store.projects.get("news").deployed_model == forced["model_name"]
     assert naming.parse_model_name(forced["model_name"]) is not None
 

@@ -346,3 +346,36 @@ def test_training_params_are_stored_per_project_and_go_down_and_up_again(engine:
     assert "training_params" not in {column["name"] for column in inspect(engine).get_columns("projects")}
     create_schema(engine)
     assert store.projects.get("news").training_params == {}
+
+
+def test_existing_trainings_get_their_outcome_from_their_deploy_notes_on_upgrade(engine: Engine) -> None:
+    """0010 adds training_runs.outcome and fills it from the notes the deploy steps wrote: the branch's note
+    last, a refused gate first; a decision whose branch never ran, or no notes, stays NULL."""
+    notes = {
+        "deployed": "gate passed: new m2 F1 0.800 vs deployed m1 F1 0.700; deployed (config revision 3)",
+        "forced": "deploy requested (gate overridden); deployed (config revision 4)",
+        "refused": "gate refused: new m3 F1 0.500 vs deployed m2 F1 0.800; registered only (alias 'candidate')",
+        "kept": "auto-deploy is off; registered only (alias 'candidate')",
+        "undecided": "gate passed: new m5 F1 0.900 vs deployed m2 F1 0.800",  # the deploy task failed after it
+        "failed": None,
+    }
+    _project_rows_at_0005(engine, ["news"])
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0009")
+        for run_key, note in notes.items():
+            connection.execute(text(
+                "INSERT INTO training_runs (project_id, run_key, source, as_of, status, started_at, deploy) "
+                "VALUES ((SELECT id FROM projects WHERE name = 'news'), :key, 'manual', '2026-01-01 00:00:00', 'success', "
+                "'2026-01-01 00:00:00', :note)"), {"key": run_key, "note": note})
+
+    create_schema(engine)
+
+    store = AnnotationStore(engine)
+    assert {run: store.trainings.get(run).outcome for run in notes} == {
+        "deployed": "deployed", "forced": "deployed", "refused": "refused by the deploy gate",
+        "kept": "registered only", "undecided": None, "failed": None}
+    assert schema_diffs(engine) == []
+    _downgrade(engine, "0009")
+    assert "outcome" not in {column["name"] for column in inspect(engine).get_columns("training_runs")}
+    create_schema(engine)
+    assert store.trainings.get("deployed").outcome == "deployed"

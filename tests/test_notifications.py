@@ -130,6 +130,7 @@ def test_ended_trainings_are_mailed_and_posted_and_a_dead_smtp_server_changes_no
     registered = backends.store.trainings.get(third.run_id)
     assert (registered.status, registered.error) == ("success", None)
     assert registered.deploy == "register only requested; registered only (alias 'candidate')"
+    assert [deployed.outcome, refused.outcome, registered.outcome] == ["deployed", "refused by the deploy gate", "registered only"]
     [warning] = warnings(caplog)
     assert "could not e-mail" in warning.getMessage() and "ConnectionRefusedError" in caplog.text
     assert len(inbox.mails) == 2

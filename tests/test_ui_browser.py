@@ -239,6 +239,7 @@ def drive(driver: Any, base: str, password: str, backends: Any, base_model: Path
     assert row.find_element(By.CSS_SELECTOR, ".base-model").text.startswith("started from tiny_base 0.1.0 (sha256 ")
     [training] = backends.store.trainings.history(PROJECT)
     assert training.status == "success" and training.source == "manual" and training.completions_used == 90
+    assert training.outcome and row.find_element(By.CSS_SELECTOR, ".badge.outcome").text == training.outcome
     assert backends.registry.client.get_run(training.mlflow_run_id).data.params["training_params.training.eval_frequency"] == "10"
     dev_f1 = backends.registry.client.get_metric_history(training.mlflow_run_id, "dev_f1")
     assert sorted(m.step for m in dev_f1) == list(range(0, 61, 10))  # every evaluation, as it trained

@@ -37,4 +37,5 @@ def train_now(
         if backends.store.trainings.exists(run_key):
             training_steps.fail(backends, run_key, error)
         raise
-    return registered | {"metrics": trained["metrics"], "run_key": run_key, "deploy": backends.store.trainings.get(run_key).deploy}
+    training = backends.store.trainings.get(run_key)
+    return registered | {"metrics": trained["metrics"], "run_key": run_key, "outcome": training.outcome, "deploy": training.deploy}

@@ -131,7 +131,9 @@ def _merged(deployment: list[str], own: Iterable[str]) -> list[Recipient]:
 
 def finished(training: TrainingView, link: str | None = None) -> Message:
     """A finished training: its model deployed, registered only, or refused by the deploy gate, and why."""
-    outcome = deploy_steps.outcome(training.deploy)
+    outcome = training.outcome
+    if outcome is None:
+        raise ValueError(f"training {training.run_key} has not decided its deploy yet: no outcome to tell")
     f1 = training.metrics.get("f1") if training.metrics else None
     lines = [
         f"Project {training.project}: model {training.model_name} (version {training.model_version}) {outcome}.",

@@ -51,7 +51,12 @@ class Comparison:
 class DeployDecision:
     deploy: bool
     reason: str
-    comparison: Comparison | None = None
+    comparison: Comparison | None = None  # None: the gate did not run (overridden, register only, auto-deploy off)
+
+    @property
+    def refused(self) -> bool:
+        """The gate ran and kept the model out."""
+        return self.comparison is not None and not self.deploy
 
 
 def compare_with_deployed(backends: Backends, project: str, model_name: str) -> Comparison:

@@ -14,42 +14,36 @@ from active_learning.registry import ModelVersionInfo
 from active_learning.training.steps import finish
 
 log = logging.getLogger(__name__)
-# What a finished training's deploy steps did, as :func:`outcome` reads it back from their notes.
+# What a finished training's deploy steps did: ``training_runs.outcome``, which the history, the page and the
+# notifications read (None while undecided, and for a training that failed before it).
 DEPLOYED, REGISTERED_ONLY, REFUSED = "deployed", "registered only", "refused by the deploy gate"
 NOTES_SEPARATOR = "; "
 
 
-def note_deploy(backends: Backends, run_key: str, what: str) -> None:
-    """What the deploy decision and branch did, and why, for the history (appended in order)."""
+def note_deploy(backends: Backends, run_key: str, what: str, *, outcome: str | None) -> None:
+    """What the deploy decision and branch did, and why, for the history (notes appended in order), and the
+    outcome so far."""
     earlier = backends.store.trainings.get(run_key).deploy
-    backends.store.trainings.update(run_key, deploy=f"{earlier}{NOTES_SEPARATOR}{what}" if earlier else what)
-
-
-def outcome(notes: str | None) -> str:
-    """:data:`DEPLOYED`, :data:`REFUSED` or :data:`REGISTERED_ONLY`, from a finished training's deploy notes:
-    the decision's reason comes first (a retried decision notes it again), the branch's note last."""
-    notes = notes or ""
-    if notes.rpartition(NOTES_SEPARATOR)[2].startswith(DEPLOYED):
-        return DEPLOYED
-    return REFUSED if notes.startswith(gate.REFUSED) else REGISTERED_ONLY
+    backends.store.trainings.update(run_key, deploy=f"{earlier}{NOTES_SEPARATOR}{what}" if earlier else what, outcome=outcome)
 
 
 def decide(backends: Backends, run_key: str, model: ModelVersionInfo, *, choice: str, tolerance: float = 0.0) -> bool:
     """The branch: deploy or only register, with the reason in the log, the history and MLflow."""
     decision = gate.decide(backends, model, choice=choice, tolerance=tolerance)
     log.info("%s: %s", "deploying" if decision.deploy else "registering only", decision.reason)
-    note_deploy(backends, run_key, decision.reason)
+    note_deploy(backends, run_key, decision.reason, outcome=REFUSED if decision.refused else None)
     return decision.deploy
 
 
 def deploy(backends: Backends, run_key: str, model: ModelVersionInfo, *, author: str) -> None:
     result = deploy_model(backends, model.project, model.model_name, author=author, reason=f"training {run_key}", model=model)
-    note_deploy(backends, run_key, f"{DEPLOYED} (config revision {result.revision})")
+    note_deploy(backends, run_key, f"{DEPLOYED} (config revision {result.revision})", outcome=DEPLOYED)
 
 
 def keep_as_candidate(backends: Backends, run_key: str, model: ModelVersionInfo) -> None:
     mark_candidate(backends, model)
-    note_deploy(backends, run_key, f"{REGISTERED_ONLY} (alias 'candidate')")
+    refused = backends.store.trainings.get(run_key).outcome == REFUSED
+    note_deploy(backends, run_key, f"{REGISTERED_ONLY} (alias 'candidate')", outcome=REFUSED if refused else REGISTERED_ONLY)
 
 
 def validate_and_finish(backends: Backends, run_key: str, project: str) -> None:

@@ -171,6 +171,8 @@ class TrainingRun(Base):
     model_version: Mapped[int | None] = mapped_column(Integer)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
     deploy: Mapped[str | None] = mapped_column(Text)  # what the deploy branch did and why
+    # deploy/steps.py: deployed | registered only | refused by the deploy gate; NULL until decided
+    outcome: Mapped[str | None] = mapped_column(String(32))
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     # Label Studio projects: the server's annotation count when this training read it; the poll counts

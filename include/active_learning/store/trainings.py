@@ -27,6 +27,7 @@ class TrainingView:
     model_version: int | None
     mlflow_run_id: str | None
     deploy: str | None
+    outcome: str | None
     metrics: dict[str, Any] | None
     error: str | None
     source_annotations: int | None = None  # Label Studio projects: the server's count this training read
@@ -128,6 +129,7 @@ def _view(run: TrainingRun, project_name: str) -> TrainingView:
         model_version=run.model_version,
         mlflow_run_id=run.mlflow_run_id,
         deploy=run.deploy,
+        outcome=run.outcome,
         metrics=run.metrics,
         error=run.error,
         source_annotations=run.source_annotations,

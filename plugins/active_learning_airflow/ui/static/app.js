@@ -47,6 +47,12 @@
     return `<span class="badge ${cls}">${esc(status)}</span>`;
   }
 
+  // What a training's deploy steps did (training_runs.outcome).
+  function outcomeBadge(outcome) {
+    const cls = { "deployed": "on", "refused by the deploy gate": "due" }[outcome] ?? "";
+    return `<span class="badge outcome ${cls}">${esc(outcome)}</span>`;
+  }
+
   const trainingRunUrl = (runId) => `${LINKS.airflow}dags/${TRAINING_DAG}/runs/${q(runId)}`;
 
   function airflowRunLink(runId) {
@@ -430,7 +436,7 @@
         <td>${when(t.started_at)}</td>
         <td>${source(t.source)}</td>
         <td class="num">${t.completions_used ?? "—"}</td>
-        <td>${badge(t.status)}</td>
+        <td>${badge(t.status)}${t.outcome ? `<br>${outcomeBadge(t.outcome)}` : ""}</td>
         <td>${duration(t.duration_seconds)}</td>
         <td class="num">${score(m && m.precision)}</td><td class="num">${score(m && m.recall)}</td><td class="num"><b>${score(m && m.f1)}</b></td>
         <td><div class="labels">${labels}</div>${t.model_name ? `<code class="small">${esc(t.model_name)}</code>` : ""}
