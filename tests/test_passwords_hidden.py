@@ -18,6 +18,13 @@ TRACKING_URI = f"http://alice:{SECRET}@127.0.0.1:9"  # port 9: nothing answers t
     ("https://:token@ls.example.org, then http://bob:p@w@h/", "https://:***@ls.example.org, then http://bob:***@h/"),
     ("sqlite:////data/annotations.db", "sqlite:////data/annotations.db"),
     ("http://bob@mlflow:5000 no password", "http://bob@mlflow:5000 no password"),
+    ("postgresql+psycopg://al@db/annotations?password=pw&sslmode=require",
+     "postgresql+psycopg://al@db/annotations?password=***&sslmode=require"),
+    ("https://ls.example.org/api/projects?token=abc123#top, http://h/x?a=1&access_token=t2&SSLPASSWORD=k 'ok'",
+     "https://ls.example.org/api/projects?token=***#top, http://h/x?a=1&access_token=***&SSLPASSWORD=*** 'ok'"),
+    ("https://store.example.org/m.tar?sv=2024&sig=AbC%2B%3D&api_key=k;client_secret=s",
+     "https://store.example.org/m.tar?sv=2024&sig=***&api_key=***;client_secret=***"),
+    ("http://h/search?q=password=x&keyword=pw", "http://h/search?q=password=x&keyword=pw"),  # not a parameter's name
 ])
 def test_every_url_in_a_text_shows_its_password_as_stars(shown: str, hidden: str) -> None:
     from active_learning.settings import hide_passwords
@@ -33,6 +40,14 @@ def test_init_prints_the_urls_without_their_password(home: Path, capsys, monkeyp
     assert main(["init"]) == 0
     out = capsys.readouterr().out
     assert "MLflow tracking:  http://alice:***@127.0.0.1:9" in out and SECRET not in out
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument")  # SQLite ignores the parameter: only what is printed counts
+def test_init_prints_a_database_url_without_the_password_in_its_query(home: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ACTIVE_LEARNING_DB_URL", f"sqlite:///{home / 'annotations.db'}?password={SECRET}&timeout=30")
+    assert main(["init"]) == 0
+    out = capsys.readouterr().out
+    assert "annotations.db?password=***&timeout=30" in out and SECRET not in out
 
 
 def test_an_mlflow_error_is_one_line_without_the_password(home: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

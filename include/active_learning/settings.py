@@ -20,7 +20,12 @@ CONFIGS_DIR = REPO_ROOT / "include" / "configs"
 # A training peaks at 650-800 MB (spaCy, its data, the model's upload to MLflow): a GiB each leaves headroom.
 MEMORY_PER_TRAINING = 1 << 30
 # A URL's scheme and authority (``user:password@host:port``), up to its path, query or fragment.
-_URL_AUTHORITY = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#\s]*)")
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#\s]*)(?P<rest>\S*)")
+# Query parameters that carry a secret: libpq's password and sslpassword, API tokens and keys, signed URLs' sig.
+_SECRET_PARAMETER = re.compile(
+    r"(?P<name>[?&;](?:[a-z_]*password|passwd|pwd|[a-z_]*token|api_?key|[a-z_]*secret|sig|signature)=)[^&;#\s'\"]*",
+    re.IGNORECASE,
+)
 
 
 def data_home() -> Path:
@@ -93,11 +98,14 @@ def _available_memory() -> int | None:
 
 def hide_passwords(text: str) -> str:
     """``text`` with the password of every URL in it shown as ``***``, as SQLAlchemy shows a database URL
-    (``postgresql://al:***@db/annotations``): for whatever prints, logs or sends a URL or an error about one."""
-    return _URL_AUTHORITY.sub(_hide_password, text)
+    (``postgresql://al:***@db/annotations``), and so the value of every secret query parameter
+    (``?password=***``, ``&token=***``): for whatever prints, logs or sends a URL or an error about one."""
+    return _URL.sub(_hide_password, text)
 
 
 def _hide_password(url: re.Match[str]) -> str:
-    userinfo, _, host = url["authority"].rpartition("@")  # the host follows the last "@"
+    userinfo, at, host = url["authority"].rpartition("@")  # the host follows the last "@"
     user, colon, _ = userinfo.partition(":")
-    return f"{url['scheme']}{user}:***@{host}" if colon else url[0]
+    authority = f"{user}:***@{host}" if colon else url["authority"]
+    rest = _SECRET_PARAMETER.sub(r"\g<name>***", url["rest"])
+    return f"{url['scheme']}{authority}{rest}"
