@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from active_learning.naming import MAX_PROJECT_NAME
 from conftest import REPO, SAMPLE
 from test_migrations import postgres_url  # noqa: F401  (a fixture: a fresh PostgreSQL database, or a skip)
 
@@ -275,6 +276,29 @@ def test_reading_an_unknown_project_is_404(client, backends, admin) -> None:  # 
         response = client.get(f"{UI}/api/{path}", params={"project": "nowhere", **params}, headers=admin)
         assert response.status_code == 404 and "no project named 'nowhere'" in response.json()["detail"]
     assert client.get(f"{UI}/api/project/diff", params={"project": PROJECT, "revision": 99}, headers=admin).status_code == 404
+
+
+def test_a_nul_character_is_refused_naming_where_and_names_as_long_as_the_store_takes_are_read(  # type: ignore[no-untyped-def]
+    client, backends, admin
+) -> None:
+    """PostgreSQL can neither store nor compare a NUL (a 500 from its DataError): refused before any handler,
+    in a query parameter (400) or anywhere in a body (422), saying where. A project name is as long as the
+    store takes, not shorter."""
+    refused = client.get(f"{UI}/api/project", params={"project": "news\x00"}, headers=admin)
+    assert refused.status_code == 400 and refused.json()["detail"] == "query parameter 'project' contains a NUL character"
+    in_diff = client.get(f"{UI}/api/project/diff", params={"project": PROJECT, "revision": "1", "against\x00": "1"}, headers=admin)
+    assert in_diff.status_code == 400 and in_diff.json()["detail"] == "query parameter 'against' contains a NUL character"
+    name = new_project(backends, "long-" + "n" * (MAX_PROJECT_NAME - 5))
+    assert client.get(f"{UI}/api/project", params={"project": name}, headers=admin).status_code == 200
+    too_long = client.get(f"{UI}/api/project", params={"project": name + "x"}, headers=admin)
+    assert too_long.status_code == 422
+    for path, body, where in [
+        ("deploy", {"config_revision": 1, "model_name": "m\x00"}, "model_name"),
+        ("training-params", {"config_revision": 1, "set": {"model.base": ["a", "b\x00"]}}, "set.model.base.1"),
+    ]:
+        response = client.post(f"{UI}/api/project/{path}", params={"project": name}, headers=admin, json=body)
+        assert response.status_code == 422 and f"{where} contains a NUL character" in str(response.json()["detail"]), response.text
+    assert backends.store.projects.get(name).training_params == {} and backends.store.configs.read(name).revision == 1
 
 
 # -- settings ----------------------------------------------------------------------------------------------

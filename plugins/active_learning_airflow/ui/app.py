@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from active_learning_airflow.ui.inputs import no_nul_in_query
 from active_learning_airflow.ui.routers import changes, deploys, page, reads
 from active_learning_airflow.ui.same_origin import same_origin_json
 from active_learning_airflow.ui.security_headers import SECURITY_HEADERS
@@ -29,7 +30,8 @@ def create_app() -> FastAPI:
         description="The Active Learning page of Airflow's UI: projects, trainings, models, config revisions.",
         docs_url=None,
         redoc_url=None,
-        dependencies=[Depends(same_origin_json)],  # every route: a change only as JSON from this origin
+        # every route: a change only as JSON from this origin; no NUL in a query parameter
+        dependencies=[Depends(same_origin_json), Depends(no_nul_in_query)],
     )
     app.add_exception_handler(StarletteHTTPException, http_error)
     for routes in (page, reads, changes, deploys):

@@ -13,7 +13,7 @@ from active_learning_airflow.ui.airflow_runs import airflow_run_ids, pending_run
 from active_learning_airflow.ui.auth import may_deploy, may_read, permissions
 from active_learning_airflow.ui.deploy_refusals import refused_request
 from active_learning_airflow.ui.domain import domain, known_project
-from active_learning_airflow.ui.inputs import ComparisonBody, ProjectName
+from active_learning_airflow.ui.inputs import MAX_MODEL_NAME, ComparisonBody, ProjectName
 from active_learning_airflow.ui.links import links
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep
@@ -83,7 +83,7 @@ def config_diff(
 
 @router.get("/project/comparison")
 def compare_models(
-    project: ProjectName, model_name: Annotated[str, Query(min_length=1, max_length=200)]
+    project: ProjectName, model_name: Annotated[str, Query(min_length=1, max_length=MAX_MODEL_NAME)]
 ) -> dict[str, Any]:
     """The model against the deployed one: their scores when trained (instant)."""
     from active_learning.deploy.deployment import find_project_model
