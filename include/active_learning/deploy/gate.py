@@ -12,7 +12,6 @@ slightly worse model through.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +68,14 @@ def compare(backends: Backends, candidate: ModelVersionInfo) -> Comparison:
     each through the model that never trained on them (:meth:`ModelRegistry.load_model`'s ``scored``)."""
     from active_learning.training.dataset import read_docs
     from active_learning.training.spacy_ner import score_ner
-    from active_learning.training.workspace import workspace
+    from active_learning.training.workspace import private_workspace
 
     model_name = candidate.model_name
     deployed = backends.deployed_version(candidate.project)
     if deployed is not None and deployed.model_name == candidate.model_name:
         deployed = None  # a model is not compared with itself
     # Its own folder: the same model may be rescored twice at once (the gate, the page, `deploy`).
-    with workspace(f"gate-{model_name}-{uuid.uuid4().hex[:12]}", "evaluate") as folder:
+    with private_workspace("gate", model_name, "evaluate") as folder:
         dev_path = backends.registry.download_dataset(candidate.run_id or "", folder) / "dev.spacy"
         candidate_nlp = backends.registry.load_model(candidate, scored=True)
         docs = read_docs(candidate_nlp, dev_path)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from active_learning.preannotation.results import result_items, targets_of
 from active_learning.preannotation.scoring import predict
 from active_learning.store import NewPrediction
-from active_learning.training.workspace import workspace
+from active_learning.training.workspace import private_workspace
 
 if TYPE_CHECKING:
     from active_learning.backends import Backends
@@ -56,7 +55,7 @@ def preannotate(backends: Backends, project: str, *, batch_size: int = BATCH_SIZ
     report = PreannotationReport(project, model.model_name)
     nlp = None
     # Its own folder: a project may be pre-annotated twice at once (the deploy's asset event, the CLI).
-    with workspace(f"preannotate-{model.model_name}-{uuid.uuid4().hex[:12]}", "model") as folder:
+    with private_workspace("preannotate", model.model_name, "model") as folder:
         for page in source.tasks_to_preannotate(project, model.model_name, page_size=batch_size):
             if nlp is None:
                 import spacy

@@ -34,7 +34,6 @@ import random
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,7 +51,7 @@ from active_learning.training.base_model import BaseModel, BaseModelError
 from active_learning.training.dataset import split_examples, to_docs, write_docbin
 from active_learning.training.spacy_ner import NER_CONFIG_PATH, load_model, load_training_overrides, score_ner, train_ner
 from active_learning.training.steps import MIN_EXAMPLES
-from active_learning.training.workspace import workspace
+from active_learning.training.workspace import private_workspace
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -183,7 +182,7 @@ def simulate(simulation: Simulation, overrides: dict[str, object]) -> Iterator[R
     random.Random(settings.seed).shuffle(order)
     labelled = order[: settings.seed_size]
     revealed, nlp = labelled, None
-    with workspace(f"simulation-{uuid.uuid4().hex[:12]}", "rounds") as folder:
+    with private_workspace("simulation", settings.strategy, "rounds") as folder:
         config = NER_CONFIG_PATH
         if simulation.base is not None:  # the labels the pool's completions use, as the live loop's data
             labels = {span.label for example in pool for span in example.spans}
