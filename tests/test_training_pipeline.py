@@ -75,3 +75,33 @@ def test_labels_mlflow_cannot_name_train_and_log_their_metrics(backends: Backend
     per_label = sorted(key for key in logged if key.startswith("f1_"))
     assert len(per_label) == 2 and all(len(key) <= 250 for key in logged)
     assert per_label[0].startswith("f1_LLL") and per_label[1].startswith("f1_PER_")
+
+
+def test_a_long_label_list_is_capped_in_the_version_tag_and_read_whole_from_the_run(backends: Backends) -> None:
+    """MLflow's UI shows the version's labels tag: it holds what fits LABELS_TAG_LIMIT and the count; a
+    deploy, which must point every trained label at the model, reads all of them from the run's artifact."""
+    from active_learning.deploy.deployment import deploy_model
+    from active_learning.labeling_config import list_labels
+    from active_learning.registry import LABELS_TAG_LIMIT, ModelVersionInfo
+
+    labels = [f"CATEGORY_{i:02d}_{'x' * 40}" for i in range(60)]  # about 3,300 characters as a JSON list
+    config = ('<View><Labels name="label" toName="text">' + "".join(f'<Label value="{label}"/>' for label in labels)
+              + '</Labels><Text name="text" value="$text"/></View>')
+    tasks = [TaskRecord(f"t{i}", "Alice lives in Paris.", None, (CompletionRecord(
+        f"c{i}", "ana", None, utcnow() - timedelta(days=1), False, None, False, (Span(0, 5, labels[i % 60]),), 0),))
+        for i in range(120)]
+    backends.store.projects.create("many-labels", config)
+    backends.store.completions.import_tasks("many-labels", tasks)
+    prepared = prepare_data(backends, "many-labels", run_key="k4", source="manual", as_of=utcnow())
+    trained = train(backends, run_key="k4", mlflow_run_id=prepared["mlflow_run_id"],
+                    overrides={"training.max_steps": 2, "training.eval_frequency": 1})
+    registered = ModelVersionInfo.from_dict(register(backends, run_key="k4", model_uri=trained["model_uri"], labels=trained["labels"]))
+
+    known = sorted(trained["labels"])  # those of the training half: most of the 60
+    tags = backends.registry.client.get_model_version(registered.registered_name, str(registered.version)).tags
+    assert len(known) > 50 and len(tags["labels"]) <= LABELS_TAG_LIMIT and tags["labels_count"] == str(len(known))
+    assert 0 < len(registered.labels) < len(known) and list(registered.labels) == known[: len(registered.labels)]
+    assert backends.registry.labels(registered) == tuple(known)
+    deploy_model(backends, "many-labels", registered.model_name, author="test", reason="all labels")
+    deployed = list_labels(backends.store.configs.read("many-labels").xml)
+    assert sorted(label.value for label in deployed if label.model == registered.model_name) == known

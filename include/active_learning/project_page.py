@@ -54,7 +54,8 @@ def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, 
                 "model_name": info.model_name,
                 "version": info.version,
                 "trained_at": info.trained_at,
-                "labels": list(info.labels),
+                "labels": list(info.labels),  # the tag's: the first that fit, when labels_count says more
+                "labels_count": info.labels_count or len(info.labels),
                 "aliases": list(info.aliases),
                 "deployed": info.model_name == settings.deployed_model,  # the store's record of the last deploy
                 "in_config": info.model_name in in_config,  # named by the live labeling config

@@ -15,8 +15,9 @@ import hashlib
 import json
 import logging
 import re
+import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +36,10 @@ TAG_PROJECT = "project"
 TAG_MODEL_NAME = "model_name"
 TAG_RUN_KEY = "training_run_key"
 TAG_TRAINED_AT = "trained_at"
-TAG_LABELS = "labels"
+TAG_LABELS = "labels"  # a JSON list: all of the model's labels, or the first that fit LABELS_TAG_LIMIT
+TAG_LABELS_COUNT = "labels_count"  # set when the labels tag holds only the first of them
+LABELS_TAG_LIMIT = 2000  # characters: the tag is read in MLflow's UI; the full list is the run's LABELS_ARTIFACT
+LABELS_ARTIFACT = "labels.json"
 TAG_GATE_MODEL = "gate_model_uri"  # a refit version's split-trained twin: the model the gate scores
 TAG_BASE_MODEL = "base_model"  # where its training started: training/base_model.py (absent: from scratch)
 DATASET_DIR = "dataset"
@@ -61,6 +65,11 @@ class ModelVersionInfo:
     run_id: str | None
     aliases: tuple[str, ...]
     gate_model_uri: str | None = None  # set on a refit version (training/refit.py)
+    labels_count: int | None = None  # how many labels it has when ``labels`` holds only the first (the tag's cap)
+
+    @property
+    def labels_complete(self) -> bool:
+        return self.labels_count is None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able, for an XCom: :meth:`from_dict` reads it back."""
@@ -83,7 +92,20 @@ class ModelVersionInfo:
             run_id=version.run_id,
             aliases=tuple(version.aliases or ()),
             gate_model_uri=tags.get(TAG_GATE_MODEL) or None,
+            labels_count=int(tags[TAG_LABELS_COUNT]) if TAG_LABELS_COUNT in tags else None,
         )
+
+
+def labels_tags(labels: Iterable[str]) -> dict[str, str]:
+    """The version's labels tag: the sorted labels that fit :data:`LABELS_TAG_LIMIT` as a JSON list, and
+    their count when that is not all of them."""
+    ordered, room, shown = sorted(labels), LABELS_TAG_LIMIT - len("[]"), []
+    for label in ordered:
+        room -= len(json.dumps(label)) + (len(", ") if shown else 0)
+        if room < 0:
+            break
+        shown.append(label)
+    return {TAG_LABELS: json.dumps(shown)} | ({TAG_LABELS_COUNT: str(len(ordered))} if len(shown) < len(ordered) else {})
 
 
 class ModelRegistry:
@@ -206,6 +228,15 @@ class ModelRegistry:
     def download_dataset(self, run_id: str, destination: Path) -> Path:
         return Path(self.client.download_artifacts(run_id, DATASET_DIR, str(destination)))
 
+    def labels(self, info: ModelVersionInfo) -> tuple[str, ...]:
+        """All of the version's labels: its tag's, or the training run's :data:`LABELS_ARTIFACT` when the tag
+        holds only the first of them."""
+        if info.labels_complete:
+            return info.labels
+        with tempfile.TemporaryDirectory(prefix="al-labels-") as folder:
+            path = self.client.download_artifacts(info.run_id or "", LABELS_ARTIFACT, folder)
+            return tuple(json.loads(Path(path).read_text(encoding="utf-8")))
+
     def log_model(self, run_id: str, nlp: Any, *, name: str = MODEL_DIR) -> str:
         """Log the spaCy pipeline with MLflow's spaCy flavor; returns the logged model's URI."""
         import mlflow
@@ -240,6 +271,7 @@ class ModelRegistry:
         existing = self._search_versions(f"name = '{_quote(registered)}' and tags.{TAG_RUN_KEY} = '{_quote(run_key)}'")
         if existing:
             return existing[0]
+        self.client.log_dict(run_id, sorted(labels), LABELS_ARTIFACT)  # all of them: the tag holds what fits
         if not self.client.search_registered_models(f"name = '{_quote(registered)}'"):
             self.client.create_registered_model(
                 registered,
@@ -257,8 +289,7 @@ class ModelRegistry:
                 TAG_MODEL_NAME: naming.model_name(project, trained_at),
                 TAG_RUN_KEY: run_key,
                 TAG_TRAINED_AT: trained_at.isoformat(timespec="seconds"),
-                TAG_LABELS: json.dumps(sorted(labels)),
-            } | ({TAG_GATE_MODEL: gate_model_uri} if gate_model_uri else {}) | ({TAG_BASE_MODEL: base_model} if base_model else {}),
+            } | labels_tags(labels) | ({TAG_GATE_MODEL: gate_model_uri} if gate_model_uri else {}) | ({TAG_BASE_MODEL: base_model} if base_model else {}),
         )
         return ModelVersionInfo.from_mlflow(self.client.get_model_version(registered, version.version))
 

@@ -79,7 +79,7 @@ def deploy_model(
     for _ in range(WRITE_ATTEMPTS):
         current = source.read_config(project)
         _check_revision(project, current.revision, expected_revision)
-        updated = assign_model(current.xml, model_name=model_name, trained_labels=info.labels, pretrained=backends.pretrained)
+        updated = assign_model(current.xml, model_name=model_name, trained_labels=backends.registry.labels(info), pretrained=backends.pretrained)
         problems = config_problems(backends, project, updated, also_known=(model_name,))
         if problems:
             raise ConfigValidationError(project, problems)

@@ -17,7 +17,7 @@ def evaluate_export(backends: Backends, model_name: str, tasks_path: Path, *, sc
     if info is None:
         raise LookupError(f"no model named {model_name!r} was registered by a training of this loop")
     nlp = backends.registry.load_model(info, scored=scored)
-    return score_export(nlp, tasks_path, labels=info.labels) | {"model": model_name, "gate_model": scored and info.gate_model_uri is not None}
+    return score_export(nlp, tasks_path, labels=backends.registry.labels(info)) | {"model": model_name, "gate_model": scored and info.gate_model_uri is not None}
 
 
 def score_export(nlp: Any, tasks_path: Path, *, labels: tuple[str, ...]) -> dict[str, Any]:
