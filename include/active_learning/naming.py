@@ -11,7 +11,8 @@ ids: ASCII letters, digits, ``_``, ``-`` and ``.``, at most 69 of them. The mapp
 Every hashed safe name ends in ``-`` and 8 hex digits, which no plain name does, so no name can take a
 plain name's safe name. Two hashed ones meet only if both their slugs and their hashes agree, which takes
 about 2**32 tries to bring about on purpose (the hash keeps its 8 digits so that existing safe names stay
-as they were): the store refuses such a second project (``projects.safe_name`` is unique).
+as they were): the store refuses such a second project (``projects.safe_name`` is unique). Why a longer
+hash is not worth it: docs/operations.md, Threat model.
 
 * registered model (one per project): ``<safe>_ner``
 * model name (one per training):       ``<safe>_ner_<YYYYMMDD_HHMMSS>`` (training start, UTC)
