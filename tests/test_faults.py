@@ -142,17 +142,61 @@ def test_a_training_killed_mid_way_is_retried_to_completion_without_duplicates_o
     )
     attempt = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stderr=subprocess.DEVNULL)
     output = settings.data_home() / "work" / due.run_id / "train" / "output"
-    wait_until(lambda: output.exists(), timeout=120, what="training under way")
-    time.sleep(2)
+    history = lambda: backends.registry.client.get_metric_history(prepared["mlflow_run_id"], "epoch")  # noqa: E731
+    wait_until(lambda: output.exists() and history(), timeout=120, what="training under way, its evaluations in MLflow")
     attempt.send_signal(signal.SIGKILL)
     attempt.wait()
     assert output.exists()  # killed mid-way: nothing could clean up
+    killed_steps = [metric.step for metric in history()]
 
     trained = training_pipeline.train(backends, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+    retried_steps = [metric.step for metric in history()][len(killed_steps):]
+    assert retried_steps and min(retried_steps) > max(killed_steps)  # the retry's series continues, not beside the first
     for _ in range(2):  # a register retried after it succeeded
         training_pipeline.register(backends, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"])
     assert len(backends.registry.project_models(project)) == 1
     assert not (settings.data_home() / "work").exists() or not any((settings.data_home() / "work").iterdir())
+
+
+def test_mlflow_down_when_the_model_is_logged_the_retry_logs_the_kept_model_without_training_again(  # type: ignore[no-untyped-def]
+    mlflow_server_at, sample_tasks, sample_config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from active_learning.registry import ModelVersionInfo
+    from active_learning.training.workspace import scratch_folder
+
+    _, start_server = mlflow_server_at
+    server = start_server()
+    backends = Backends()
+    project = sample_project(backends, sample_tasks, sample_config, auto_deploy=False)
+    [due] = poll(backends.store.status, utcnow())
+    prepared = training_pipeline.prepare_data(backends, project, run_key=due.run_id, source="active_learning", as_of=due.as_of)
+    keep = training_pipeline.Kept.keep
+
+    def keep_then_mlflow_dies(*args, **kwargs):  # type: ignore[no-untyped-def]
+        kept = keep(*args, **kwargs)
+        server.stop()  # the real server goes away between the training and the logging of its model
+        return kept
+
+    monkeypatch.setattr(training_pipeline.Kept, "keep", staticmethod(keep_then_mlflow_dies))
+    with pytest.raises(Exception, match="127.0.0.1"):
+        training_pipeline.train(backends, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+    kept = scratch_folder(due.run_id, training_pipeline.KEPT)
+    assert (kept / "kept.json").is_file() and (kept / "model" / "meta.json").is_file()
+
+    start_server()
+
+    def trained_again(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the retry trained again")
+
+    monkeypatch.setattr("active_learning.training.spacy_ner.train_ner", trained_again)
+    trained = training_pipeline.train(backends, run_key=due.run_id, mlflow_run_id=prepared["mlflow_run_id"])
+    assert not kept.exists()
+    registered = ModelVersionInfo.from_dict(training_pipeline.register(
+        backends, run_key=due.run_id, model_uri=trained["model_uri"], labels=trained["labels"]))
+    assert "ner" in backends.registry.load_model(registered).pipe_names
+    run = backends.registry.client.get_run(prepared["mlflow_run_id"]).data
+    assert run.params["warm_start_from"] == "none" and run.metrics["f1"] == trained["metrics"]["f1"]
+    assert [m.value for m in backends.registry.client.get_metric_history(prepared["mlflow_run_id"], "f1")] == [trained["metrics"]["f1"]]
 
 
 def test_concurrent_polls_name_the_same_run(backends: Backends, sample_tasks, sample_config: str) -> None:  # type: ignore[no-untyped-def]

@@ -105,3 +105,15 @@ def test_a_long_label_list_is_capped_in_the_version_tag_and_read_whole_from_the_
     deploy_model(backends, "many-labels", registered.model_name, author="test", reason="all labels")
     deployed = list_labels(backends.store.configs.read("many-labels").xml)
     assert sorted(label.value for label in deployed if label.model == registered.model_name) == known
+
+
+def test_a_retry_logs_each_param_once_and_a_changed_value_goes_to_a_tag(backends: Backends) -> None:
+    run_id = backends.registry.client.create_run(backends.registry.client.create_experiment("retries")).info.run_id
+    backends.registry.log_params(run_id, {"spacy.training.max_steps": 100, "warm_start_from": "none"})
+
+    backends.registry.log_params_once(run_id, {"spacy.training.max_steps": 100, "warm_start_from": "news_ner_20261206_120000",
+                                               "base_model": "none"})
+
+    run = backends.registry.client.get_run(run_id).data
+    assert run.params == {"spacy.training.max_steps": "100", "warm_start_from": "none", "base_model": "none"}
+    assert run.tags["retry.warm_start_from"] == "news_ner_20261206_120000"

@@ -187,6 +187,24 @@ class ModelRegistry:
 
         self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
+    def log_params_once(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log the params the run does not have yet (a retry's are mostly the first attempt's: MLflow refuses a
+        param logged twice with another value). One that differs is kept as the first attempt logged it, and
+        the retry's value goes to the run's tag ``retry.<param>``, with a warning."""
+        logged = self.client.get_run(run_id).data.params
+        values = {key: str(value)[:6000] for key, value in params.items()}
+        if new := {key: value for key, value in values.items() if key not in logged}:
+            self.log_params(run_id, new)
+        for key, value in values.items():
+            if key in logged and logged[key] != value:
+                log.warning("param %s of run %s was %r in an earlier attempt and is %r in this one: kept, the new value "
+                            "in tag retry.%s", key, run_id, logged[key], value, key)
+                self.client.set_tag(run_id, f"retry.{key}", value[:5000])
+
+    def next_step(self, run_id: str, key: str) -> int:
+        """The step after the last one the run logged of metric ``key`` (0: none yet)."""
+        return max((metric.step + 1 for metric in self.client.get_metric_history(run_id, key)), default=0)
+
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], *, step: int = 0, timestamp_ms: int | None = None) -> None:
         """``metrics`` at one step (a training's evaluations: spaCy's step), in batches MLflow takes (1,000 a request)."""
         from mlflow.entities import Metric

@@ -53,12 +53,15 @@ def limits(training: Mapping[str, Any]) -> dict[str, int]:
     return {key: int(training.get(key) or 0) for key in LIMITS}
 
 
+STEP_METRIC = "epoch"  # in every evaluation's metrics: its history's last step is the series' last
+
+
 def step_metrics(info: Mapping[str, Any]) -> dict[str, float]:
     """An evaluation as MLflow metrics: the dev set's F1, precision and recall, F1 per label, each
     component's loss since the previous evaluation, and the epoch. Not the names of the final scores
     (``f1``, ``f1_<label>``), which the train step logs once, for the model it keeps."""
     scores = info.get("other_scores") or {}
-    metrics = {"epoch": float(info["epoch"])}
+    metrics = {STEP_METRIC: float(info["epoch"])}
     for name, key in (("dev_f1", "ents_f"), ("dev_precision", "ents_p"), ("dev_recall", "ents_r")):
         if isinstance(scores.get(key), (int, float)):
             metrics[name] = float(scores[key])

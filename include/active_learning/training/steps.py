@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import sys
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from active_learning import naming, settings
 from active_learning.backends import Backends
 from active_learning.labeling_config import list_labels
-from active_learning.registry import GATE_MODEL_DIR
+from active_learning.registry import GATE_MODEL_DIR, MODEL_DIR
 from active_learning.selection import TrainingExample
 from active_learning.training import base_model, parameters
 from active_learning.training.dataset import (
@@ -30,7 +32,7 @@ from active_learning.training.dataset import (
 from active_learning.training.base_model import LANGUAGE, BaseModel, BaseModelError, locate, training_config, uses_base
 from active_learning.training.refit import RefitPlan, plan_refit
 from active_learning.training.spacy_ner import NER_CONFIG_PATH
-from active_learning.training.workspace import workspace
+from active_learning.training.workspace import scratch_folder, workspace
 
 if TYPE_CHECKING:  # pragma: no cover
     from active_learning.training.progress import ProgressReporter
@@ -116,21 +118,105 @@ def train(
     falls back to scratch. ``refit``: :func:`prepare_data`'s decision;
     then the model logged as the run's model is the refit, and the split-trained one is logged beside it
     as the one the gate scores (``gate_model_uri``); the scores are the split-trained model's.
-    """
-    from active_learning.training.progress import ProgressReporter
-    from active_learning.training.spacy_ner import load_model, score_ner, train_ner
 
+    A retry does not repeat what an earlier attempt finished: a model trained but not yet in MLflow (it was
+    down) is kept on the worker's disk (:class:`Kept`) and only logged; params are logged once
+    (:meth:`ModelRegistry.log_params_once`); a retried training's evaluations continue the run's series.
+    """
     project = backends.store.trainings.get(run_key).project
     if overrides is None or base_model is None:
         used = parameters.effective(backends.store.projects.get(project).training_params)
         overrides = used.spacy_overrides() if overrides is None else overrides
         base_model = used.base if base_model is None else base_model
     warm_start = settings.warm_start() if warm_start is None else warm_start
+    kept_folder = scratch_folder(run_key, KEPT)
+    kept = Kept.read(kept_folder)
+    reporter = None
+    if kept is None:
+        reporter = _reporter(backends, run_key, mlflow_run_id) if progress else None
+        kept = _train_and_keep(backends, run_key, project, mlflow_run_id, overrides, warm_start, refit, base_model,
+                               reporter, kept_folder)
+    else:
+        log.info("%s: trained by an earlier attempt, kept in %s until MLflow has it: logging it", run_key, kept_folder)
+    gate_model_uri = backends.registry.log_model(mlflow_run_id, kept.load(GATE_MODEL_DIR), name=GATE_MODEL_DIR) if kept.refit else None
+    model_uri = backends.registry.log_model(mlflow_run_id, kept.load(MODEL_DIR))
+    if reporter is not None:
+        reporter.catch_up()  # MLflow took the model: it takes the evaluations it missed
+        log.info("training progress: %s", reporter.summary)
+    backends.registry.log_metrics(mlflow_run_id, kept.metrics, timestamp_ms=kept.stamp)  # a retry's: the same points
+    backends.registry.log_params_once(mlflow_run_id, kept.params)
+    backends.store.trainings.update(run_key, metrics=kept.scores, base_model=kept.base_model)
+    shutil.rmtree(kept_folder)  # MLflow has it all
+    with contextlib.suppress(OSError):
+        kept_folder.parent.rmdir()
+    log.info("trained %s in %.1f s: %s", run_key, kept.metrics["training_seconds"], kept.scores)
+    return {"model_uri": model_uri, "gate_model_uri": gate_model_uri, "labels": list(kept.labels),
+            "metrics": kept.scores, "progress": reporter.summary if reporter else None, "base_model": kept.base_model}
+
+
+KEPT = "trained"  # the step folder of a trained model kept until MLflow has it
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A trained model on the worker's disk (``<folder>/model``, and the split-trained twin ``gate_model``
+    after a refit) with what :func:`train` logs and returns: a retry after MLflow failed to take it logs it
+    instead of training again. Written whole or not at all (``kept.json`` last, the folder renamed in)."""
+
+    folder: Path
+    labels: tuple[str, ...]
+    metrics: dict[str, float]  # for MLflow
+    scores: dict[str, Any]  # for the history
+    params: dict[str, Any]
+    base_model: str | None
+    refit: bool
+    stamp: int  # when it was trained (ms): its metrics' timestamp in MLflow
+
+    @classmethod
+    def read(cls, folder: Path) -> Kept | None:
+        if not (folder / "kept.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # half-made: train again
+            return None
+        data = json.loads((folder / "kept.json").read_text(encoding="utf-8"))
+        return cls(folder, tuple(data.pop("labels")), **data)
+
+    def load(self, name: str) -> Any:
+        from active_learning.training.spacy_ner import load_model
+
+        return load_model(self.folder / name)
+
+    @classmethod
+    def keep(cls, folder: Path, models: dict[str, Path], **fields: Any) -> Kept:
+        partial = folder.with_name(f"{folder.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for name, model_dir in models.items():
+            shutil.move(model_dir, partial / name)
+        (partial / "kept.json").write_text(json.dumps(fields | {"labels": list(fields["labels"])}), encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.replace(folder)
+        return cls(folder, **fields)
+
+
+def _reporter(backends: Backends, run_key: str, mlflow_run_id: str) -> ProgressReporter:
+    """Each evaluation to the stored progress and to MLflow; a retried training's evaluations continue the
+    run's series after an earlier attempt's last step, never beside it."""
+    from active_learning.training.progress import STEP_METRIC, ProgressReporter
+
+    offset = backends.registry.next_step(mlflow_run_id, STEP_METRIC)
+    if offset:
+        log.info("an earlier attempt logged evaluations up to step %d: this one's continue from there", offset - 1)
     backends.store.trainings.record_progress(run_key, None)  # not an earlier attempt's
-    reporter = ProgressReporter(
+    return ProgressReporter(
         lambda record: backends.store.trainings.record_progress(run_key, record),
-        lambda step, stamp, metrics: backends.registry.log_metrics(mlflow_run_id, metrics, step=step, timestamp_ms=stamp),
-    ) if progress else None
+        lambda step, stamp, metrics: backends.registry.log_metrics(mlflow_run_id, metrics, step=offset + step, timestamp_ms=stamp),
+    )
+
+
+def _train_and_keep(backends: Backends, run_key: str, project: str, mlflow_run_id: str, overrides: dict[str, Any],
+                    warm_start: bool, refit: bool, base_model: str | None, reporter: ProgressReporter | None, kept: Path) -> Kept:
+    from active_learning.training.spacy_ner import load_model, score_ner, train_ner
+
     with workspace(run_key, "train") as folder:
         dataset = backends.registry.download_dataset(mlflow_run_id, folder)
         base = _deployed_model(backends, project, folder) if warm_start else None
@@ -143,34 +229,26 @@ def train(
         nlp = load_model(outcome.model_dir)
         dev_docs = read_docs(nlp, dataset / "dev.spacy")
         scores = score_ner(nlp, dev_docs)
-        refitted = _refit(dataset, folder, nlp, dev_docs, outcome, overrides, start, reporter) if refit else None
-        gate_model_uri = backends.registry.log_model(mlflow_run_id, nlp, name=GATE_MODEL_DIR) if refitted else None
-        model_uri = backends.registry.log_model(mlflow_run_id, refitted[0] if refitted else nlp)
-    if reporter is not None:
-        reporter.catch_up()  # MLflow took the model: it takes the evaluations it missed
-        log.info("training progress: %s", reporter.summary)
-    metrics = scores.as_metrics() | {"training_seconds": outcome.seconds, "split_best_step": outcome.best_step}
-    if refitted:
-        _, refit_outcome, plan = refitted
-        metrics |= {"training_seconds": outcome.seconds + refit_outcome.seconds, "refit_seconds": refit_outcome.seconds,
-                    "refit_steps": plan.steps}
-        outcome = refit_outcome  # the deployed model's labels
-    backends.registry.log_metrics(mlflow_run_id, metrics)
-    started_from = pretrained[0].params() if pretrained else {"base_model": "none"}
-    backends.registry.log_params(mlflow_run_id, {"warm_start_from": base[0] if base else "none"} | started_from
-                                 | {f"spacy.{k}": v for k, v in overrides.items()})
-    described = pretrained[0].describe() if pretrained else None
-    backends.store.trainings.update(run_key, metrics=scores.as_dict(), base_model=described)
-    log.info("trained %s in %.1f s: %s", run_key, metrics["training_seconds"], scores.as_dict())
-    return {"model_uri": model_uri, "gate_model_uri": gate_model_uri, "labels": list(outcome.labels),
-            "metrics": scores.as_dict(), "progress": reporter.summary if reporter else None, "base_model": described}
+        metrics = scores.as_metrics() | {"training_seconds": outcome.seconds, "split_best_step": outcome.best_step}
+        models = {MODEL_DIR: outcome.model_dir}
+        if refit:
+            refit_outcome, plan = _refit(dataset, folder, nlp, dev_docs, outcome, overrides, start, reporter)
+            metrics |= {"training_seconds": outcome.seconds + refit_outcome.seconds, "refit_seconds": refit_outcome.seconds,
+                        "refit_steps": plan.steps}
+            models = {MODEL_DIR: refit_outcome.model_dir, GATE_MODEL_DIR: outcome.model_dir}
+            outcome = refit_outcome  # the deployed model's labels
+        started_from = pretrained[0].params() if pretrained else {"base_model": "none"}
+        params = ({"warm_start_from": base[0] if base else "none"} | started_from
+                  | {f"spacy.{k}": v for k, v in overrides.items()})
+        return Kept.keep(kept, models, labels=outcome.labels, metrics=metrics, scores=scores.as_dict(), params=params,
+                         base_model=pretrained[0].describe() if pretrained else None, refit=refit, stamp=int(time.time() * 1000))
 
 
 def _refit(dataset: Path, folder: Path, split_nlp: Any, dev_docs: list[Any], split: TrainingOutcome, overrides: dict[str, Any],
-           start: Start, reporter: ProgressReporter | None) -> tuple[Any, TrainingOutcome, RefitPlan]:
-    """The refit model (:mod:`active_learning.training.refit`), its outcome and its plan; ``dev_docs``: the
-    dev part, as the split model read it to score it."""
-    from active_learning.training.spacy_ner import load_model, train_ner
+           start: Start, reporter: ProgressReporter | None) -> tuple[TrainingOutcome, RefitPlan]:
+    """The refit's outcome (:mod:`active_learning.training.refit`) and its plan; ``dev_docs``: the dev part,
+    as the split model read it to score it."""
+    from active_learning.training.spacy_ner import train_ner
 
     train_docs = read_docs(split_nlp, dataset / "train.spacy")
     plan = plan_refit(split.best_step, sum(map(len, train_docs)), sum(map(len, dev_docs)))
@@ -182,7 +260,7 @@ def _refit(dataset: Path, folder: Path, split_nlp: Any, dev_docs: list[Any], spl
     with contextlib.redirect_stdout(sys.stderr):
         outcome = train_ner(every_task, dataset / "dev.spacy", folder / "refit", overrides=plan.overrides(overrides),
                             config_path=start.config, start_from=start.pipeline, keep_last=True)
-    return load_model(outcome.model_dir), outcome, plan
+    return outcome, plan
 
 
 class Start(NamedTuple):
