@@ -81,9 +81,22 @@ def test_the_json_has_one_entry_per_round_and_annotations_grow_by_the_batch(unce
     assert set(result) == {"strategy", "base", "rounds"} and result["strategy"] == "uncertainty" and result["base"] == "none"
     assert [r["annotations"] for r in result["rounds"]] == [SEED_SIZE + BATCH * n for n in range(ROUNDS + 1)]
     for round_ in result["rounds"]:
-        assert set(round_) == {"annotations", "precision", "recall", "f1", "seconds"}
+        assert set(round_) == {"annotations", "tokens", "entities", "precision", "recall", "f1", "seconds"}
         assert all(0.0 <= round_[key] <= 1.0 for key in ("precision", "recall", "f1")) and round_["seconds"] > 0
     assert result["rounds"][-1]["f1"] > 0, "a model trained on the sample finds its entities"
+
+
+def test_each_round_counts_the_tokens_and_entities_of_the_tasks_revealed_so_far(uncertainty_run: UncertaintyRun) -> None:
+    import spacy
+
+    client, found = mlflow_run(uncertainty_run.home)
+    revealed = json.loads(Path(client.download_artifacts(found.info.run_id, "simulation.json")).read_text())["revealed"]
+    examples = {example.task_id: example for example in simulation.load_examples(Path(POOL), Path(CONFIG).read_text())}
+    tokenizer, so_far = spacy.blank("en").tokenizer, []
+    for round_, picked in zip(uncertainty_run.result["rounds"], revealed, strict=True):
+        so_far += [examples[task] for task in picked]
+        assert round_["tokens"] == sum(len(tokenizer(example.text)) for example in so_far)
+        assert round_["entities"] == sum(len(example.spans) for example in so_far) > 0
 
 
 def test_uncertainty_reveals_the_tasks_predict_scored_lowest(uncertainty_run: UncertaintyRun) -> None:
@@ -125,6 +138,26 @@ def test_random_starts_from_the_same_seed_tasks(uncertainty_run: UncertaintyRun,
     assert without_seconds({"rounds": rounds[:1]}) == without_seconds(uncertainty_run.result)[:1]
 
 
+def test_mnlp_reveals_the_tasks_with_the_lowest_length_normalised_probability(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[str, dict[str, float]]] = []
+
+    def spy(nlp: Any, texts: list[str], **kwargs: Any) -> Any:
+        results = list(predict(nlp, texts, **kwargs))
+        asked.append((kwargs["scorer"], {text: result.score for text, result in zip(texts, results, strict=True) if result}))
+        return iter(results)
+
+    monkeypatch.setattr(simulation, "predict", spy)
+    code, out, err = run(simulate_args(strategy="mnlp", rounds=1))
+    assert code == 0, err[-3000:]
+    [(scorer, scores)] = asked
+    client, found = mlflow_run(home)
+    revealed = json.loads(Path(client.download_artifacts(found.info.run_id, "simulation.json")).read_text())["revealed"]
+    text_of = {example.task_id: example.text for example in simulation.load_examples(Path(POOL), Path(CONFIG).read_text())}
+    picked = {text_of[task] for task in revealed[1]}
+    assert scorer == "mnlp" and json.loads(out)["strategy"] == "mnlp" and len(picked) == BATCH
+    assert max(scores[text] for text in picked) <= min(score for text, score in scores.items() if text not in picked)
+
+
 @pytest.fixture
 def no_completions(tmp_path: Path) -> str:
     tasks = json.loads(Path(EVAL).read_text())
@@ -136,7 +169,7 @@ def no_completions(tmp_path: Path) -> str:
 @pytest.mark.parametrize(("change", "message"), [
     ({"--seed-size": "51"}, "--seed-size 51 is larger than the pool (50 labelled tasks"),
     ({"--rounds": "12"}, "= 54 tasks, more than the pool's 50"),
-    ({"--strategy": "sequential"}, "--strategy must be one of uncertainty, random, not 'sequential'"),
+    ({"--strategy": "sequential"}, "--strategy must be one of margin, mnlp, entity, random, uncertainty, not 'sequential'"),
     ({"--seed-size": "0"}, "--seed-size must be at least 2, not 0"),
     ({"--batch": "-1"}, "--batch must be at least 1, not -1"),
     ({"--eval-tasks": "NO_COMPLETIONS"}, "has no task with a submitted completion to score on"),

@@ -1,24 +1,43 @@
-"""A spaCy NER model's entities for a text, and how sure it is of them: one number per task in [0, 1].
+"""A spaCy NER model's entities for a text, and how sure it is of them: one number per task in [0, 1]
+(1: sure; the queue puts the lowest first). Which number is the *scorer*'s, by name:
 
-**The score** weighs the model's best analysis of the *whole* text against its runner-up: the entity
+| scorer | confidence | entities | cost against bare ``nlp.pipe`` |
+|---|---|---|---|
+| ``margin`` (default) | the best analysis's probability against the runner-up's in a beam of width 2 | the best of the two | 0.95x-1.15x |
+| ``mnlp`` | the geometric mean of the per-token probability of the greedy analysis | the greedy analysis (``nlp.pipe``'s) | about 1x |
+| ``entity`` | the most doubtful candidate entity's ``abs(2p - 1)``, ``p`` from a beam of width 16 | the best analysis | width 16 |
+
+**margin** weighs the model's best analysis of the *whole* text against its runner-up: the entity
 recogniser's transition scores sum to a score per complete analysis (every token inside or outside an
 entity, with a label); a beam search of width :data:`BEAM_WIDTH` keeps the two best, and a softmax over
-them gives the best one's probability. 1.0: no other reading came close; 0.5: the model could as well
-have read the text the other way. A text where the model sees no entity has a score too (the all-outside
-analysis against the runner-up). The entities are those of the best analysis. One model and one text
-always give the same entities and score (no sampling, no dropout at inference).
+them gives the best one's probability. 1.0: no other reading came close; 0.5: the model could as well have
+read the text the other way. A text where the model sees no entity has a score too (the all-outside
+analysis against the runner-up). The margin shrinks with length: a long text has more places to hesitate.
 
-Width 2 costs what spaCy's greedy ``nlp.pipe`` costs (0.95x on a WNUT-17 model, 3,000 tweets; the tok2vec
-layer, shared by both analyses, dominates); width 4 cost 1.21-1.27x and width 8 1.65x, which put
-pre-annotation below 0.8x of ``nlp.pipe``'s throughput (``bench/preannotation.py``).
+**mnlp** (maximum normalized log-probability, Shen et al. 2018, *Deep Active Learning for Named Entity
+Recognition*): the log-probability of the greedy analysis, as the model was trained to give it (each
+transition a softmax over every action: spaCy's loss), divided by the number of tokens (one transition
+each), then exponentiated. A long text is not less sure only for its length.
+
+**entity** (as Prodigy's ``ner.teach``): a beam of width :data:`ENTITY_BEAM_WIDTH` (density
+:data:`ENTITY_BEAM_DENSITY`) keeps that many analyses; each candidate entity's probability ``p`` is the summed
+probability of the analyses that hold it (spaCy's ``scored_ents``). The text is as sure as its most
+doubtful entity: ``min abs(2p - 1)`` (0: a coin flip, 1: every candidate sure either way; a text with no
+candidate: 1).
+
+One model and one text always give the same entities and score (no sampling, no dropout at inference).
+Width 2 costs what spaCy's greedy ``nlp.pipe`` costs (0.95x on a WNUT-17 model, 3,000 tweets: the tok2vec
+layer, shared by both analyses, dominates); width 4 cost 1.21-1.27x and width 8 1.65x
+(``bench/preannotation.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from active_learning.exports import Span
 
@@ -29,7 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BEAM_WIDTH = 2
+ENTITY_BEAM_WIDTH, ENTITY_BEAM_DENSITY = 16, 0.0001  # Prodigy's ner.teach
 NER_PIPE = "ner"
+MARGIN, MNLP, ENTITY = "margin", "mnlp", "entity"
 
 
 @dataclass(frozen=True)
@@ -38,34 +59,86 @@ class ScoredText:
     score: float
 
 
-def predict(nlp: Language, texts: Sequence[str], *, batch_size: int = 256) -> Iterator[ScoredText | None]:
+def predict(nlp: Language, texts: Sequence[str], *, batch_size: int = 256, scorer: str = MARGIN) -> Iterator[ScoredText | None]:
     """One :class:`ScoredText` per text, in order; None for a text the model cannot process (logged)."""
+    score = SCORERS[scorer]
     for start in range(0, len(texts), batch_size):
         batch = texts[start : start + batch_size]
         try:
-            yield from _predict_batch(nlp, batch)
+            yield from _predict_batch(nlp, batch, score)
         except Exception:  # one bad text must not cost the batch: find it, score the rest one by one
             for text in batch:
                 try:
-                    yield from _predict_batch(nlp, [text])
+                    yield from _predict_batch(nlp, [text], score)
                 except Exception as error:
                     log.warning("could not pre-annotate a text of %d characters: %s", len(text), error)
                     yield None
 
 
-def _predict_batch(nlp: Language, texts: Sequence[str]) -> Iterator[ScoredText]:
+def _predict_batch(nlp: Language, texts: Sequence[str], score: Scorer) -> Iterator[ScoredText]:
     ner = nlp.get_pipe(NER_PIPE)
     with nlp.select_pipes(disable=[NER_PIPE]):
         docs: list[Doc] = list(nlp.pipe(texts, batch_size=len(texts)))
+    for doc, confidence in zip(docs, score(ner, docs), strict=True):
+        yield ScoredText(_spans(doc.ents), min(max(confidence, 0.0), 1.0))
+
+
+# A scorer sets the entities of its best analysis on the docs and returns each doc's confidence.
+Scorer = Callable[[Any, list["Doc"]], list[float]]
+
+
+def _margin(ner: Any, docs: list[Doc]) -> list[float]:
     beams = ner.beam_parse(docs, beam_width=BEAM_WIDTH)
-    ner.set_annotations(docs, beams)  # the best analysis of each beam
-    for doc, beam in zip(docs, beams, strict=True):
-        yield ScoredText(_spans(doc.ents), _best_probability(beam))
+    ner.set_annotations(docs, beams)
+    return [float(max(getattr(beam, "probs", ()) or (1.0,))) for beam in beams]
 
 
-def _best_probability(beam: object) -> float:
-    probs: Iterable[float] = getattr(beam, "probs", ()) or (1.0,)
-    return min(max(float(max(probs)), 0.0), 1.0)
+def _mnlp(ner: Any, docs: list[Doc]) -> list[float]:
+    import numpy
+    from spacy.pipeline._parser_internals._beam_utils import BeamBatch
+
+    # A beam of width 1 is the greedy parse, and keeps the sum of the raw scores of the actions taken; the
+    # log-partition of each step, summed per doc beside it, turns that sum into the analysis's log-probability.
+    batch = BeamBatch(ner.moves, ner.moves.init_batch(docs), None, 1)
+    step_model = ner.model.predict(docs)
+    log_partition = numpy.zeros(len(docs))
+    while not batch.is_done:
+        states = batch.get_unfinished_states()
+        if not states:
+            break
+        scores = step_model.predict(states)
+        numpy.add.at(log_partition, _owners(batch), _logsumexp(numpy.asarray(scores, dtype="float64")))
+        batch.advance(scores)
+    step_model.clear_memory()
+    beams = list(batch)
+    ner.set_annotations(docs, beams)
+    return [math.exp((beam.score - log_z) / len(doc)) if len(doc) else 1.0
+            for doc, beam, log_z in zip(docs, beams, log_partition, strict=True)]
+
+
+def _owners(batch: Any) -> list[int]:
+    """The doc of each unfinished state, in the order :meth:`BeamBatch.get_unfinished_states` lists them."""
+    states, owners, at = batch.get_states(), [], 0
+    for index, beam in enumerate(batch.beams):
+        owners += [index for state in states[at : at + len(beam)] if not state.is_final()]
+        at += len(beam)
+    return owners
+
+
+def _logsumexp(scores: Any) -> Any:
+    import numpy
+
+    top = scores.max(axis=1, keepdims=True)
+    return (top + numpy.log(numpy.exp(scores - top).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def _entity(ner: Any, docs: list[Doc]) -> list[float]:
+    beams = ner.beam_parse(docs, beam_width=ENTITY_BEAM_WIDTH, beam_density=ENTITY_BEAM_DENSITY)
+    ner.set_annotations(docs, beams)
+    return [min((abs(2 * p - 1) for p in scores.values()), default=1.0) for scores in ner.scored_ents(beams)]
+
+
+SCORERS: dict[str, Scorer] = {MARGIN: _margin, MNLP: _mnlp, ENTITY: _entity}
 
 
 def _spans(ents: Iterable[object]) -> tuple[Span, ...]:

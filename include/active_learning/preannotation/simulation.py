@@ -4,8 +4,13 @@ The pool's completions play the annotator. Round 0 trains on ``seed_size`` tasks
 the ``rounds`` after it pre-annotates the rest of the pool with the newest model (:func:`predict`, as the
 live loop does), reveals the ``batch`` tasks the strategy picks and trains again:
 
-* ``uncertainty``: least confident first, the live queue's :func:`least_confident` on ``predict``'s scores;
+* ``margin``, ``mnlp``, ``entity``: least confident first, the live queue's :func:`least_confident` on
+  ``predict``'s scores by that scorer (:mod:`active_learning.preannotation.scoring`); ``uncertainty``, the
+  live queue's name for its default order, is ``margin``;
 * ``random``: the next tasks of one seeded shuffle of the pool.
+
+Cost is counted as annotators pay it: each round reports the tasks revealed so far (``annotations``), their
+tokens (spaCy's English tokenizer, as training reads them) and the entities their completions hold.
 
 For one seed both strategies start from the same seed tasks, so their curves differ only by what they
 chose. Every round's model is scored on the eval export by :func:`score_ner` (spaCy's scorer, exact spans,
@@ -43,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from active_learning.exports import read_export
 from active_learning.labeling_config import list_labels, text_key
 from active_learning.preannotation.queue import RANDOM, UNCERTAINTY, least_confident
-from active_learning.preannotation.scoring import predict
+from active_learning.preannotation.scoring import MARGIN, SCORERS, predict
 from active_learning.selection import TrainingExample, training_example
 from active_learning.settings import local_artifact_root
 from active_learning.training import base_model
@@ -60,10 +65,11 @@ if TYPE_CHECKING:
     from active_learning.registry import ModelRegistry
 
 EXPERIMENT = "active-learning-simulations"
-STRATEGIES = (UNCERTAINTY, RANDOM)
+STRATEGIES = (*SCORERS, RANDOM, UNCERTAINTY)
+SCORER_OF = {**{name: name for name in SCORERS}, UNCERTAINTY: MARGIN}  # the strategies that rank by a scorer
 #: Each round's training budget: 400 steps, scored on its dev part every 100 (model-best as in the live loop).
 SIMULATION_OVERRIDES: dict[str, object] = {"training.max_steps": 400, "training.eval_frequency": 100}
-METRICS = ("f1", "precision", "recall", "seconds")
+METRICS = ("f1", "precision", "recall", "seconds", "tokens", "entities")
 
 
 class SimulationError(ValueError):
@@ -106,7 +112,9 @@ class Simulation:
 
 @dataclass(frozen=True)
 class RoundResult:
-    annotations: int
+    annotations: int  # tasks revealed so far
+    tokens: int  # their tokens
+    entities: int  # the entities of their chosen completions
     precision: float
     recall: float
     f1: float
@@ -114,8 +122,8 @@ class RoundResult:
     revealed: tuple[str, ...]  # task ids this round added (round 0: the seed tasks)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"annotations": self.annotations, "precision": self.precision, "recall": self.recall,
-                "f1": self.f1, "seconds": self.seconds}
+        return {"annotations": self.annotations, "tokens": self.tokens, "entities": self.entities,
+                "precision": self.precision, "recall": self.recall, "f1": self.f1, "seconds": self.seconds}
 
 
 def load_simulation(tasks: Path, config: Path, eval_tasks: Path, settings: SimulationSettings,
@@ -178,6 +186,7 @@ def simulate(simulation: Simulation, overrides: dict[str, object]) -> Iterator[R
     settings, pool = simulation.settings, simulation.pool
     blank = spacy.blank("en")
     evaluation, _ = to_docs(blank, simulation.evaluation)
+    tokens = {example.task_id: len(blank.make_doc(example.text)) for example in pool}
     order = list(pool)
     random.Random(settings.seed).shuffle(order)
     labelled = order[: settings.seed_size]
@@ -194,18 +203,19 @@ def simulate(simulation: Simulation, overrides: dict[str, object]) -> Iterator[R
                 labelled = labelled + revealed
             nlp = _train(blank, labelled, folder / f"round-{round_number}", overrides, config)
             scores = score_ner(nlp, evaluation)
-            yield RoundResult(len(labelled), scores.precision, scores.recall, scores.f1,
+            yield RoundResult(len(labelled), sum(tokens[example.task_id] for example in labelled),
+                              sum(len(example.spans) for example in labelled), scores.precision, scores.recall, scores.f1,
                               round(time.perf_counter() - started, 3), tuple(example.task_id for example in revealed))
 
 
 def next_batch(
     settings: SimulationSettings, pool: Sequence[TrainingExample], order: Sequence[TrainingExample], labelled: set[str], nlp: Language
 ) -> list[TrainingExample]:
-    """The tasks the strategy reveals next; uncertainty pre-annotates every waiting task first, as the live loop."""
+    """The tasks the strategy reveals next; a scorer's strategy pre-annotates every waiting task first, as the live loop."""
     if settings.strategy == RANDOM:
         return [example for example in order if example.task_id not in labelled][: settings.batch]
     waiting = {example.task_id: example for example in pool if example.task_id not in labelled}  # in the pool's order
-    scored = predict(nlp, [example.text for example in waiting.values()])
+    scored = predict(nlp, [example.text for example in waiting.values()], scorer=SCORER_OF[settings.strategy])
     scores = {task: result.score for task, result in zip(waiting, scored, strict=True) if result is not None}
     return [waiting[entry.task] for entry in least_confident(list(waiting), scores, "simulation")[: settings.batch]]
 
