@@ -463,7 +463,8 @@ def _parser() -> argparse.ArgumentParser:
                   "to decide whether it pays off")
     sub.epilog = ("Round 0 trains on --seed-size random tasks; each round after it pre-annotates the rest of the pool with "
                   "the newest model, reveals the --batch tasks the strategy picks (their completions play the annotator) "
-                  "and trains again. Training is the live loop's, from scratch each round with a fixed, faster budget: "
+                  "and trains again. Training is the live loop's, from scratch each round, stopping early on the round's dev "
+                  "part, sooner than the live loop: "
                   f"spaCy overrides {SIMULATION_OVERRIDES}, then ACTIVE_LEARNING_SPACY_OVERRIDES. The curve is also "
                   f"logged to MLflow, experiment {SIMULATION_EXPERIMENT!r}. Wrong usage exits 2.")
     sub.add_argument("--tasks", required=True, help="labelled export: the pool")

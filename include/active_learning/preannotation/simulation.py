@@ -19,10 +19,11 @@ the completion each task's selection policy chooses), and the curve goes to MLfl
 metrics at step = annotations, the tasks each round revealed in ``simulation.json``.
 
 **Training** is the live loop's (:func:`split_examples` into train and dev, :func:`to_docs`, :func:`train_ner`
-with ``include/configs/ner.cfg``), made faster by :data:`SIMULATION_OVERRIDES`: every round trains from
-scratch for a fixed budget of steps (the live loop: up to 20,000), the same for every round and both
-strategies, so a round costs the same whatever its data and the curve measures the data, not a training
-history. ``ACTIVE_LEARNING_SPACY_OVERRIDES`` applies on top, as in the live loop.
+with ``include/configs/ner.cfg``): every round trains from scratch and stops early on its own dev part, as
+a live training does, so a later round with more data trains longer. :data:`SIMULATION_OVERRIDES` makes it
+faster the same way for every round and strategy: an evaluation every 100 steps, stopping after 400 steps
+without a better one (the live loop: every 200, after 1,600). ``ACTIVE_LEARNING_SPACY_OVERRIDES`` applies on
+top, as in the live loop.
 
 **The base** (``base``, as the training parameter ``model.base``: :mod:`active_learning.training.base_model`)
 is where every round's training starts: none (from scratch), or a pretrained pipeline's NER, so a team sees
@@ -67,8 +68,8 @@ if TYPE_CHECKING:
 EXPERIMENT = "active-learning-simulations"
 STRATEGIES = (*SCORERS, RANDOM, UNCERTAINTY)
 SCORER_OF = {**{name: name for name in SCORERS}, UNCERTAINTY: MARGIN}  # the strategies that rank by a scorer
-#: Each round's training budget: 400 steps, scored on its dev part every 100 (model-best as in the live loop).
-SIMULATION_OVERRIDES: dict[str, object] = {"training.max_steps": 400, "training.eval_frequency": 100}
+#: Each round stops early on its dev part, as the live loop does, sooner: 400 steps without a better evaluation.
+SIMULATION_OVERRIDES: dict[str, object] = {"training.patience": 400, "training.eval_frequency": 100}
 METRICS = ("f1", "precision", "recall", "seconds", "tokens", "entities")
 
 
