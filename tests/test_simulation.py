@@ -16,6 +16,7 @@ import pytest
 
 from active_learning.cli import main
 from active_learning.preannotation import simulation
+from active_learning.preannotation.batch import Candidate, choose_batch
 from active_learning.preannotation.scoring import predict
 from conftest import SAMPLE
 
@@ -78,7 +79,8 @@ def mlflow_run(home: Path) -> Any:
 
 def test_the_json_has_one_entry_per_round_and_annotations_grow_by_the_batch(uncertainty_run: UncertaintyRun) -> None:
     result = uncertainty_run.result
-    assert set(result) == {"strategy", "base", "rounds"} and result["strategy"] == "uncertainty" and result["base"] == "none"
+    assert set(result) == {"strategy", "spread", "base", "rounds"} and result["strategy"] == "uncertainty" and result["base"] == "none"
+    assert result["spread"] is True
     assert [r["annotations"] for r in result["rounds"]] == [SEED_SIZE + BATCH * n for n in range(ROUNDS + 1)]
     for round_ in result["rounds"]:
         assert set(round_) == {"annotations", "tokens", "entities", "precision", "recall", "f1", "seconds"}
@@ -99,7 +101,8 @@ def test_each_round_counts_the_tokens_and_entities_of_the_tasks_revealed_so_far(
         assert round_["entities"] == sum(len(example.spans) for example in so_far) > 0
 
 
-def test_uncertainty_reveals_the_tasks_predict_scored_lowest(uncertainty_run: UncertaintyRun) -> None:
+def test_uncertainty_reveals_the_batch_chosen_from_predict_s_scores(uncertainty_run: UncertaintyRun) -> None:
+    """The batch is choose_batch's (tests/test_batch.py) over the waiting tasks' scores, with the labelled texts."""
     client, found = mlflow_run(uncertainty_run.home)
     revealed = json.loads(Path(client.download_artifacts(found.info.run_id, "simulation.json")).read_text())["revealed"]
     text_of = {example.task_id: example.text for example in simulation.load_examples(Path(POOL), Path(CONFIG).read_text())}
@@ -108,8 +111,8 @@ def test_uncertainty_reveals_the_tasks_predict_scored_lowest(uncertainty_run: Un
     for picked, scores in zip(revealed[1:], uncertainty_run.scores, strict=True):
         assert set(scores) == {text_of[task] for task in text_of if task not in labelled}  # the rest of the pool
         assert len(picked) == BATCH
-        waiting = [scores[text_of[task]] for task in text_of if task not in labelled and task not in picked]
-        assert max(scores[text_of[task]] for task in picked) <= min(waiting)
+        waiting = [Candidate(task, text_of[task], scores[text_of[task]]) for task in text_of if task not in labelled]
+        assert picked == choose_batch(waiting, BATCH, labelled=[text_of[task] for task in labelled])
         labelled |= set(picked)
 
 
@@ -147,7 +150,7 @@ def test_mnlp_reveals_the_tasks_with_the_lowest_length_normalised_probability(ho
         return iter(results)
 
     monkeypatch.setattr(simulation, "predict", spy)
-    code, out, err = run(simulate_args(strategy="mnlp", rounds=1))
+    code, out, err = run(simulate_args("--no-spread", strategy="mnlp", rounds=1))
     assert code == 0, err[-3000:]
     [(scorer, scores)] = asked
     client, found = mlflow_run(home)

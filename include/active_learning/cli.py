@@ -330,7 +330,7 @@ def cmd_simulate(backends: Backends, args: argparse.Namespace) -> int:
 
     import tempfile
 
-    settings = SimulationSettings(args.strategy, args.seed_size, args.batch, args.rounds, args.seed, args.base)
+    settings = SimulationSettings(args.strategy, args.seed_size, args.batch, args.rounds, args.seed, args.base, not args.no_spread)
     with tempfile.TemporaryDirectory(prefix="al-simulation-") as scratch:  # a registered base, downloaded
         try:
             simulation = load_simulation(Path(args.tasks), Path(args.config), Path(args.eval_tasks), settings, backends, Path(scratch))
@@ -476,6 +476,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--batch", type=int, required=True, help="tasks each round reveals")
     sub.add_argument("--rounds", type=int, required=True, help="rounds after round 0")
     sub.add_argument("--seed", type=int, default=0, help="draws the seed tasks and the random order; spaCy's seed (default 0)")
+    sub.add_argument("--no-spread", action="store_true",
+                     help="a scorer's batch: its least confident distinct texts, not a k-means spread over the doubtful ones")
     sub.add_argument("--base", default="none",
                      help="where every round's training starts, as the training parameter model.base: none (default), "
                           "a spaCy pipeline package or folder, or models:/<project>_ner@deployed")

@@ -4,9 +4,10 @@ The pool's completions play the annotator. Round 0 trains on ``seed_size`` tasks
 the ``rounds`` after it pre-annotates the rest of the pool with the newest model (:func:`predict`, as the
 live loop does), reveals the ``batch`` tasks the strategy picks and trains again:
 
-* ``margin``, ``mnlp``, ``entity``: least confident first, the live queue's :func:`least_confident` on
-  ``predict``'s scores by that scorer (:mod:`active_learning.preannotation.scoring`); ``uncertainty``, the
-  live queue's name for its default order, is ``margin``;
+* ``margin``, ``mnlp``, ``entity``: a diverse batch of the least confident by that scorer
+  (:mod:`active_learning.preannotation.scoring`), near-duplicates dropped (:func:`choose_batch`; with
+  ``spread`` off, the least confident distinct texts); ``uncertainty``, the live queue's name for its
+  default order, is ``margin``;
 * ``random``: the next tasks of one seeded shuffle of the pool.
 
 Cost is counted as annotators pay it: each round reports the tasks revealed so far (``annotations``), their
@@ -48,7 +49,8 @@ from typing import TYPE_CHECKING, Any
 
 from active_learning.exports import read_export
 from active_learning.labeling_config import list_labels, text_key
-from active_learning.preannotation.queue import RANDOM, UNCERTAINTY, least_confident
+from active_learning.preannotation.batch import Candidate, choose_batch
+from active_learning.preannotation.queue import RANDOM, UNCERTAINTY
 from active_learning.preannotation.scoring import MARGIN, SCORERS, predict
 from active_learning.selection import TrainingExample, training_example
 from active_learning.settings import local_artifact_root
@@ -85,6 +87,7 @@ class SimulationSettings:
     rounds: int
     seed: int = 0
     base: str = base_model.NONE
+    spread: bool = True  # a scorer's batch spread over the doubtful texts (k-means), not their top N
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -173,7 +176,7 @@ def run_simulation(registry: ModelRegistry, simulation: Simulation) -> dict[str,
     except BaseException:
         registry.finish_run(run_id, "FAILED")
         raise
-    summary = {"strategy": settings.strategy, "base": simulation.base.describe() if simulation.base else base_model.NONE,
+    summary = {"strategy": settings.strategy, "spread": settings.spread, "base": simulation.base.describe() if simulation.base else base_model.NONE,
                "rounds": [result.as_dict() for result in rounds]}
     registry.client.log_dict(run_id, {**summary, "revealed": [list(result.revealed) for result in rounds]}, "simulation.json")
     registry.finish_run(run_id)
@@ -215,10 +218,14 @@ def next_batch(
     """The tasks the strategy reveals next; a scorer's strategy pre-annotates every waiting task first, as the live loop."""
     if settings.strategy == RANDOM:
         return [example for example in order if example.task_id not in labelled][: settings.batch]
-    waiting = {example.task_id: example for example in pool if example.task_id not in labelled}  # in the pool's order
-    scored = predict(nlp, [example.text for example in waiting.values()], scorer=SCORER_OF[settings.strategy])
-    scores = {task: result.score for task, result in zip(waiting, scored, strict=True) if result is not None}
-    return [waiting[entry.task] for entry in least_confident(list(waiting), scores, "simulation")[: settings.batch]]
+    waiting = [example for example in pool if example.task_id not in labelled]  # in the pool's order
+    scored = predict(nlp, [example.text for example in waiting], scorer=SCORER_OF[settings.strategy])
+    candidates = [Candidate(example.task_id, example.text, result.score if result is not None else 1.0)  # unscored: last
+                  for example, result in zip(waiting, scored, strict=True)]
+    known = [example.text for example in pool if example.task_id in labelled]
+    chosen = choose_batch(candidates, settings.batch, labelled=known, spread=settings.spread)
+    by_id = {example.task_id: example for example in waiting}
+    return [by_id[task] for task in chosen]
 
 
 def _train(blank: Language, examples: list[TrainingExample], folder: Path, overrides: dict[str, object],
@@ -243,7 +250,8 @@ def _start_run(registry: ModelRegistry, simulation: Simulation, overrides: dict[
         experiment_id, run_name=f"{settings.strategy} seed {settings.seed} on {simulation.files['tasks']} {datetime.now():%Y-%m-%d %H:%M:%S}"
     )
     registry.log_params(run.info.run_id, {
-        "strategy": settings.strategy, "seed_size": settings.seed_size, "batch": settings.batch, "rounds": settings.rounds,
+        "strategy": settings.strategy, "spread": settings.spread, "seed_size": settings.seed_size, "batch": settings.batch,
+        "rounds": settings.rounds,
         "seed": settings.seed, "pool": len(simulation.pool), "eval_size": len(simulation.evaluation), **simulation.files,
         **(simulation.base.params() if simulation.base else {"base_model": base_model.NONE}),
         **{f"spacy.{key}": value for key, value in overrides.items()},
