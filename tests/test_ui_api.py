@@ -196,6 +196,7 @@ def test_a_user_who_may_not_trigger_dags_can_look_but_not_change(client, backend
         ("train", {}),
         ("deploy", {"config_revision": revision, "model_name": models_of(backends)[0]}),
         ("rollback", {"config_revision": revision, "to_revision": 1}),
+        ("notifications", {"emails": ["someone@example.org"]}),
     ]
     for action, body in changes:
         response = client.post(f"{UI}/api/project/{action}", params={"project": PROJECT}, json=body, headers=viewer)
@@ -330,6 +331,32 @@ def test_settings_refuse_bad_input(client, backends, admin) -> None:  # type: ig
     extra = client.post(url, params={"project": name}, headers=admin, json={"config_revision": 1, "frequency_": 100})
     assert extra.status_code == 422
     assert backends.store.projects.get(name).frequency == 50 and backends.store.configs.read(name).revision == 1
+
+
+def test_notification_recipients_are_shown_and_replaced_with_the_clis_checks(  # type: ignore[no-untyped-def]
+    client, backends, admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACTIVE_LEARNING_NOTIFY_EMAIL", "ops@example.org")
+    name = new_project(backends, "notified-project")
+    url = f"{UI}/api/project/notifications"
+    shown = client.get(f"{UI}/api/project", params={"project": name}, headers=admin).json()["notifications"]
+    assert shown["recipients"] == [{"email": "ops@example.org", "source": "deployment"}]
+    assert shown["apprise_connection"] == "apprise_default"
+
+    bad = client.post(url, params={"project": name}, headers=admin, json={"emails": ["owner@example.org", "not an address"]})
+    assert bad.status_code == 422 and bad.json()["detail"]["message"] == "recipients refused, nothing saved:"
+    [problem] = bad.json()["detail"]["problems"]
+    assert "'not an address'" in problem
+    assert backends.store.projects.get(name).notify_emails == ()
+
+    saved = client.post(url, params={"project": name}, headers=admin, json={"emails": ["owner@example.org", "ops@example.org"]})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["recipients"] == [{"email": "ops@example.org", "source": "deployment"},
+                                          {"email": "owner@example.org", "source": "project"}]
+    assert backends.store.projects.get(name).notify_emails == ("owner@example.org", "ops@example.org")
+    cleared = client.post(url, params={"project": name}, headers=admin, json={"emails": []})
+    assert cleared.json()["message"] == f"{name}: e-mailed about trainings: the deployment's recipients only"
+    assert backends.store.projects.get(name).notify_emails == ()
 
 
 def test_a_settings_change_from_a_stale_form_is_refused(client, backends, admin) -> None:  # type: ignore[no-untyped-def]

@@ -211,6 +211,19 @@ def drive(driver: Any, base: str, password: str, backends: Any, base_model: Path
     wait(lambda d: element("[data-param='training.eval_frequency']").get_attribute("value") == "10", what="the saved value")
     assert backends.store.projects.get(PROJECT).training_params == {"training.eval_frequency": 10, "model.base": str(base_model)}
 
+    # Notifications: the project's own recipients, every address checked as the CLI checks it.
+    click("#notifications summary")
+    element("#notify-emails").send_keys("owner@example.org, not an address")
+    click("#save-notifications")
+    wait(notice_says("'not an address' is not an e-mail address", kind="error"), what="the malformed address to be refused")
+    assert backends.store.projects.get(PROJECT).notify_emails == ()
+    element("#notify-emails").clear()  # the page kept what was typed, to correct it
+    element("#notify-emails").send_keys("owner@example.org")
+    saved = notice_says("e-mailed about trainings: owner@example.org")
+    click("#save-notifications")
+    wait(saved, what="the recipients to be saved")
+    assert backends.store.projects.get(PROJECT).notify_emails == ("owner@example.org",)
+
     # Train now: a run of the training DAG; while it runs, its progress and a link to its live log; then
     # a row in the history that ends in success.
     click("#train-now")

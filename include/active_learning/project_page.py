@@ -87,7 +87,17 @@ def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, 
         "learning_curve": curve_rows(history),
         "training_params": parameters.effective(settings.training_params).rows(),
         "queue": queue_summary(backends, name),
+        "notifications": notification_settings(store, name),
     }
+
+
+def notification_settings(store: AnnotationStore, name: str) -> dict[str, Any]:
+    """Who is told of the project's trainings (each e-mail recipient and where it comes from), and the
+    Airflow connections that send (SMTP: None for Airflow's ``[email] email_conn_id``)."""
+    from active_learning import notifications
+
+    return {"recipients": [asdict(r) for r in notifications.recipients(store, name)],
+            "smtp_connection": notifications.smtp_conn_id(), "apprise_connection": notifications.apprise_conn_id()}
 
 
 def training_dict(training: TrainingView) -> dict[str, Any]:

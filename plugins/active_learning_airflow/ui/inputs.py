@@ -63,6 +63,10 @@ class TrainingParamsBody(_Body):
     unset: list[str] = Field(default_factory=list, description="parameters back to the deployment's or default value")
 
 
+class NotificationsBody(_Body):
+    emails: list[str] = Field(max_length=100, description="the project's own recipients (none: the deployment's only)")
+
+
 class DeployBody(_Body):
     config_revision: int = Field(ge=1)
     model_name: str = ModelName

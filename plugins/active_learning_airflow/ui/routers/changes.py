@@ -1,4 +1,5 @@
-"""Changing a project: its active-learning settings, its training parameters, and "train now". All need
+"""Changing a project: its active-learning settings, its training parameters, its notification recipients,
+and "train now". All need
 permission to trigger the training DAG, since they decide when it runs and what it trains; what decides that a training's model goes
 live (switching auto-deploy, training with the gate overridden) also needs the deploy DAG's."""
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from active_learning.constants import DEPLOY_ALWAYS, TRAINING_DAG_ID, TRIGGERED_BY_HAND
 from active_learning_airflow.ui.auth import may_train, require_deploy_permission
 from active_learning_airflow.ui.domain import domain, known_project
-from active_learning_airflow.ui.inputs import ProjectName, SettingsBody, TrainBody, TrainingParamsBody
+from active_learning_airflow.ui.inputs import NotificationsBody, ProjectName, SettingsBody, TrainBody, TrainingParamsBody
 from active_learning_airflow.ui.links import links
 from active_learning_airflow.ui.revisions import reason, refused_as_stale, stale
 from airflow.api_fastapi.core_api.security import GetUserDep
@@ -79,6 +80,26 @@ def change_training_params(project: ProjectName, body: TrainingParamsBody, user:
         ).config_revision
     return {"changed": True, "config_revision": revision, "message": f"{project}: {change}",
             "training_params": parameters.effective(wanted).rows()}
+
+
+@router.post("/notifications")
+def change_notifications(project: ProjectName, body: NotificationsBody) -> dict[str, Any]:
+    """Replace the project's own e-mail recipients, every address checked first as the CLI checks them
+    (nothing saved if one is malformed); the deployment's stay."""
+    from active_learning import notifications
+    from active_learning.project_page import notification_settings
+
+    backends = domain()
+    known_project(backends, project)
+    try:
+        notifications.set_project_emails(backends.store, project, body.emails)
+    except notifications.InvalidRecipientsError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            {"message": "recipients refused, nothing saved:", "problems": error.problems}) from None
+    shown = notification_settings(backends.store, project)
+    own = [r["email"] for r in shown["recipients"] if r["source"] == notifications.PROJECT]
+    told = ", ".join(own) or "the deployment's recipients only"
+    return shown | {"message": f"{project}: e-mailed about trainings: {told}"}
 
 
 @router.post("/train")

@@ -302,6 +302,7 @@
           <span class="muted small">${p.auto_deploy ? "each new model goes into the config if it scores at least as well as the deployed one" : "new models are only registered, for a person to deploy"}</span>
         </div>
         <details id="training-params"><summary>Training parameters</summary>${paramsHtml(d.training_params, may)}</details>
+        <details id="notifications"><summary>Notifications</summary>${notificationsHtml(d.notifications, may)}</details>
         <div class="line">
           <span><b id="completions-total">${p.completions}</b> completions, <b id="since-last">${p.since_last_training}</b> since the last training</span>
           ${p.active_learning ? `<progress max="${p.frequency}" value="${Math.min(p.since_last_training, p.frequency)}"></progress>` : ""}
@@ -326,6 +327,31 @@
         <td class="muted small">${esc(r.source)}</td></tr>`).join("");
     return `<table class="grid"><thead><tr><th>Parameter</th><th>Project's value</th><th>From</th></tr></thead><tbody>${body}</tbody></table>
       <button type="button" id="save-params" ${may ? "" : "disabled"}>Save parameters</button>`;
+  }
+
+  // Who is e-mailed when a training ends or fails: the deployment's recipients (read-only here) and the project's own.
+  function notificationsHtml(n, may) {
+    const deployment = n.recipients.filter((r) => r.source === "deployment").map((r) => `<code>${esc(r.email)}</code>`).join(", ");
+    const own = n.recipients.filter((r) => r.source === "project").map((r) => r.email).join(", ");
+    return `<div class="line small">Always e-mailed (the deployment's <code>ACTIVE_LEARNING_NOTIFY_EMAIL</code>): ${deployment || `<span class="muted">nobody</span>`}</div>
+      <div class="line"><label for="notify-emails">This project's own recipients</label>
+        <input id="notify-emails" size="60" value="${esc(own)}" placeholder="addresses, separated by commas" ${may ? "" : "disabled"}>
+        <button type="button" id="save-notifications" ${may ? "" : "disabled"}>Save recipients</button></div>
+      <div class="muted small">E-mail through the Airflow connection <code>${esc(n.smtp_connection || "[email] email_conn_id (default smtp_default)")}</code>;
+        chat through <code>${esc(n.apprise_connection)}</code>, when it exists.</div>`;
+  }
+
+  async function saveNotifications() {
+    const emails = document.getElementById("notify-emails").value.split(",").map((e) => e.trim()).filter(Boolean);
+    const name = detail.project.name;
+    try {
+      const result = await api(`api/project/notifications?project=${q(name)}`, { method: "POST", body: { emails } });
+      show(result.message);
+    } catch (error) {
+      show(error.message, true);
+      return; // keep what was typed, to correct it
+    }
+    await showProject(name);
   }
 
   async function saveParams() {
@@ -383,6 +409,7 @@
     document.getElementById("auto-deploy").addEventListener("change", (event) => saveSettings({ auto_deploy: event.target.checked }));
     document.getElementById("train-now").addEventListener("click", trainNow);
     document.getElementById("save-params").addEventListener("click", saveParams);
+    document.getElementById("save-notifications").addEventListener("click", saveNotifications);
 
     function cancelEnabling() {
       enabling = false;
