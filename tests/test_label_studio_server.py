@@ -127,6 +127,23 @@ def test_a_config_label_studio_refuses_is_a_validation_error_and_nothing_is_writ
     assert backends.store.configs.read("ls-refused") == state and len(backends.store.configs.revisions("ls-refused")) == 1
 
 
+def test_connecting_a_project_whose_annotations_hold_a_label_its_config_lacks_is_refused_naming_it(
+    server: LocalLabelStudio, client: LabelStudioClient, connected: None, backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project_id = ls_project(client, "al-misc")
+    [task] = _one_task(client, project_id)
+    client.request_json("POST", f"/api/tasks/{task}/annotations/", retry=False, json_body={"result": [
+        {"from_name": "label", "to_name": "text", "type": "labels",
+         "value": {"start": 0, "end": 12, "text": "Ada Lovelace", "labels": ["EVENT"]}}]})  # Label Studio takes it
+
+    code = cli.main(["connect-label-studio", "--ls-project", str(project_id), "--project", "ls-misc"])
+
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert "label 'EVENT' of <Labels name='label'> is held by 1 of the project's annotations in Label Studio" in err
+    assert not backends.store.projects.exists("ls-misc")
+
+
 def _one_task(client: LabelStudioClient, project_id: int) -> list[int]:
     client.import_tasks(project_id, [{"data": {"text": "Ada Lovelace wrote."}}])
     return [task["id"] for task in client.request_json("GET", "/api/tasks/", params={"project": project_id})["tasks"]]

@@ -439,3 +439,18 @@ def test_pretrained_models_file_must_have_the_expected_shape(tmp_path):
 )
 def test_text_key_is_the_data_key_of_the_labelled_text(xml: str, key: str) -> None:
     assert text_key(xml) == key
+
+
+def test_label_studio_s_labels_and_the_configs_disagreeing_are_one_line_each() -> None:
+    from active_learning.labeling_config import label_studio_label_problems
+
+    xml = ('<View><Labels name="label" toName="text"><Label value="PER"/><Label value="ORG"/></Labels>'
+           '<Text name="text" value="$text"/></View>')
+    parsed = {"label": {"type": "Labels", "to_name": ["text"], "labels": ["PER", "ORG"]}}
+    assert label_studio_label_problems(xml, parsed, {"label": {"PER": 3, "ORG": 0}}) == []
+    problems = label_studio_label_problems(xml, {"label": {"labels": ["PER"]}}, {"label": {"PER": 3, "MISC": 2, "LOC": 0}})
+    assert problems == [
+        "label 'ORG' of <Labels name='label'> is not among Label Studio's labels of that control (PER): check the config in Label Studio",
+        "label 'MISC' of <Labels name='label'> is held by 2 of the project's annotations in Label Studio but is not in its "
+        "config: add it, or relabel those regions",
+    ]

@@ -108,13 +108,16 @@ def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> in
     """Register a Label Studio project: its config is read from the server, its settings kept here."""
     from sqlalchemy.exc import IntegrityError
 
-    from active_learning.labeling_config import check_structure, text_key
+    from active_learning.labeling_config import check_structure, label_studio_label_problems, text_key
 
     client = backends.sources.label_studio.client
     remote = client.project(args.ls_project)
     xml = remote["label_config"]
     problems = check_structure(xml)
     if problems:
+        return _print_problems(problems)
+    used = client.project_summary(args.ls_project).get("created_labels") or {}
+    if problems := label_studio_label_problems(xml, remote.get("parsed_label_config") or {}, used):
         return _print_problems(problems)
     name = args.project or remote["title"]
     if backends.store.projects.exists(name):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Collection, Iterator
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -437,3 +438,24 @@ def load_pretrained_models(path: str | Path | None = None) -> frozenset[str]:
     if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
         raise ValueError(f"{path}: expected 'pretrained_models:' followed by a list of model names")
     return frozenset(names)
+
+
+def label_studio_label_problems(xml: str, parsed: dict[str, Any], used: dict[str, dict[str, int]]) -> list[str]:
+    """Where a Label Studio project's labels and this config's disagree, one line each: a label this parser
+    reads that Label Studio's own parse of the config (``parsed_label_config``) lacks, and a label the
+    project's annotations hold (its summary's ``created_labels``) that the config lacks, whose spans no
+    training would learn."""
+    ours: dict[str, set[str]] = {}
+    for label in list_labels(xml):
+        ours.setdefault(label.labels_name, set()).add(label.value)
+    problems = []
+    for control, values in ours.items():
+        theirs = set((parsed.get(control) or {}).get("labels") or ())
+        problems += [f"label {value!r} of <Labels name={control!r}> is not among Label Studio's labels of that control "
+                     f"({', '.join(sorted(theirs)) or 'none'}): check the config in Label Studio" for value in sorted(values - theirs)]
+    for control, counts in used.items():
+        if control in ours:
+            problems += [f"label {value!r} of <Labels name={control!r}> is held by {count} of the project's annotations in "
+                         f"Label Studio but is not in its config: add it, or relabel those regions" for value, count in
+                         sorted(counts.items()) if value not in ours[control] and count]
+    return problems

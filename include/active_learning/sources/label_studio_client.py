@@ -183,6 +183,11 @@ class LabelStudioClient:
     def project(self, project_id: int) -> dict[str, Any]:
         return self.request_json("GET", f"/api/projects/{int(project_id)}/")
 
+    def project_summary(self, project_id: int) -> dict[str, Any]:
+        """``created_labels``: per control tag, how many annotations' regions hold each label (Label Studio's
+        count, kept as annotations are saved and deleted)."""
+        return self.request_json("GET", f"/api/projects/{int(project_id)}/summary/")
+
     def set_label_config(self, project_id: int, xml: str) -> dict[str, Any]:
         """Validate, then ``PATCH label_config``, as Label Studio's own editor does: its refusal raises
         :class:`LabelStudioValidationError` and leaves the project as it was.
