@@ -172,7 +172,7 @@ def no_completions(tmp_path: Path) -> str:
 @pytest.mark.parametrize(("change", "message"), [
     ({"--seed-size": "51"}, "--seed-size 51 is larger than the pool (50 labelled tasks"),
     ({"--rounds": "12"}, "= 54 tasks, more than the pool's 50"),
-    ({"--strategy": "sequential"}, "--strategy must be one of margin, mnlp, entity, random, uncertainty, not 'sequential'"),
+    ({"--strategy": "sequential"}, "--strategy must be one of margin, mnlp, entity, dropout, random, uncertainty, not 'sequential'"),
     ({"--seed-size": "0"}, "--seed-size must be at least 2, not 0"),
     ({"--batch": "-1"}, "--batch must be at least 1, not -1"),
     ({"--eval-tasks": "NO_COMPLETIONS"}, "has no task with a submitted completion to score on"),

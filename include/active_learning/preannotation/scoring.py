@@ -6,6 +6,7 @@
 | ``margin`` (default) | the best analysis's probability against the runner-up's in a beam of width 2 | the best of the two | 0.95x-1.15x |
 | ``mnlp`` | the geometric mean of the per-token probability of the greedy analysis | the greedy analysis (``nlp.pipe``'s) | about 1x |
 | ``entity`` | the most doubtful candidate entity's ``abs(2p - 1)``, ``p`` from a beam of width 16 | the best analysis | width 16 |
+| ``dropout`` | the most disputed entity's ``abs(2f - 1)``, ``f`` the share of 8 dropout passes that find it | the greedy analysis | 9 passes |
 
 **margin** weighs the model's best analysis of the *whole* text against its runner-up: the entity
 recogniser's transition scores sum to a score per complete analysis (every token inside or outside an
@@ -25,7 +26,15 @@ probability of the analyses that hold it (spaCy's ``scored_ents``). The text is 
 doubtful entity: ``min abs(2p - 1)`` (0: a coin flip, 1: every candidate sure either way; a text with no
 candidate: 1).
 
-One model and one text always give the same entities and score (no sampling, no dropout at inference).
+**dropout** (a committee by Monte Carlo dropout: Gal & Ghahramani 2016; for NER, Shen et al. 2018 and
+Siddhant & Lipton 2018): :data:`COMMITTEE` greedy passes with dropout at :data:`DROPOUT_RATE` (``ner.cfg``'s
+training dropout) in the NER's layers (its encoder's too, when it has its own), each a committee member's analysis; an entity
+found by a share ``f`` of them, or by the model's own greedy analysis, is as sure as ``abs(2f - 1)``, and the
+text as its most disputed entity (1: no member found any).
+
+One model and one text always give the same entities and score with ``margin``, ``mnlp`` and ``entity``
+(no sampling). ``dropout`` samples, from a seed made of the batch's texts: the same batch gives the same
+scores, a text in another batch may score a little differently.
 Width 2 costs what spaCy's greedy ``nlp.pipe`` costs (0.95x on a WNUT-17 model, 3,000 tweets: the tok2vec
 layer, shared by both analyses, dominates); width 4 cost 1.21-1.27x and width 8 1.65x
 (``bench/preannotation.py``).
@@ -50,7 +59,8 @@ log = logging.getLogger(__name__)
 BEAM_WIDTH = 2
 ENTITY_BEAM_WIDTH, ENTITY_BEAM_DENSITY = 16, 0.0001  # Prodigy's ner.teach
 NER_PIPE = "ner"
-MARGIN, MNLP, ENTITY = "margin", "mnlp", "entity"
+MARGIN, MNLP, ENTITY, DROPOUT = "margin", "mnlp", "entity", "dropout"
+COMMITTEE, DROPOUT_RATE = 8, 0.1  # dropout passes, at ner.cfg's training.dropout
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,48 @@ def _entity(ner: Any, docs: list[Doc]) -> list[float]:
     return [min((abs(2 * p - 1) for p in scores.values()), default=1.0) for scores in ner.scored_ents(beams)]
 
 
-SCORERS: dict[str, Scorer] = {MARGIN: _margin, MNLP: _mnlp, ENTITY: _entity}
+def _dropout(ner: Any, docs: list[Doc]) -> list[float]:
+    import hashlib
+    from collections import Counter
+
+    import numpy
+
+    analyses = ner.predict(docs)
+    ner.set_annotations(docs, analyses)
+    greedy = [_entities(doc) for doc in docs]
+    votes: list[Counter[tuple[int, int, str]]] = [Counter() for _ in docs]
+    from thinc.api import set_dropout_rate
+
+    set_dropout_rate(ner.model, DROPOUT_RATE)  # the greedy parse just set it to 0
+    seed = int.from_bytes(hashlib.sha256("\0".join(doc.text for doc in docs).encode()).digest()[:4], "little")
+    saved = numpy.random.get_state()  # spaCy draws its dropout masks from numpy's global generator
+    numpy.random.seed(seed)
+    try:
+        for _ in range(COMMITTEE):
+            for doc in docs:  # entities a doc holds bind the parse: each member starts from none
+                doc.set_ents([], default="missing")
+            step_model, _ = ner.model.begin_update(docs)  # in training mode: dropout on
+            states = ner.moves.init_batch(docs)
+            unfinished = [state for state in states if not state.is_final()]
+            while unfinished:
+                scores, _ = step_model.begin_update(unfinished)
+                unfinished = ner.transition_states(unfinished, scores)
+            ner.set_annotations(docs, states)
+            for counted, doc in zip(votes, docs, strict=True):
+                counted.update(_entities(doc))
+    finally:
+        numpy.random.set_state(saved)
+        set_dropout_rate(ner.model, 0.0)
+        ner.set_annotations(docs, analyses)  # the greedy analysis is the one kept
+    return [min((abs(2 * counted[entity] / COMMITTEE - 1) for entity in set(counted) | found), default=1.0)
+            for counted, found in zip(votes, greedy, strict=True)]
+
+
+def _entities(doc: Doc) -> set[tuple[int, int, str]]:
+    return {(ent.start, ent.end, ent.label_) for ent in doc.ents}
+
+
+SCORERS: dict[str, Scorer] = {MARGIN: _margin, MNLP: _mnlp, ENTITY: _entity, DROPOUT: _dropout}
 
 
 def _spans(ents: Iterable[object]) -> tuple[Span, ...]:
