@@ -448,6 +448,7 @@ def test_label_studio_s_labels_and_the_configs_disagreeing_are_one_line_each() -
            '<Text name="text" value="$text"/></View>')
     parsed = {"label": {"type": "Labels", "to_name": ["text"], "labels": ["PER", "ORG"]}}
     assert label_studio_label_problems(xml, parsed, {"label": {"PER": 3, "ORG": 0}}) == []
+    assert label_studio_label_problems(xml, None, {}) == []  # a server that sends no parse of its own: nothing to compare
     problems = label_studio_label_problems(xml, {"label": {"labels": ["PER"]}}, {"label": {"PER": 3, "MISC": 2, "LOC": 0}})
     assert problems == [
         "label 'ORG' of <Labels name='label'> is not among Label Studio's labels of that control (PER): check the config in Label Studio",

@@ -87,6 +87,7 @@ def test_connect_reads_the_config_from_label_studio_and_refuses_a_second_connect
 
     monkeypatch.setenv("AIRFLOW_CONN_LABEL_STUDIO_DEFAULT", f"http://:{LEGACY}@{fake.url.removeprefix('http://')}")
     fake.replies[("GET", "/api/projects/8/")].extend([(200, {"id": 8, "title": "News desk", "label_config": sample_config})] * 3)
+    fake.replies[("GET", "/api/projects/8/summary/")].extend([(200, {"project": 8, "created_labels": {"label": {"PER": 2}}})] * 2)
 
     assert cli.main(["connect-label-studio", "--ls-project", "8", "--enable"]) == 0
     settings = backends.store.projects.get("News desk")

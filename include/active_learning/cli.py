@@ -117,7 +117,7 @@ def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> in
     if problems:
         return _print_problems(problems)
     used = client.project_summary(args.ls_project).get("created_labels") or {}
-    if problems := label_studio_label_problems(xml, remote.get("parsed_label_config") or {}, used):
+    if problems := label_studio_label_problems(xml, remote.get("parsed_label_config"), used):
         return _print_problems(problems)
     name = args.project or remote["title"]
     if backends.store.projects.exists(name):

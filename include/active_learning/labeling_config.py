@@ -440,16 +440,16 @@ def load_pretrained_models(path: str | Path | None = None) -> frozenset[str]:
     return frozenset(names)
 
 
-def label_studio_label_problems(xml: str, parsed: dict[str, Any], used: dict[str, dict[str, int]]) -> list[str]:
+def label_studio_label_problems(xml: str, parsed: dict[str, Any] | None, used: dict[str, dict[str, int]]) -> list[str]:
     """Where a Label Studio project's labels and this config's disagree, one line each: a label this parser
-    reads that Label Studio's own parse of the config (``parsed_label_config``) lacks, and a label the
-    project's annotations hold (its summary's ``created_labels``) that the config lacks, whose spans no
-    training would learn."""
+    reads that Label Studio's own parse of the config (``parsed_label_config``; None: the server sent none)
+    lacks, and a label the project's annotations hold (its summary's ``created_labels``) that the config
+    lacks, whose spans no training would learn."""
     ours: dict[str, set[str]] = {}
     for label in list_labels(xml):
         ours.setdefault(label.labels_name, set()).add(label.value)
     problems = []
-    for control, values in ours.items():
+    for control, values in ours.items() if parsed is not None else ():
         theirs = set((parsed.get(control) or {}).get("labels") or ())
         problems += [f"label {value!r} of <Labels name={control!r}> is not among Label Studio's labels of that control "
                      f"({', '.join(sorted(theirs)) or 'none'}): check the config in Label Studio" for value in sorted(values - theirs)]
