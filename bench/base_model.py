@@ -43,7 +43,7 @@ seed) points it ran, and the throughput of the corpora it measured, keeps the re
 so a long run can be done in parts. The full mode writes ``bench/results/base_model.json`` and the plot
 ``docs/bench/base_model.png`` (F1 against completions, both sides, one panel per corpus, error bars: sd over
 seeds); ``bench/run_all.sh`` keeps its printed report in ``bench/results/base_model.txt``. The quick mode keeps
-nothing (``--out`` to keep its results).
+nothing; ``--out`` keeps a run's results and plot in that folder instead.
 """
 
 from __future__ import annotations
@@ -356,7 +356,8 @@ def main() -> int:
         results.write()
         reported = [c for c in CORPORA if c in results.data["corpora"]] + sorted(set(results.data["corpora"]) - set(CORPORA))
         report(results, reported)
-        plot(results, reported, work / "base_model.png" if args.quick else DOCS / "base_model.png")  # quick: drawn, not kept
+        # The docs' plot only from the team's results file; quick: drawn, not kept; --out: beside its results
+        plot(results, reported, DOCS / "base_model.png" if out == RESULTS else (out or work) / "base_model.png")
         print(f"{time.perf_counter() - started:.0f} s; load average {load_average()}"
               + (f"; results in {results.path}" if out else ""), flush=True)
         print(targets(results, reported, args.quick))
