@@ -284,9 +284,9 @@ class Results:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+        with open(self.path, "a") as lock:  # the file itself is the lock: rewriting it keeps its inode
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.path.is_file() and (now := json.loads(self.path.read_text())).get("settings") == self.settings:
+            if (text := self.path.read_text()) and (now := json.loads(text)).get("settings") == self.settings:
                 self.merge(now)
             self.path.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
 

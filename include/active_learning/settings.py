@@ -104,7 +104,7 @@ def hide_passwords(text: str) -> str:
 
 
 def _hide_password(url: re.Match[str]) -> str:
-    userinfo, at, host = url["authority"].rpartition("@")  # the host follows the last "@"
+    userinfo, _, host = url["authority"].rpartition("@")  # the host follows the last "@"
     user, colon, _ = userinfo.partition(":")
     authority = f"{user}:***@{host}" if colon else url["authority"]
     rest = _SECRET_PARAMETER.sub(r"\g<name>***", url["rest"])
