@@ -72,5 +72,6 @@ def _spread(candidates: Sequence[Candidate], doubtful: list[int], n: int) -> lis
         members = numpy.flatnonzero(kmeans.labels_ == cluster)
         if len(members):
             picked.append(doubtful[int(members[numpy.argmin(distances[members, cluster])])])
-    rest = [i for i in doubtful if i not in set(picked)]  # an empty cluster: the next most doubtful
+    taken = set(picked)
+    rest = [i for i in doubtful if i not in taken]  # an empty cluster: the next most doubtful
     return picked + rest[: n - len(picked)]

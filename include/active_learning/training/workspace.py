@@ -51,11 +51,11 @@ def private_workspace(kind: str, name: str, step: str) -> Iterator[Path]:
         yield folder
 
 
-def sweep_stale(now: float | None = None) -> list[Path]:
+def sweep_stale() -> list[Path]:
     """Remove the folders of ``work/`` last changed more than :data:`STALE_AFTER` ago whose steps no live
     process holds; returns them. A folder another process is removing at the same time is skipped."""
     work = (settings.data_home() / "work").resolve()
-    cutoff = (time.time() if now is None else now) - STALE_AFTER.total_seconds()
+    cutoff = time.time() - STALE_AFTER.total_seconds()
     removed = []
     for folder in sorted(work.iterdir()) if work.is_dir() else ():
         with contextlib.suppress(FileNotFoundError):
