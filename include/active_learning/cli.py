@@ -187,11 +187,11 @@ def cmd_notifications(backends: Backends, args: argparse.Namespace) -> int:
             found = notifications.recipients(backends.store, args.project)
     except notifications.InvalidRecipientsError as error:  # one line per bad address; nothing saved
         return _print_problems(error.problems)
-    smtp, apprise = notifications.smtp_conn_id(), notifications.apprise_conn_id()
+    connections = notifications.shown(found)
     if args.json:  # smtp_connection null: Airflow's [email] email_conn_id
-        print(json.dumps({"project": args.project, "recipients": [r.__dict__ for r in found],
-                          "smtp_connection": smtp, "apprise_connection": apprise}, indent=2))
+        print(json.dumps({"project": args.project} | connections, indent=2))
         return 0
+    smtp, apprise = connections["smtp_connection"], connections["apprise_connection"]
     print(f"{args.project}: training notifications (source: deployment {notifications.EMAIL_VARIABLE}, project)")
     for recipient in found:
         print(f"  {recipient.email:40} {recipient.source}")

@@ -19,7 +19,8 @@ import html
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from active_learning.constants import TRIGGERED_BY_ACTIVE_LEARNING
 from active_learning.deploy import steps as deploy_steps
@@ -122,6 +123,13 @@ def set_project_emails(store: AnnotationStore, project: str, emails: Iterable[st
     deployment, own = deployment_emails(), check_emails(emails)  # both checked before anything is saved
     store.projects.set_notify_emails(project, own)
     return _merged(deployment, own)
+
+
+def shown(recipients: list[Recipient]) -> dict[str, Any]:
+    """Who is told (each e-mail recipient and where it comes from) and the Airflow connections that send
+    (SMTP: None for Airflow's ``[email] email_conn_id``), as ``notifications --json`` and the page show them."""
+    return {"recipients": [asdict(r) for r in recipients], "smtp_connection": smtp_conn_id(),
+            "apprise_connection": apprise_conn_id()}
 
 
 def _merged(deployment: list[str], own: Iterable[str]) -> list[Recipient]:

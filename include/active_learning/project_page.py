@@ -26,6 +26,7 @@ _MLFLOW_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overview-m
 
 def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, Any]:
     """Everything the project page shows. Raises UnknownProjectError for an unknown project."""
+    from active_learning import notifications
     from active_learning.deploy.deployment import config_problems
     from active_learning.preannotation.queue import queue_summary
     from active_learning.training import parameters
@@ -87,17 +88,8 @@ def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, 
         "learning_curve": curve_rows(history),
         "training_params": parameters.effective(settings.training_params).rows(),
         "queue": queue_summary(backends, name),
-        "notifications": notification_settings(store, name),
+        "notifications": notifications.shown(notifications.recipients(store, name)),
     }
-
-
-def notification_settings(store: AnnotationStore, name: str) -> dict[str, Any]:
-    """Who is told of the project's trainings (each e-mail recipient and where it comes from), and the
-    Airflow connections that send (SMTP: None for Airflow's ``[email] email_conn_id``)."""
-    from active_learning import notifications
-
-    return {"recipients": [asdict(r) for r in notifications.recipients(store, name)],
-            "smtp_connection": notifications.smtp_conn_id(), "apprise_connection": notifications.apprise_conn_id()}
 
 
 def training_dict(training: TrainingView) -> dict[str, Any]:

@@ -87,19 +87,16 @@ def change_notifications(project: ProjectName, body: NotificationsBody) -> dict[
     """Replace the project's own e-mail recipients, every address checked first as the CLI checks them
     (nothing saved if one is malformed); the deployment's stay."""
     from active_learning import notifications
-    from active_learning.project_page import notification_settings
 
     backends = domain()
     known_project(backends, project)
     try:
-        notifications.set_project_emails(backends.store, project, body.emails)
+        recipients = notifications.set_project_emails(backends.store, project, body.emails)
     except notifications.InvalidRecipientsError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             {"message": "recipients refused, nothing saved:", "problems": error.problems}) from None
-    shown = notification_settings(backends.store, project)
-    own = [r["email"] for r in shown["recipients"] if r["source"] == notifications.PROJECT]
-    told = ", ".join(own) or "the deployment's recipients only"
-    return shown | {"message": f"{project}: e-mailed about trainings: {told}"}
+    told = ", ".join(r.email for r in recipients if r.source == notifications.PROJECT) or "the deployment's recipients only"
+    return notifications.shown(recipients) | {"message": f"{project}: e-mailed about trainings: {told}"}
 
 
 @router.post("/train")
