@@ -113,11 +113,11 @@ def _mnlp(ner: Any, docs: list[Doc]) -> list[float]:
     step_model = ner.model.predict(docs)
     log_partition = numpy.zeros(len(docs))
     while not batch.is_done:
-        states = batch.get_unfinished_states()
+        states, owners = _unfinished(batch)
         if not states:
             break
         scores = step_model.predict(states)
-        numpy.add.at(log_partition, _owners(batch), _logsumexp(numpy.asarray(scores, dtype="float64")))
+        numpy.add.at(log_partition, owners, _logsumexp(numpy.asarray(scores, dtype="float64")))
         batch.advance(scores)
     step_model.clear_memory()
     beams = list(batch)
@@ -126,13 +126,16 @@ def _mnlp(ner: Any, docs: list[Doc]) -> list[float]:
             for doc, beam, log_z in zip(docs, beams, log_partition, strict=True)]
 
 
-def _owners(batch: Any) -> list[int]:
-    """The doc of each unfinished state, in the order :meth:`BeamBatch.get_unfinished_states` lists them."""
-    states, owners, at = batch.get_states(), [], 0
+def _unfinished(batch: Any) -> tuple[list[Any], list[int]]:
+    """The unfinished states, as :meth:`BeamBatch.get_unfinished_states` lists them, and each one's doc."""
+    states, unfinished, owners, at = batch.get_states(), [], [], 0
     for index, beam in enumerate(batch.beams):
-        owners += [index for state in states[at : at + len(beam)] if not state.is_final()]
+        for state in states[at : at + len(beam)]:
+            if not state.is_final():
+                unfinished.append(state)
+                owners.append(index)
         at += len(beam)
-    return owners
+    return unfinished, owners
 
 
 def _logsumexp(scores: Any) -> Any:
