@@ -341,11 +341,16 @@
         chat through <code>${esc(n.apprise_connection)}</code>, when it exists.</div>`;
   }
 
-  async function saveNotifications() {
+  function saveNotifications() {
     const emails = document.getElementById("notify-emails").value.split(",").map((e) => e.trim()).filter(Boolean);
+    return saveForm("notifications", { emails });
+  }
+
+  // A form's change: the answer's message, then the project again; a refusal's message, keeping what was typed.
+  async function saveForm(route, body) {
     const name = detail.project.name;
     try {
-      const result = await api(`api/project/notifications?project=${q(name)}`, { method: "POST", body: { emails } });
+      const result = await api(`api/project/${route}?project=${q(name)}`, { method: "POST", body });
       show(result.message);
     } catch (error) {
       show(error.message, true);
@@ -354,7 +359,7 @@
     await showProject(name);
   }
 
-  async function saveParams() {
+  function saveParams() {
     const set = {};
     const unset = [];
     for (const row of detail.training_params) {
@@ -363,18 +368,7 @@
       if (text) set[row.name] = text === "true" || text === "false" ? text === "true" : isNaN(Number(text)) ? text : Number(text);
       else if (row.source === "project") unset.push(row.name);
     }
-    const name = detail.project.name;
-    try {
-      const result = await api(`api/project/training-params?project=${q(name)}`, {
-        method: "POST",
-        body: { config_revision: detail.project.config_revision, set, unset },
-      });
-      show(result.message);
-    } catch (error) {
-      show(error.message, true);
-      return; // keep what was typed, to correct it
-    }
-    await showProject(name);
+    return saveForm("training-params", { config_revision: detail.project.config_revision, set, unset });
   }
 
   function wireSettings() {
