@@ -379,3 +379,23 @@ def test_existing_trainings_get_their_outcome_from_their_deploy_notes_on_upgrade
     assert "outcome" not in {column["name"] for column in inspect(engine).get_columns("training_runs")}
     create_schema(engine)
     assert store.trainings.get("deployed").outcome == "deployed"
+
+
+def test_existing_predictions_are_margin_s_on_upgrade(engine: Engine) -> None:
+    """0011 adds predictions.scorer: every prediction before it was scored by margin, the only scorer then."""
+    _project_rows_at_0005(engine, ["news"])
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0010")
+        connection.execute(text(
+            "INSERT INTO predictions (project_id, task_source_id, model_name, score, result, created_at) VALUES "
+            "((SELECT id FROM projects WHERE name = 'news'), 't1', 'news_ner_20260101_000000', 0.5, '[]', '2026-01-01 00:00:00')"))
+
+    create_schema(engine)
+
+    store = AnnotationStore(engine)
+    assert store.predictions.scorers("news", "news_ner_20260101_000000") == {"margin"}
+    assert schema_diffs(engine) == []
+    _downgrade(engine, "0010")
+    assert "scorer" not in {column["name"] for column in inspect(engine).get_columns("predictions")}
+    create_schema(engine)
+    assert store.predictions.scorers("news", "news_ner_20260101_000000") == {"margin"}

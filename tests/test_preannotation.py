@@ -92,6 +92,27 @@ def test_the_scores_are_deterministic_and_mean_something_without_entities(queued
     assert [scored is None for scored in skipped] == [False, True, False]
 
 
+def test_the_next_model_pre_annotates_by_the_project_s_new_strategy(queued: Backends, tmp_path: Path) -> None:
+    import spacy
+
+    from active_learning.training import parameters
+
+    assert preannotate(queued, PROJECT).scorer == "margin"
+    queued.store.projects.set_training_params(PROJECT, parameters.changed({}, {"queue.strategy": "mnlp"}, []),
+                                              author="test", reason="rank by mnlp")
+    train_now(queued, PROJECT, choice="deploy")
+    report = preannotate(queued, PROJECT)
+    info = queued.deployed_version(PROJECT)
+    assert info is not None and (report.model, report.scorer, report.predicted) == (info.model_name, "mnlp", 50)
+    assert queued.store.predictions.scorers(PROJECT, info.model_name) == {"mnlp"}
+    nlp = spacy.load(queued.registry.download_model(info, tmp_path))
+    made = predictions(queued)
+    tasks = sorted(made)
+    texts = queued.store.predictions.texts(PROJECT, tasks)
+    expected = [round(scored.score, 6) for scored in predict(nlp, [texts[task] for task in tasks], scorer="mnlp")]
+    assert [made[task][0] for task in tasks] == expected
+
+
 def test_a_run_that_fails_half_way_resumes_where_it_stopped(queued: Backends, monkeypatch: pytest.MonkeyPatch) -> None:
     save = queued.store.predictions.save
     calls = []
@@ -128,8 +149,66 @@ def test_next_lists_the_least_confident_first_and_annotated_tasks_leave_the_queu
 
 
 def test_unscored_tasks_follow_the_scored_ones_in_source_order() -> None:
-    queue = least_confident(["a", "b", "c", "d"], {"c": 0.2, "a": 0.9, "d": 0.2}, "m")
-    assert [(entry.task, entry.score) for entry in queue] == [("c", 0.2), ("d", 0.2), ("a", 0.9), ("b", None)]
+    assert least_confident(["a", "b", "c", "d"], {"c": 0.2, "a": 0.9, "d": 0.2}) == ["c", "d", "a", "b"]
+
+
+def scored_project(backends: Backends, sample_config: str, scores: dict[str, tuple[str, float]], *, labelled: str = "",
+                   scorer: str = "margin") -> str:
+    """A project whose deployed model (a name: nothing is loaded) scored ``scores``' texts by ``scorer``."""
+    from active_learning import naming
+    from active_learning.exports import CompletionRecord, TaskRecord
+    from active_learning.store import NewPrediction
+    from active_learning.store.models import utcnow
+
+    backends.store.projects.create(PROJECT, sample_config)
+    done = CompletionRecord("c", "ana", None, utcnow(), False, None, False, (), 0)
+    backends.store.completions.import_tasks(
+        PROJECT, [TaskRecord(task, text, None, ()) for task, (text, _) in scores.items()]
+        + ([TaskRecord("labelled", labelled, None, (done,))] if labelled else []))
+    model = naming.model_name(PROJECT, utcnow())
+    backends.store.projects.set_deployed_model(PROJECT, model)
+    backends.store.predictions.save(PROJECT, model, [NewPrediction(task, score, []) for task, (_, score) in scores.items()],
+                                    scorer=scorer)
+    return model
+
+
+def test_next_drops_near_copies_of_each_other_and_of_labelled_tasks(backends: Backends, sample_config: str) -> None:
+    scored_project(backends, sample_config, {
+        "tweet": ("Big storm over Lisbon tonight http://t.co/x", 0.10),
+        "retweet": ("RT @news: big storm over Lisbon tonight!", 0.11),
+        "copy-of-labelled": ("Acme hires Jane Doe", 0.12),
+        "other": ("Paris votes on Sunday", 0.50),
+        "sure": ("Berlin is in Germany", 0.90),
+    }, labelled="acme HIRES jane doe")
+
+    picked = [entry.task for entry in next_tasks(backends, PROJECT, n=2)]
+    assert picked == ["tweet", "other"]  # least sure first; the retweet and the labelled task's copy wait
+    assert [entry.task for entry in next_tasks(backends, PROJECT, n=5)] == ["tweet", "retweet", "copy-of-labelled", "other", "sure"]
+
+
+def test_next_ranks_by_the_scorer_of_the_deployed_model_s_scores(backends: Backends, sample_config: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from active_learning.preannotation.queue import QueueStrategyError
+    from active_learning.training import parameters
+
+    model = scored_project(backends, sample_config, {"a": ("Alpha", 0.2), "b": ("Beta", 0.1)}, scorer="mnlp")
+    assert {(entry.strategy, entry.model) for entry in next_tasks(backends, PROJECT, n=2)} == {("mnlp", model)}
+    assert [entry.task for entry in next_tasks(backends, PROJECT, n=2, strategy="uncertainty")] == ["b", "a"]
+    with pytest.raises(QueueStrategyError, match=f"{model} scored 'news'.s tasks by mnlp, not entity: set the training parameter"):
+        next_tasks(backends, PROJECT, strategy="entity")
+    # The project's strategy changes: the deployed model's scores still rank until the next model.
+    changed = parameters.changed({}, {"queue.strategy": "dropout"}, [])
+    backends.store.projects.set_training_params(PROJECT, changed, author="test", reason="test")
+    assert {entry.strategy for entry in next_tasks(backends, PROJECT, n=2)} == {"mnlp"}
+    assert [entry.strategy for entry in next_tasks(backends, PROJECT, n=1, strategy="sequential")] == ["sequential"]
+
+    assert cli.main(["next", "--project", PROJECT, "--strategy", "margin"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {model} scored 'news''s tasks by mnlp, not margin: set the training parameter "
+                   "queue.strategy=margin and the next model's pre-annotation scores by it"]
+    with pytest.raises(SystemExit) as unknown:
+        cli.main(["next", "--project", PROJECT, "--strategy", "nonsense"])
+    assert unknown.value.code == 2 and "invalid choice: 'nonsense'" in capsys.readouterr().err
 
 
 def test_without_a_deployed_model_next_and_preannotate_say_so(backends: Backends, sample_config: str,
@@ -185,9 +264,19 @@ def test_the_project_page_shows_the_queue(queued: Backends) -> None:
     model = queued.store.projects.get(PROJECT).deployed_model
     queue = project_detail(queued, PROJECT, utcnow())["queue"]
 
-    assert (queue["awaiting"], queue["predicted"], queue["deployed_model"]) == (50, {model: 50}, model)
-    shown = [entry["score"] for entry in queue["least_confident"]]
-    assert len(shown) == 10 and shown == sorted(score for score, _ in predictions(queued).values())[:10]
+    assert (queue["awaiting"], queue["predicted"], queue["deployed_model"], queue["strategy"]) == (50, {model: 50}, model, "margin")
+    made, texts = predictions(queued), {task.source_id: task.text for task in read_export(SAMPLE / "completions_batch2.json")[0]}
+    shown = queue["next"]
+    assert [entry["task"] for entry in shown] == [entry.task for entry in next_tasks(queued, PROJECT, n=10)]
+    assert len(shown) == 10 and [entry["score"] for entry in shown] == sorted(made[entry["task"]][0] for entry in shown)
+    assert {(entry["strategy"], entry["model"]) for entry in shown} == {("margin", model)}
+    for entry in shown:
+        text = texts[entry["task"]]
+        assert entry["text"] == (text if len(text) <= 160 else text[:160] + "…")
+        within = sorted((item["value"]["start"], item["value"]["end"], item["value"]["labels"][0]) for item in made[entry["task"]][1]
+                        if item["value"]["end"] <= 160)
+        assert [(span["start"], span["end"], span["label"]) for span in entry["spans"]] == within
+    assert any(entry["spans"] for entry in shown), "the model marks entities in the texts it shows"
 
 
 def test_every_deploy_and_a_rollback_are_announced_and_the_restored_model_s_predictions_are_current(
@@ -238,7 +327,7 @@ def test_two_runs_of_one_model_at_once_each_have_their_own_folder(home: Path) ->
     source = SimpleNamespace(read_config=lambda project: SimpleNamespace(xml=config),
                              tasks_to_preannotate=lambda project, model, page_size: iter([["a task"]]))
     backends = SimpleNamespace(deployed_version=lambda project: model, source=lambda project: source,
-                               registry=SimpleNamespace(download_model=download_model))
+                               registry=SimpleNamespace(download_model=download_model, scorer=lambda info: "margin"))
     stopped = []
 
     def run() -> None:

@@ -68,8 +68,7 @@ def test_mnlp_does_not_prefer_a_long_text_only_for_its_length(nlp: Any) -> None:
     assert long_ == pytest.approx(once, abs=0.005)
     tokens = [len(nlp.make_doc(text)) for text in (long_sure, DOUBTFUL)]
     assert long_ ** tokens[0] < doubtful ** tokens[1]  # by the whole analysis's probability: the long one first
-    ranked = least_confident(["long", "doubtful"], {"long": long_, "doubtful": doubtful}, "m")
-    assert [entry.task for entry in ranked] == ["doubtful", "long"]
+    assert least_confident(["long", "doubtful"], {"long": long_, "doubtful": doubtful}) == ["doubtful", "long"]
 
 
 def test_entity_confidence_is_the_most_doubtful_entity_of_a_wide_beam(nlp: Any) -> None:

@@ -47,7 +47,8 @@ class Airflow:
 
 
 def seed_projects(home: Path) -> None:
-    """demo-news (90 completions, active learning off), and two others for a fuller projects list."""
+    """demo-news (90 completions and 30 tasks to annotate, active learning off), and two others for a fuller
+    projects list."""
     from active_learning.backends import Backends
     from active_learning.exports import read_export
 
@@ -57,7 +58,7 @@ def seed_projects(home: Path) -> None:
     config = (SAMPLE / "labeling_config.xml").read_text()
     tasks = [t for batch in ("completions_batch1.json", "completions_batch2.json") for t in read_export(SAMPLE / batch)[0]]
     backends.store.projects.create(PROJECT, config)
-    backends.store.completions.import_tasks(PROJECT, tasks)
+    backends.store.completions.import_tasks(PROJECT, tasks + read_export(SAMPLE / "tasks_to_annotate.json")[0])
     backends.store.projects.create("clinical-notes", config, active_learning=True, frequency=200, auto_deploy=True)
     backends.store.completions.import_tasks("clinical-notes", tasks[:64])
     backends.store.projects.create("support-tickets", config.replace('"ner_dl"', '"ner_dll"'), active_learning=True, frequency=50)
@@ -204,12 +205,14 @@ def drive(driver: Any, base: str, password: str, backends: Any, base_model: Path
     element("[data-param='model.base']").clear()
     element("[data-param='model.base']").send_keys(str(base_model))
     element("[data-param='training.eval_frequency']").send_keys("10")
+    Select(element("[data-param='queue.strategy']")).select_by_value("mnlp")
     shot("04-training-params")
     saved = notice_says("training.eval_frequency=10")
     click("#save-params")
     wait(saved, what="the parameters to be saved")
     wait(lambda d: element("[data-param='training.eval_frequency']").get_attribute("value") == "10", what="the saved value")
-    assert backends.store.projects.get(PROJECT).training_params == {"training.eval_frequency": 10, "model.base": str(base_model)}
+    assert backends.store.projects.get(PROJECT).training_params == {
+        "training.eval_frequency": 10, "model.base": str(base_model), "queue.strategy": "mnlp"}
 
     # Notifications: the project's own recipients, every address checked as the CLI checks it.
     click("#notifications summary")
@@ -282,14 +285,38 @@ def drive(driver: Any, base: str, password: str, backends: Any, base_model: Path
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(DOCS_SCREENSHOT))
 
+    # The queue: the deployed model pre-annotates the tasks awaiting annotation (run here: the poll that
+    # announces a deploy made on the page is off in this test), scoring them by the project's strategy; the
+    # page lists the next ten as `next` does, each with its text, the model's entities marked, the scorer
+    # that ranked it and its confidence.
+    from active_learning.preannotation.queue import next_tasks
+    from active_learning.preannotation.run import preannotate
+
+    report = preannotate(backends, PROJECT)
+    assert (report.scorer, report.predicted) == ("mnlp", 30)
+    driver.get(f"{base}/active-learning/#project={PROJECT}")
+    wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue tbody tr")) == 10, what="the queue")
+    assert element("#queue-strategy").text == "mnlp"
+    expected = next_tasks(backends, PROJECT, n=10)
+    rows = [[cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td")] for row in driver.find_elements(By.CSS_SELECTOR, "#queue tbody tr")]
+    assert [row[0] for row in rows] == [entry.task for entry in expected]
+    assert [row[2] for row in rows] == ["mnlp"] * 10 and [row[3] for row in rows] == [f"{entry.score:.3f}" for entry in expected]
+    predicted = backends.store.predictions.of_model(PROJECT, training.model_name, [entry.task for entry in expected])
+    spans = sorted((item["value"]["text"], item["value"]["labels"][0]) for task in expected
+                   for item in predicted[task.task][1] if item["value"]["end"] <= 160)
+    marks = driver.execute_script("return [...document.querySelectorAll('#queue .task-text mark')]"
+                                  ".map((m) => [m.firstChild.textContent, m.title]);")
+    assert spans and sorted(map(tuple, marks)) == spans
+    shot("10-queue")
+
     # Roll the config back to the revision before the deploy.
     driver.get(f"{base}/active-learning/#project={PROJECT}")
     click(f"button[data-rollback='{revision}']")
     wait(lambda d: d.find_elements(By.CSS_SELECTOR, "dialog[open] pre.diff"), what="the rollback's diff")
-    shot("10-rollback-dialog")
+    shot("11-rollback-dialog")
     click("#dialog-ok")
     wait(notice_says(f"revision {revision} is live again"), what="the rollback")
     wait(lambda d: "rollback to revision" in element("#revisions tbody tr").text)
-    shot("11-rolled-back")
+    shot("12-rolled-back")
     assert backends.store.configs.read(PROJECT).xml == backends.store.configs.revisions(PROJECT)[revision - 1].labeling_config
     assert backends.store.configs.revisions(PROJECT)[-1].author == "admin"

@@ -16,7 +16,7 @@ from typing import Any
 from active_learning.backends import Backends
 from active_learning.constants import DEPLOY_ALWAYS, DEPLOY_AUTO, DEPLOY_REGISTER_ONLY
 from active_learning.preannotation.export import FORMATS
-from active_learning.preannotation.queue import STRATEGIES, UNCERTAINTY
+from active_learning.preannotation.strategies import DEFAULT_STRATEGY, STRATEGIES, UNCERTAINTY
 from active_learning.preannotation.simulation import EXPERIMENT as SIMULATION_EXPERIMENT
 from active_learning.preannotation.simulation import SIMULATION_OVERRIDES, STRATEGIES as SIMULATION_STRATEGIES
 from active_learning.settings import hide_passwords
@@ -316,15 +316,19 @@ def cmd_preannotate(backends: Backends, args: argparse.Namespace) -> int:
 
 
 def cmd_next(backends: Backends, args: argparse.Namespace) -> int:
-    from active_learning.preannotation.queue import next_tasks
+    from active_learning.preannotation.queue import QueueStrategyError, next_tasks
 
-    entries = next_tasks(backends, args.project, n=args.n, strategy=args.strategy, seed=args.seed)
+    try:
+        entries = next_tasks(backends, args.project, n=args.n, strategy=args.strategy, seed=args.seed)
+    except QueueStrategyError as error:  # a strategy this project's scores cannot give: the user's flag
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps([entry.as_dict() for entry in entries], indent=2))
         return 0
     for entry in entries:
         score = "-" if entry.score is None else f"{entry.score:.4f}"
-        print(f"{entry.task:20} {score:>8}  {entry.model or '-'}")
+        print(f"{entry.task:20} {score:>8}  {entry.strategy:10}  {entry.model or '-'}")
     return 0
 
 
@@ -454,10 +458,13 @@ def _parser() -> argparse.ArgumentParser:
                   "pre-annotate the tasks awaiting annotation with the deployed model (only those not done yet)")
     sub.add_argument("--project", required=True)
 
-    sub = command("next", cmd_next, "the tasks to annotate next (default: least confident first)")
+    sub = command("next", cmd_next, "the tasks to annotate next, by the project's training parameter queue.strategy "
+                  "(a diverse batch of the least sure first, by default)")
     sub.add_argument("--project", required=True)
     sub.add_argument("--n", type=int, default=50, help="how many (default 50)")
-    sub.add_argument("--strategy", choices=STRATEGIES, default=UNCERTAINTY)
+    sub.add_argument("--strategy", choices=(*STRATEGIES, UNCERTAINTY),
+                     help="default: the project's queue.strategy; a scorer's name must be the one the deployed model's "
+                          "pre-annotation used; uncertainty: that one, whichever it is")
     sub.add_argument("--seed", type=int, default=0, help="the random strategy's seed (default 0)")
     sub.add_argument("--json", action="store_true")
 
@@ -473,8 +480,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--tasks", required=True, help="labelled export: the pool")
     sub.add_argument("--config", required=True, help="labeling config XML (its NER labels are trained)")
     sub.add_argument("--eval-tasks", required=True, help="labelled export every round's model is scored on")
-    sub.add_argument("--strategy", default=UNCERTAINTY, metavar="{" + ",".join(SIMULATION_STRATEGIES) + "}",
-                     help=f"default {UNCERTAINTY}")
+    sub.add_argument("--strategy", default=DEFAULT_STRATEGY, metavar="{" + ",".join(SIMULATION_STRATEGIES) + "}",
+                     help=f"default {DEFAULT_STRATEGY}")
     sub.add_argument("--seed-size", type=int, required=True, help="tasks round 0 trains on, drawn at random")
     sub.add_argument("--batch", type=int, required=True, help="tasks each round reveals")
     sub.add_argument("--rounds", type=int, required=True, help="rounds after round 0")

@@ -40,6 +40,7 @@ TAG_LABELS = "labels"  # a JSON list: all of the model's labels, or the first th
 TAG_LABELS_COUNT = "labels_count"  # set when the labels tag holds only the first of them
 LABELS_TAG_LIMIT = 2000  # characters: the tag is read in MLflow's UI; the full list is the run's LABELS_ARTIFACT
 LABELS_ARTIFACT = "labels.json"
+STRATEGY_PARAM = "training_params.queue.strategy"  # as the training logs it (training.steps._logged)
 TAG_GATE_MODEL = "gate_model_uri"  # a refit version's split-trained twin: the model the gate scores
 TAG_BASE_MODEL = "base_model"  # where its training started: training/base_model.py (absent: from scratch)
 DATASET_DIR = "dataset"
@@ -254,6 +255,14 @@ class ModelRegistry:
         with tempfile.TemporaryDirectory(prefix="al-labels-") as folder:
             path = self.client.download_artifacts(info.run_id or "", LABELS_ARTIFACT, folder)
             return tuple(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def scorer(self, info: ModelVersionInfo) -> str:
+        """The scorer the version's pre-annotation uses: that of the ``queue.strategy`` its training logged
+        (a model trained before the parameter existed: ``margin``, the only scorer then)."""
+        from active_learning.preannotation.strategies import MARGIN, scorer_for
+
+        params = self.client.get_run(info.run_id).data.params if info.run_id else {}
+        return scorer_for(params.get(STRATEGY_PARAM, MARGIN))
 
     def log_model(self, run_id: str, nlp: Any, *, name: str = MODEL_DIR) -> str:
         """Log the spaCy pipeline with MLflow's spaCy flavor; returns the logged model's URI."""

@@ -1,10 +1,12 @@
-"""The annotation queue: which tasks to annotate next.
+"""The annotation queue: which tasks to annotate next, by the project's ``queue.strategy``
+(:mod:`active_learning.preannotation.strategies`) or the one asked for.
 
-| strategy | order |
-|---|---|
-| ``uncertainty`` (default) | least confident first, by the deployed model's scores; tasks it has not pre-annotated yet follow, in the source's order |
-| ``random`` | shuffled, the same order for the same project and seed |
-| ``sequential`` | the source's order (the order of the exports, or Label Studio's task ids) |
+A scorer's strategy orders by the deployed model's pre-annotation scores: the next ``n`` are
+:func:`~active_learning.preannotation.batch.choose_batch`'s batch of the least sure (near-copies of each
+other and of labelled tasks out, spread over the doubtful ones), listed least sure first; the tasks the
+model has not pre-annotated yet follow, in the source's order. The project's own strategy ranks by the
+scorer the deployed model's pre-annotation used (a new strategy takes effect with the next model); one
+asked for by name must be that scorer. ``random`` and ``sequential`` need no model.
 """
 
 from __future__ import annotations
@@ -14,64 +16,125 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from active_learning import naming
+from active_learning.preannotation.batch import PREFILTER, Candidate, choose_batch
 from active_learning.preannotation.run import NoDeployedModelError
+from active_learning.preannotation.strategies import MARGIN, RANDOM, SEQUENTIAL, STRATEGIES, UNCERTAINTY
 from active_learning.store.models import SOURCE_STORE
 
 if TYPE_CHECKING:
     from active_learning.backends import Backends
+    from active_learning.sources.base import CompletionSource
 
-UNCERTAINTY, RANDOM, SEQUENTIAL = "uncertainty", "random", "sequential"
-STRATEGIES = (UNCERTAINTY, RANDOM, SEQUENTIAL)
+PAGE_ROWS = 10  # tasks the page lists
+LINE = 160  # characters of a task's text the page shows
+CANDIDATES = 2 * PREFILTER  # x n least sure tasks read for a batch: room for the near-copies choose_batch drops
+
+
+class QueueStrategyError(ValueError):
+    """A strategy the queue cannot order by (unknown, or not the scorer of the deployed model's scores)."""
 
 
 @dataclass(frozen=True)
 class QueueEntry:
     task: str  # the task's id as the user knows it
-    score: float | None  # the model's confidence, None where it has not pre-annotated the task
+    score: float | None  # the scorer's confidence, None where the model has not pre-annotated the task
     model: str | None
+    strategy: str  # what put it here: a scorer's name, random or sequential
+    text: str | None = None  # the page's: the start of the task's text
+    spans: tuple[dict[str, Any], ...] = ()  # the page's: the model's predicted {start, end, label} in that text
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def next_tasks(backends: Backends, project: str, *, n: int = 50, strategy: str = UNCERTAINTY, seed: int = 0) -> list[QueueEntry]:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-    waiting = backends.source(project).unannotated_ids(project)
-    if strategy == SEQUENTIAL:
-        return [QueueEntry(task, None, None) for task in waiting[:n]]
-    if strategy == RANDOM:
+def project_strategy(backends: Backends, project: str) -> str:
+    from active_learning.training import parameters
+
+    return parameters.effective(backends.store.projects.get(project).training_params).strategy
+
+
+def next_tasks(backends: Backends, project: str, *, n: int = 50, strategy: str | None = None, seed: int = 0) -> list[QueueEntry]:
+    """The ``n`` tasks to annotate next by ``strategy`` (None: the project's)."""
+    chosen = strategy or project_strategy(backends, project)
+    if chosen not in (*STRATEGIES, UNCERTAINTY):
+        raise QueueStrategyError(f"strategy must be one of {', '.join(STRATEGIES)}, not {chosen!r}")
+    source = backends.source(project)
+    waiting = source.unannotated_ids(project)
+    if chosen == SEQUENTIAL:
+        return [QueueEntry(task, None, None, SEQUENTIAL) for task in waiting[:n]]
+    if chosen == RANDOM:
         random.Random(f"{project}\0{seed}").shuffle(waiting)
-        return [QueueEntry(task, None, None) for task in waiting[:n]]
+        return [QueueEntry(task, None, None, RANDOM) for task in waiting[:n]]
     model = backends.store.projects.get(project).deployed_model
     if model is None or naming.parse_model_name(model) is None:  # nothing deployed, or a pretrained model
         raise NoDeployedModelError(project)
-    return least_confident(waiting, backends.store.predictions.scores(project, model, waiting), model)[:n]
+    scorer = _scorer(backends, project, model, None if strategy in (None, UNCERTAINTY) else chosen)
+    return _batch(source, project, waiting, backends.store.predictions.scores(project, model, waiting), model, scorer, n)
 
 
-def queue_summary(backends: Backends, project: str, *, n: int = 10) -> dict[str, Any]:
-    """What the page shows of a project's queue: tasks awaiting annotation, how many each model
-    pre-annotated, and the deployed model's least confident ones. Our store only: a Label Studio
-    project's queue is in Label Studio (its Data Manager sorts by the prediction score)."""
-    settings = backends.store.projects.get(project)
-    model = settings.deployed_model
-    if settings.source != SOURCE_STORE:
-        return {"awaiting": None, "predicted": {}, "deployed_model": model, "least_confident": []}
-    waiting = backends.store.predictions.unannotated_ids(project)
-    scores = backends.store.predictions.scores(project, model, waiting) if model else {}
-    ranked = least_confident(waiting, scores, model or "") if scores else []
-    return {
-        "awaiting": len(waiting),
-        "predicted": backends.store.predictions.counts(project),
-        "deployed_model": model,
-        "least_confident": [entry.as_dict() for entry in ranked[:n] if entry.score is not None],
-    }
+def _scorer(backends: Backends, project: str, model: str, asked: str | None) -> str:
+    """The scorer of the model's scores; ``asked`` (a scorer's name) must be it."""
+    used = backends.store.predictions.scorers(project, model)  # one, or none before its pre-annotation
+    if asked is None:
+        return min(used, default=MARGIN)
+    if used and asked not in used:
+        raise QueueStrategyError(
+            f"{model} scored {project!r}'s tasks by {', '.join(sorted(used))}, not {asked}: set the training parameter "
+            f"queue.strategy={asked} and the next model's pre-annotation scores by it")
+    return asked
 
 
-def least_confident(waiting: list[str], scores: dict[str, float], model: str) -> list[QueueEntry]:
+def _batch(source: CompletionSource, project: str, waiting: list[str], scores: dict[str, float], model: str, scorer: str,
+           n: int) -> list[QueueEntry]:
+    ranked = least_confident(waiting, scores)
+    doubtful = ranked[: min(len(scores), CANDIDATES * n)]
+    texts = source.texts(project, doubtful) if doubtful else {}
+    candidates = [Candidate(task, texts.get(task, ""), scores[task]) for task in doubtful]
+    picked = choose_batch(candidates, n, labelled=source.annotated_texts(project)) if candidates else []
+    unscored = [task for task in waiting if task not in scores][: n - len(picked)]
+    return [QueueEntry(task, scores[task], model, scorer) for task in picked] + [QueueEntry(task, None, None, scorer) for task in unscored]
+
+
+def least_confident(waiting: list[str], scores: dict[str, float]) -> list[str]:
     """Scored tasks by score (ties in the source's order), then the unscored ones in the source's order."""
     position = {task: index for index, task in enumerate(waiting)}
     scored = sorted((task for task in waiting if task in scores), key=lambda task: (scores[task], position[task]))
-    return [QueueEntry(task, scores[task], model) for task in scored] + [
-        QueueEntry(task, None, None) for task in waiting if task not in scores
-    ]
+    return scored + [task for task in waiting if task not in scores]
+
+
+def queue_summary(backends: Backends, project: str, *, n: int = PAGE_ROWS) -> dict[str, Any]:
+    """What the page shows of a project's queue: tasks awaiting annotation, how many each model
+    pre-annotated, and the next ``n`` by the project's strategy, each with the start of its text and the
+    deployed model's spans in it. Our store only: a Label Studio project's queue is in Label Studio (its
+    Data Manager sorts by the prediction score)."""
+    settings = backends.store.projects.get(project)
+    strategy = project_strategy(backends, project)
+    summary: dict[str, Any] = {"strategy": strategy, "deployed_model": settings.deployed_model}
+    if settings.source != SOURCE_STORE:
+        return summary | {"awaiting": None, "predicted": {}, "next": [], "note": None}
+    predictions = backends.store.predictions
+    summary |= {"awaiting": len(predictions.unannotated_ids(project)), "predicted": predictions.counts(project), "note": None}
+    try:
+        entries = next_tasks(backends, project, n=n)
+    except NoDeployedModelError as error:
+        return summary | {"next": [], "note": str(error)}
+    ids = [entry.task for entry in entries]
+    texts = predictions.texts(project, ids)
+    predicted = predictions.of_model(project, settings.deployed_model, ids) if settings.deployed_model else {}
+    return summary | {"next": [
+        QueueEntry(entry.task, entry.score, entry.model, entry.strategy, _line(texts.get(entry.task, "")),
+                   _spans_within(predicted.get(entry.task, (None, []))[1], LINE)).as_dict()
+        for entry in entries
+    ]}
+
+
+def _line(text: str) -> str:
+    return text[:LINE] + ("…" if len(text) > LINE else "")
+
+
+def _spans_within(items: list[dict[str, Any]], end: int) -> tuple[dict[str, Any], ...]:
+    """The predicted spans (result items) that lie within the first ``end`` characters, in text order."""
+    spans = [{"start": value["start"], "end": value["end"], "label": value["labels"][0]}
+             for value in (item.get("value") or {} for item in items)
+             if value.get("labels") and 0 <= value.get("start", -1) < value.get("end", -1) <= end]
+    return tuple(sorted(spans, key=lambda span: (span["start"], span["end"])))

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from active_learning.exports import Span
+from active_learning.preannotation.strategies import DROPOUT, ENTITY, MARGIN, MNLP
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 BEAM_WIDTH = 2
 ENTITY_BEAM_WIDTH, ENTITY_BEAM_DENSITY = 16, 0.0001  # Prodigy's ner.teach
 NER_PIPE = "ner"
-MARGIN, MNLP, ENTITY, DROPOUT = "margin", "mnlp", "entity", "dropout"
 COMMITTEE, DROPOUT_RATE = 8, 0.1  # dropout passes, at ner.cfg's training.dropout
 
 

@@ -4,10 +4,10 @@ The pool's completions play the annotator. Round 0 trains on ``seed_size`` tasks
 the ``rounds`` after it pre-annotates the rest of the pool with the newest model (:func:`predict`, as the
 live loop does), reveals the ``batch`` tasks the strategy picks and trains again:
 
-* ``margin``, ``mnlp``, ``entity``: a diverse batch of the least confident by that scorer
+* ``margin``, ``mnlp``, ``entity``, ``dropout``: a diverse batch of the least confident by that scorer
   (:mod:`active_learning.preannotation.scoring`), near-duplicates dropped (:func:`choose_batch`; with
-  ``spread`` off, the least confident distinct texts); ``uncertainty``, the live queue's name for its
-  default order, is ``margin``;
+  ``spread`` off, the least confident distinct texts); ``uncertainty``, the name of the only scorer before
+  there were four, is ``margin``;
 * ``random``: the next tasks of one seeded shuffle of the pool.
 
 Cost is counted as annotators pay it: each round reports the tasks revealed so far (``annotations``), their
@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Any
 from active_learning.exports import read_export
 from active_learning.labeling_config import list_labels, text_key
 from active_learning.preannotation.batch import Candidate, choose_batch
-from active_learning.preannotation.queue import RANDOM, UNCERTAINTY
-from active_learning.preannotation.scoring import MARGIN, SCORERS, predict
+from active_learning.preannotation.scoring import predict
+from active_learning.preannotation.strategies import MARGIN, RANDOM, SCORER_NAMES, UNCERTAINTY
 from active_learning.selection import TrainingExample, training_example
 from active_learning.settings import local_artifact_root
 from active_learning.training import base_model
@@ -68,8 +68,8 @@ if TYPE_CHECKING:
     from active_learning.registry import ModelRegistry
 
 EXPERIMENT = "active-learning-simulations"
-STRATEGIES = (*SCORERS, RANDOM, UNCERTAINTY)
-SCORER_OF = {**{name: name for name in SCORERS}, UNCERTAINTY: MARGIN}  # the strategies that rank by a scorer
+STRATEGIES = (*SCORER_NAMES, RANDOM, UNCERTAINTY)
+SCORER_OF = {**{name: name for name in SCORER_NAMES}, UNCERTAINTY: MARGIN}  # the strategies that rank by a scorer
 #: Each round stops early on its dev part, as the live loop does, sooner: 400 steps without a better evaluation.
 SIMULATION_OVERRIDES: dict[str, object] = {"training.patience": 400, "training.eval_frequency": 100}
 METRICS = ("f1", "precision", "recall", "seconds", "tokens", "entities")

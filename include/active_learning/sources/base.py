@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from active_learning.selection import TrainingExample
@@ -31,6 +31,10 @@ class CompletionSource(Protocol):
     def write_config(self, project: str, xml: str, *, expected_revision: int, author: str, reason: str) -> ConfigState: ...
 
     def unannotated_ids(self, project: str) -> list[str]: ...
+
+    def texts(self, project: str, task_ids: Iterable[str]) -> dict[str, str]: ...
+
+    def annotated_texts(self, project: str) -> list[str]: ...
 
     def tasks_to_preannotate(self, project: str, model: str, *, page_size: int) -> Iterator[list[TaskText]]: ...
 

@@ -20,9 +20,10 @@ to ``POST /api/projects/{id}/import/predictions``, each prediction once, then PA
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from active_learning.selection import training_example
 from active_learning.sources.base import TrainingSet
@@ -113,6 +114,15 @@ class LabelStudioSource:
     def unannotated_ids(self, project: str) -> list[str]:
         return [task.task_id for task in self._awaiting_annotation(project)]
 
+    def texts(self, project: str, task_ids: Iterable[str]) -> dict[str, str]:
+        text_key = self.store.projects.get(project).text_key
+        among = [int(task) for task in task_ids]
+        return {str(task["id"]): _text(task, text_key) for task in self.client.tasks(self._id(project), among=among)}
+
+    def annotated_texts(self, project: str) -> list[str]:
+        text_key = self.store.projects.get(project).text_key
+        return [_text(task, text_key) for task in self.client.tasks(self._id(project)) if task.get("total_annotations")]
+
     def tasks_to_preannotate(self, project: str, model: str, *, page_size: int) -> Iterator[list[TaskText]]:
         """The tasks with no submitted annotation that ``model`` has not pre-annotated, a page at a time."""
         done = self.store.predictions.scores(project, model)
@@ -181,11 +191,15 @@ class LabelStudioSource:
     def _awaiting_annotation(self, project: str) -> Iterator[TaskText]:
         text_key = self.store.projects.get(project).text_key
         for task in self.client.tasks(self._id(project), awaiting_annotation=True):
-            data = task.get("data") or {}
-            yield TaskText(int(task["id"]), str(task["id"]), str(data.get(text_key) or ""), data.get("title"))
+            yield TaskText(int(task["id"]), str(task["id"]), _text(task, text_key), (task.get("data") or {}).get("title"))
 
     def _id(self, project: str) -> int:
         settings = self.store.projects.get(project)
         if settings.source != SOURCE_LABEL_STUDIO or settings.source_project_id is None:
             raise ValueError(f"project {project!r} does not live in Label Studio")
         return settings.source_project_id
+
+
+def _text(task: dict[str, Any], text_key: str) -> str:
+    """The text a Label Studio task holds under the labeling config's ``<Text value="$key">``."""
+    return str((task.get("data") or {}).get(text_key) or "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from active_learning.sources.base import TrainingSet
@@ -35,6 +35,12 @@ class StoreSource:
 
     def unannotated_ids(self, project: str) -> list[str]:
         return self.store.predictions.unannotated_ids(project)
+
+    def texts(self, project: str, task_ids: Iterable[str]) -> dict[str, str]:
+        return self.store.predictions.texts(project, task_ids)
+
+    def annotated_texts(self, project: str) -> list[str]:
+        return self.store.predictions.annotated_texts(project)
 
     def tasks_to_preannotate(self, project: str, model: str, *, page_size: int) -> Iterator[list[TaskText]]:
         return self.store.predictions.unannotated_pages(project, model=model, page_size=page_size)

@@ -23,6 +23,7 @@ from sqlalchemy.engine.interfaces import ExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from active_learning.naming import safe_name
+from active_learning.preannotation.strategies import MARGIN
 
 FREQUENCIES = (50, 100, 200)
 DEFAULT_FREQUENCY = 50
@@ -218,6 +219,8 @@ class Prediction(Base):
     task_source_id: Mapped[str] = mapped_column(Text)
     model_name: Mapped[str] = mapped_column(Text)
     score: Mapped[float] = mapped_column(Float)
+    # Which scorer gave the score (preannotation/scoring.py): the model's queue.strategy's.
+    scorer: Mapped[str] = mapped_column(Text, server_default=MARGIN)
     result: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

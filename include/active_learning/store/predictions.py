@@ -15,8 +15,12 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from active_learning.preannotation.strategies import MARGIN
 from active_learning.store.base import Repository, find_project
 from active_learning.store.models import Completion, Prediction, Project, Task, utcnow
+
+
+_IN_CHUNK = 500  # ids per IN (...): well under SQLite's and PostgreSQL's limits on bound parameters
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,26 @@ class Predictions(Repository):
                 select(Task.source_id).where(Task.project_id == project_id, _awaiting_annotation()).order_by(Task.id)
             ))
 
-    def save(self, name: str, model: str, predictions: Iterable[NewPrediction]) -> int:
-        """Store predictions in one transaction; one already there for (task, model) is kept. Returns how
-        many were new."""
-        rows = [{"task_source_id": p.task_id, "model_name": model, "score": p.score, "result": p.result}
+    def texts(self, name: str, task_ids: Iterable[str]) -> dict[str, str]:
+        """Task -> its text, for those of ``task_ids`` the project has."""
+        wanted, found = list(dict.fromkeys(task_ids)), {}
+        with self._session() as session:
+            project_id = find_project(session, name).id
+            for start in range(0, len(wanted), _IN_CHUNK):
+                found.update(session.execute(select(Task.source_id, Task.text).where(
+                    Task.project_id == project_id, Task.source_id.in_(wanted[start : start + _IN_CHUNK]))).all())
+        return found
+
+    def annotated_texts(self, name: str) -> list[str]:
+        """The texts of the project's tasks that have a submitted completion."""
+        with self._session() as session:
+            project_id = find_project(session, name).id
+            return list(session.scalars(select(Task.text).where(Task.project_id == project_id, ~_awaiting_annotation())))
+
+    def save(self, name: str, model: str, predictions: Iterable[NewPrediction], *, scorer: str = MARGIN) -> int:
+        """Store predictions (their scores by ``scorer``) in one transaction; one already there for (task,
+        model) is kept. Returns how many were new."""
+        rows = [{"task_source_id": p.task_id, "model_name": model, "score": p.score, "scorer": scorer, "result": p.result}
                 for p in predictions]
         if not rows:
             return 0
@@ -98,12 +118,19 @@ class Predictions(Repository):
                 return {task: score for task, score in session.execute(query) if task in wanted}
             return dict(session.execute(query).all())
 
-    def of_model(self, name: str, model: str) -> dict[str, tuple[float, list[dict[str, Any]]]]:
-        """Task -> (score, result items) of every prediction the model made in the project."""
+    def scorers(self, name: str, model: str) -> set[str]:
+        """The scorers that gave the model's predictions in the project their scores (one, or none yet)."""
+        with self._session() as session:
+            return set(session.scalars(self._of_model(session, name, model).with_only_columns(Prediction.scorer).distinct()))
+
+    def of_model(self, name: str, model: str, task_ids: Iterable[str] | None = None) -> dict[str, tuple[float, list[dict[str, Any]]]]:
+        """Task -> (score, result items) of every prediction the model made in the project (of ``task_ids``, if given)."""
         with self._session() as session:
             query = self._of_model(session, name, model).with_only_columns(
                 Prediction.task_source_id, Prediction.score, Prediction.result
             )
+            if task_ids is not None:
+                query = query.where(Prediction.task_source_id.in_(list(task_ids)))
             return {task: (score, result) for task, score, result in session.execute(query)}
 
     def unpushed(self, name: str, model: str, *, limit: int = 1000) -> list[NewPrediction]:

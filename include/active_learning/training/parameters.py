@@ -4,8 +4,8 @@ and the values a training uses.
 Precedence, highest first: a single run's values (the training DAG's form), the project's, the
 deployment-wide ``ACTIVE_LEARNING_SPACY_OVERRIDES``, then ``include/configs/ner.cfg`` (the split's
 default is :func:`active_learning.training.dataset.split_examples`'s). Every parameter is a spaCy config
-path but three of ours: the dev split, the refit (:mod:`active_learning.training.refit`) and the base model
-(:mod:`active_learning.training.base_model`).
+path but four of ours: the dev split, the refit (:mod:`active_learning.training.refit`), the base model
+(:mod:`active_learning.training.base_model`) and the queue's strategy (:mod:`active_learning.preannotation.strategies`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from active_learning.preannotation import strategies
 from active_learning.training import base_model
 from active_learning.training.spacy_ner import NER_CONFIG_PATH, OVERRIDES_ENV_VAR as DEPLOYMENT_VARIABLE
 from active_learning.training.spacy_ner import load_training_overrides
@@ -31,7 +32,9 @@ DEFAULT_DEV_PERCENT = 20
 REFIT = "dataset.refit"
 DEFAULT_REFIT = False
 BASE = "model.base"
-OURS = {DEV_PERCENT: DEFAULT_DEV_PERCENT, REFIT: DEFAULT_REFIT, BASE: base_model.NONE}  # not spaCy's: never given to spaCy
+STRATEGY = "queue.strategy"
+OURS = {DEV_PERCENT: DEFAULT_DEV_PERCENT, REFIT: DEFAULT_REFIT, BASE: base_model.NONE,  # not spaCy's: never given to spaCy
+        STRATEGY: strategies.DEFAULT_STRATEGY}
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Parameter:
     maximum: float
     description: str
     text_problem: Callable[[str], str | None] | None = None  # a str's form
+    choices: tuple[str, ...] = ()  # a str's values, when they are few (the page offers them)
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value``, in one line; None when it is fine."""
@@ -77,6 +81,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter(BASE, str, 0, 0, "where training starts: none (from scratch), a spaCy pipeline package or folder with "
               "an English 'ner', models:/<project>_ner@deployed (a model of this loop) or transformer:<name or folder>",
               base_model.problem),
+    Parameter(STRATEGY, str, 0, 0, f"how the queue orders the tasks to annotate: {', '.join(strategies.STRATEGIES)}; the next "
+              "model's pre-annotation scores by it", strategies.problem, strategies.STRATEGIES),
 )}
 
 
@@ -162,9 +168,13 @@ class Effective:
     def base(self) -> str:
         return str(self.values[BASE])
 
+    @property
+    def strategy(self) -> str:
+        return str(self.values[STRATEGY])
+
     def rows(self) -> list[dict[str, Any]]:
         return [{"name": name, "value": self.values[name], "source": self.sources[name],
-                 "description": PARAMETERS[name].description} for name in PARAMETERS]
+                 "description": PARAMETERS[name].description, "choices": list(PARAMETERS[name].choices)} for name in PARAMETERS]
 
 
 def effective(project: Mapping[str, Any] | None = None, run: Mapping[str, Any] | None = None) -> Effective:

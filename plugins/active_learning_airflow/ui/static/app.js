@@ -322,11 +322,20 @@
   function paramsHtml(rows, may) {
     const body = rows.map((r) => `
       <tr><td><code>${esc(r.name)}</code></td>
-        <td><input size="${typeof r.value === "string" ? 28 : 9}" data-param="${esc(r.name)}" value="${r.source === "project" ? esc(String(r.value)) : ""}"
-          placeholder="${typeof r.value === "object" ? "schedule" : esc(String(r.value))}" title="${esc(r.description)}" ${may ? "" : "disabled"}></td>
+        <td>${r.choices.length ? paramChoice(r, may) : `<input size="${typeof r.value === "string" ? 28 : 9}" data-param="${esc(r.name)}"
+          value="${r.source === "project" ? esc(String(r.value)) : ""}" placeholder="${typeof r.value === "object" ? "schedule" : esc(String(r.value))}"
+          title="${esc(r.description)}" ${may ? "" : "disabled"}>`}</td>
         <td class="muted small">${esc(r.source)}</td></tr>`).join("");
     return `<table class="grid"><thead><tr><th>Parameter</th><th>Project's value</th><th>From</th></tr></thead><tbody>${body}</tbody></table>
       <button type="button" id="save-params" ${may ? "" : "disabled"}>Save parameters</button>`;
+  }
+
+  // A parameter of few values: its choices, and an empty one that leaves it to the deployment or the default (shown).
+  function paramChoice(r, may) {
+    const own = r.source === "project" ? r.value : "";
+    const options = [`<option value="">${esc(r.source === "project" ? "(not the project's)" : `${r.value} (${r.source})`)}</option>`]
+      .concat(r.choices.map((c) => `<option value="${esc(c)}" ${c === own ? "selected" : ""}>${esc(c)}</option>`));
+    return `<select data-param="${esc(r.name)}" title="${esc(r.description)}" ${may ? "" : "disabled"}>${options.join("")}</select>`;
   }
 
   // Who is e-mailed when a training ends or fails: the deployment's recipients (read-only here) and the project's own.
@@ -500,16 +509,33 @@
   }
 
   function queueHtml(queue) {
+    const strategy = `<code id="queue-strategy">${esc(queue.strategy)}</code>`;
     if (queue.awaiting === null) return `<h2>Annotation queue</h2><p class="muted">In Label Studio: its Data Manager sorts tasks by
-      the pre-annotation score of ${queue.deployed_model ? `<code>${esc(queue.deployed_model)}</code>` : "the deployed model"}.</p>`;
+      the pre-annotation score of ${queue.deployed_model ? `<code>${esc(queue.deployed_model)}</code>` : "the deployed model"}
+      (strategy ${strategy}).</p>`;
     const models = Object.entries(queue.predicted).map(([model, n]) => `<code class="small">${esc(model)}</code> ${n}`).join(" · ");
-    const rows = queue.least_confident.map((e) => `<tr><td><code>${esc(e.task)}</code></td><td class="num">${score(e.score)}</td></tr>`).join("");
+    const rows = queue.next.map((e) => `<tr><td><code>${esc(e.task)}</code></td><td class="task-text">${markedText(e.text, e.spans)}</td>
+      <td><code class="small">${esc(e.strategy)}</code></td><td class="num">${score(e.score)}</td></tr>`).join("");
     return `
       <h2>Annotation queue</h2>
-      <p><b id="queue-awaiting">${queue.awaiting}</b> tasks await annotation; pre-annotated: ${models || "none yet"}.</p>
-      ${rows ? `<p class="muted small">Least confident first (<code>active-learning next --project …</code> lists them all):</p>
-      <table class="grid" id="queue"><thead><tr><th>Task</th><th class="num">Confidence</th></tr></thead><tbody>${rows}</tbody></table>`
-      : `<p class="muted">No pre-annotation by the deployed model yet.</p>`}`;
+      <p><b id="queue-awaiting">${queue.awaiting}</b> tasks await annotation; pre-annotated: ${models || "none yet"}. Strategy: ${strategy}
+        (the training parameter <code>queue.strategy</code>).</p>
+      ${rows ? `<p class="muted small">Next to annotate, with the deployed model's entities (<code>active-learning next --project …</code> lists more):</p>
+      <table class="grid" id="queue"><thead><tr><th>Task</th><th>Text</th><th>Ranked by</th><th class="num">Confidence</th></tr></thead><tbody>${rows}</tbody></table>`
+      : `<p class="muted">${esc(queue.note || "No task awaits annotation.")}</p>`}`;
+  }
+
+  // The text with each predicted span marked; offsets count code points, as Python's do (an emoji is one).
+  function markedText(text, spans) {
+    const chars = Array.from(text || "");
+    const part = (from, to) => esc(chars.slice(from, to).join(""));
+    let html = "", at = 0;
+    for (const span of spans) {
+      if (span.start < at) continue;
+      html += `${part(at, span.start)}<mark title="${esc(span.label)}">${part(span.start, span.end)}<sub>${esc(span.label)}</sub></mark>`;
+      at = span.end;
+    }
+    return html + part(at);
   }
 
   function curveHtml(rows) {
