@@ -3,7 +3,7 @@
 # and base_model as long again per corpus: 3 seeds of 4 sides, 6 sizes of 2 sides); each writes
 # bench/results/<name>.json and its printed report to bench/results/<name>.txt.
 # Usage: bench/run_all.sh [name ...]   (default: all; names: dag_parse poll_scaling label_studio_poll
-#        training_overhead memory trigger_latency load preannotation uncertainty_vs_random model_quality base_model
+#        training_overhead memory trigger_latency load preannotation strategies model_quality base_model
 #        transformer_cost)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ python="${PYTHON:-.venv/bin/python}"
 export PATH="$(dirname "$python"):$PATH"
 mkdir -p bench/results
 status=0
-for name in "${@:-dag_parse poll_scaling label_studio_poll training_overhead memory trigger_latency load preannotation uncertainty_vs_random model_quality base_model transformer_cost}"; do
+for name in "${@:-dag_parse poll_scaling label_studio_poll training_overhead memory trigger_latency load preannotation strategies model_quality base_model transformer_cost}"; do
   for one in $name; do
     echo "=== $one ($(date -u +%H:%M:%S) UTC, load $(cut -d' ' -f1-3 /proc/loadavg))"
     "$python" "bench/$one.py" 2>&1 | tee "bench/results/$one.txt" | tail -1

@@ -25,8 +25,8 @@ BENCH = REPO / "bench"
 RATIO = re.compile(r"^key ratio: .+ = \d+\.\d{2}x \(target .+: (met|NOT met)\)$")
 
 
-# Two lanes of about the same length (seconds on 2 quiet cores): 266 | 141 + 46 + 45 + 11.
-LANES = (("model_quality.py",), ("base_model.py", "memory.py", "uncertainty_vs_random.py", "transformer_cost.py"))
+# Two lanes of about the same length (seconds on 2 quiet cores): 266 | 141 + 46 + 90 + 11.
+LANES = (("model_quality.py",), ("base_model.py", "memory.py", "strategies.py", "transformer_cost.py"))
 
 
 def quick(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -141,15 +141,14 @@ def test_transformer_cost_quick(lanes: Lanes) -> None:
 
 
 @pytest.mark.shared_data
-def test_uncertainty_vs_random_quick(lanes: Lanes) -> None:
+def test_strategies_quick(lanes: Lanes) -> None:
     shared_file("wnut17/dev_tasks.json")
-    shared_file("ncbi_disease/dev_tasks.json")
-    out = lane_result(lanes, "uncertainty_vs_random.py")
-    for corpus in ("wnut17", "ncbi_disease"):
-        assert f"{corpus}: mean dev F1 per round" in out
-        for curve in ("uncertainty", "random", "whole pool"):
-            assert f"  {corpus} {curve} seed 0: F1 " in out, (corpus, curve)
-    assert "annotations to reach 95% of the whole-pool model's F1" in out
+    out = lane_result(lanes, "strategies.py")
+    for side in ("scratch", "base"):
+        assert f"wnut17, {side}: tokens annotated: mean F1" in out
+        for curve in ("margin", "mnlp", "entity", "dropout", "random", "whole pool"):
+            assert re.search(rf"^  wnut17 {side} {curve} seed 0: F1 [\d. ]+ \(\d+ tasks, \d+ tokens\)", out, re.M), (side, curve)
+    assert "tokens annotated until the mean F1 reaches 95% of the whole-pool model's" in out
 
 
 @pytest.mark.scheduler
