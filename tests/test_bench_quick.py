@@ -81,6 +81,9 @@ def test_dag_parse_quick() -> None:
     for dag_file in ("active_learning_sensor.py", "active_learning_training.py", "active_learning_deploy.py"):
         assert dag_file in out
     assert re.search(r"nothing heavy .*\|\s*none imported\s*\|\s*yes", out), "parsing imported something heavy"
+    for control in ("control_seven_tasks.py (control)", "control_seven_tasks_params.py (control)"):
+        assert re.search(rf"^\| {re.escape(control)} +\| +[\d.]+ \| +[\d.]+-[\d.]+ \| +\d\.\d\dx \| \d\.\d\d-\d\.\d\dx \|", out, re.M), control
+    assert re.search(r"^active_learning_training.py / its form without this loop's code .*: \d\.\d\dx \(IQR ", out, re.M)
 
 
 @pytest.mark.shared_data
