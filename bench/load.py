@@ -31,7 +31,7 @@ stack and reports if used memory passes 85 %.
 
     python bench/load.py                   # 50 projects, the pool as this machine sizes it; 30 min on 2 cores
     python bench/load.py --no-pool         # the same load, the pool out of the way; 15-30 min
-    python bench/load.py --quick --kill    # 6 projects, pool 2, trainings killed once (tests/test_bench_quick.py)
+    python bench/load.py --quick --kill    # 4 projects, pool 2, trainings killed once (tests/test_bench_quick.py)
 
 Full runs write ``bench/results/load.json`` (``pool`` and ``no_pool`` side by side, each run its own key).
 """
@@ -84,8 +84,8 @@ NOTHING_COLLECTED: dict[str, list[Any]] = {"runs": [], "tries": [], "registers":
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="6 projects, pool 2, a shorter training")
-    parser.add_argument("--projects", type=int, default=None, help="N projects crossing at once (default 50; quick 6)")
+    parser.add_argument("--quick", action="store_true", help="4 projects, pool 2, a shorter training")
+    parser.add_argument("--projects", type=int, default=None, help="N projects crossing at once (default 50; quick 4)")
     parser.add_argument("--pool", type=int, default=None,
                         help="training pool slots (default: as the pool's creation sizes it on this machine; quick 2)")
     parser.add_argument("--no-pool", action="store_true", help="resize the pool to N slots: nothing bounds the trainings but Airflow")
@@ -95,7 +95,7 @@ def main() -> int:
     parser.add_argument("--home", type=Path, default=None, help="state goes here and is kept (default: a temporary folder, removed)")
     parser.add_argument("--out", type=Path, default=None, help="write <out>/load.json (full run: bench/results)")
     args = parser.parse_args()
-    n = args.projects or (6 if args.quick else 50)
+    n = args.projects or (4 if args.quick else 50)
     steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
     timeout = args.timeout or 90 * n + 300
     out = args.out or (None if args.quick else RESULTS)

