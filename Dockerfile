@@ -23,9 +23,11 @@ COPY --chown=airflow:0 requirements-transformers.txt /opt/airflow/project/requir
 RUN if [ "$ACTIVE_LEARNING_EXTRAS" = "transformers" ]; then \
       pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/project/requirements-transformers.txt; fi
 
-# Editable, as scripts/setup.sh does: the package finds include/configs/ beside itself.
+# Editable, as scripts/setup.sh does: the package finds include/configs/ beside itself. plugins/ is in it
+# too: the Airflow plugin's package sends the notifications of `active-learning train` (an entry point).
 COPY --chown=airflow:0 pyproject.toml /opt/airflow/project/pyproject.toml
 COPY --chown=airflow:0 include /opt/airflow/project/include
+COPY --chown=airflow:0 plugins /opt/airflow/project/plugins
 RUN pip install --no-cache-dir --no-deps -e /opt/airflow/project
 
 COPY --chown=airflow:0 dags /opt/airflow/dags

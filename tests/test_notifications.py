@@ -160,6 +160,33 @@ def test_a_failed_training_is_mailed_with_its_error_and_the_failed_tasks_log(  #
     assert "/tasks/prepare_data?try_number=1" in post["message"]
 
 
+def test_active_learning_train_is_told_as_the_dag_s_trainings_are(  # type: ignore[no-untyped-def]
+    backends: Backends, project: str, inbox: Inbox, chat: list[dict[str, Any]], capsys
+) -> None:
+    """The CLI's trainings, ended and failed, reach the same recipients and chat with the same messages, sent
+    by the Airflow plugin's sender (its entry point ``active_learning.notifiers``) outside any task."""
+    assert run(capsys, "notifications", "--project", project, "--email", "owner@example.org")[0] == 0
+    code, out, _ = run(capsys, "train", "--project", project, "--no-deploy")
+    assert code == 0
+    [training] = backends.store.trainings.history(project)
+    assert out.strip() == training.model_name
+    [(to, mail)] = inbox.mails
+    assert to == ["owner@example.org"]
+    assert mail["Subject"] == f"[active learning] {project}: model {training.model_name} registered only"
+    assert "register only requested; registered only" in body(mail) and f"Run {training.run_key} (manual training)" in body(mail)
+
+    backends.store.projects.create("empty", backends.store.configs.read(project).xml)
+    assert run(capsys, "notifications", "--project", "empty", "--email", "owner@example.org")[0] == 0
+    code, _, err = run(capsys, "train", "--project", "empty")
+    assert code == 1 and "project 'empty' has 0 trainable tasks" in err
+    [_, (to, mail)] = inbox.mails
+    assert to == ["owner@example.org"] and mail["Subject"] == "[active learning] empty: training failed"
+    assert "failed in task active-learning train" in body(mail) and "has 0 trainable tasks as of" in body(mail)
+    assert [(post["type"], post["title"]) for post in chat] == [
+        ("info", f"[active learning] {project}: model {training.model_name} registered only"),
+        ("failure", "[active learning] empty: training failed")]
+
+
 def test_with_no_recipient_and_no_chat_connection_nothing_is_sent_and_nothing_fails(  # type: ignore[no-untyped-def]
     dagbag, backends: Backends, project: str, inbox: Inbox, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -249,7 +249,7 @@ def cmd_train(backends: Backends, args: argparse.Namespace) -> int:
     from active_learning.loop import train_now
 
     choice = DEPLOY_AUTO if args.deploy is None else DEPLOY_ALWAYS if args.deploy else DEPLOY_REGISTER_ONLY
-    result = train_now(backends, args.project, choice=choice, tolerance=args.tolerance, warm_start=args.warm_start)
+    result = train_now(backends, args.project, choice=choice, tolerance=args.tolerance, warm_start=args.warm_start, notify=True)
     print(result["model_name"])
     print(json.dumps({k: result[k] for k in ("version", "deploy", "metrics")}), file=sys.stderr)
     return 0

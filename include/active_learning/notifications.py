@@ -3,8 +3,9 @@
 A training that ends (its model deployed, registered only, or refused by the deploy gate) or fails is
 told by e-mail to the deployment's recipients (``ACTIVE_LEARNING_NOTIFY_EMAIL``) and the project's own
 (``active-learning notifications``), and to the chat services of an Apprise connection. Airflow's
-notifiers send it (``plugins/active_learning_airflow/notifications.py``); with no recipient and no
-Apprise connection nothing is sent.
+notifiers send it (``plugins/active_learning_airflow/notifications.py``): in the training DAG's task
+callbacks, and for ``active-learning train`` through the entry point :data:`NOTIFIERS` (:func:`deliver`);
+with no recipient and no Apprise connection nothing is sent.
 
 | variable | default |
 |---|---|
@@ -15,9 +16,12 @@ Apprise connection nothing is sent.
 
 from __future__ import annotations
 
+import contextlib
 import html
+import logging
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,11 +32,14 @@ from active_learning.settings import hide_passwords
 from active_learning.store import AnnotationStore
 from active_learning.store.trainings import TrainingView
 
+log = logging.getLogger(__name__)
+
 EMAIL_VARIABLE = "ACTIVE_LEARNING_NOTIFY_EMAIL"
 SMTP_CONN_VARIABLE = "ACTIVE_LEARNING_NOTIFY_SMTP_CONN_ID"
 APPRISE_CONN_VARIABLE = "ACTIVE_LEARNING_NOTIFY_APPRISE_CONN_ID"
 DEFAULT_APPRISE_CONN_ID = "apprise_default"
 DEPLOYMENT, PROJECT = "deployment", "project"  # where a recipient comes from
+NOTIFIERS = "active_learning.notifiers"  # entry points: a sender(message, recipients) each
 FAILED = "failed"
 # How each outcome is flagged in chat tools (Apprise's notify types).
 LEVELS = {deploy_steps.DEPLOYED: "success", deploy_steps.REGISTERED_ONLY: "info",
@@ -135,6 +142,26 @@ def shown(recipients: list[Recipient]) -> dict[str, Any]:
 def _merged(deployment: list[str], own: Iterable[str]) -> list[Recipient]:
     return [Recipient(email, DEPLOYMENT) for email in deployment] + [
         Recipient(email, PROJECT) for email in own if email not in deployment]
+
+
+def deliver(message: Message, recipients: list[Recipient]) -> int:
+    """Send ``message`` with every installed sender (entry point group :data:`NOTIFIERS`: the Airflow
+    plugin's, as a training the DAG runs sends it); how many ran. None installed: nothing is sent, and
+    the log says so. A sender that fails is logged: the training's own outcome stands."""
+    from importlib.metadata import entry_points
+
+    senders = list(entry_points(group=NOTIFIERS))
+    if not senders:
+        log.info("no notifier is installed (entry points %s): %r is not sent", NOTIFIERS, message.subject)
+    # What a sender prints or logs (Airflow's logging writes to stdout) goes to stderr: a command's stdout
+    # is its answer (``active-learning train`` prints the model's name there).
+    with contextlib.redirect_stdout(sys.stderr):
+        for sender in senders:
+            try:
+                sender.load()(message, recipients)
+            except Exception:
+                log.warning("notifier %s could not send %r", sender.value, message.subject, exc_info=True)
+    return len(senders)
 
 
 def finished(training: TrainingView, link: str | None = None) -> Message:

@@ -55,6 +55,13 @@ def notify_failed(context: Any, reason: str, backends: Backends | None = None) -
         log.warning("could not notify that training %s failed", run_key, exc_info=True)
 
 
+def send(message: Message, recipients: list[Recipient]) -> None:
+    """Outside a task (``active-learning train``): the same sending, with the connections Airflow finds
+    without a task's context (``AIRFLOW_CONN_*`` variables, a secrets backend). The entry point
+    ``active_learning.notifiers`` names it, for the domain."""
+    _send({}, message, recipients)
+
+
 def _send(context: Any, message: Message, recipients: list[Recipient]) -> None:
     """E-mail ``recipients`` (none: no e-mail), and post to the Apprise connection's services (none while it
     does not exist). Each notifier on its own: one that fails is logged, and the other still sends."""
