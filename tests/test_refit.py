@@ -4,8 +4,11 @@ never trained on the evaluation set."""
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from conftest import shared_file
@@ -41,15 +44,35 @@ def test_the_refit_parameter_is_ours_and_a_boolean() -> None:
     assert parameters.problems({"dataset.refit": 1}) == ["dataset.refit must be true or false, not 1 (int)"]
 
 
-@pytest.fixture
-def refitted(backends: Backends) -> dict:  # type: ignore[type-arg]
+@pytest.fixture(scope="module")
+def refitted_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Backends, dict]]:  # type: ignore[type-arg]
+    """One refit training for the module (each costs seconds of CI time), in a home of its own."""
     from active_learning.exports import read_export
 
     tasks, _ = read_export(shared_file("ncbi_disease/tasks.json"))
-    backends.store.projects.create("news", shared_file("ncbi_disease/labeling_config.xml").read_text(), active_learning=True, auto_deploy=True)
-    backends.store.completions.import_tasks("news", tasks[:ABSTRACTS])
-    backends.store.projects.set_training_params("news", FIT, author="t", reason="t")
-    return train_now(backends, "news")
+    home = tmp_path_factory.mktemp("refit")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACTIVE_LEARNING_HOME", str(home))
+        backends = Backends()
+        backends.store.projects.create("news", shared_file("ncbi_disease/labeling_config.xml").read_text(), active_learning=True, auto_deploy=True)
+        backends.store.completions.import_tasks("news", tasks[:ABSTRACTS])
+        backends.store.projects.set_training_params("news", FIT, author="t", reason="t")
+        yield home, backends, train_now(backends, "news")
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # set by MLflow for the module's store
+            os.environ.pop(key, None)
+
+
+@pytest.fixture
+def backends(refitted_home: tuple[Path, Backends, dict], monkeypatch: pytest.MonkeyPatch) -> Backends:  # type: ignore[type-arg]
+    """The module's home for each test (its store and MLflow store); each test's projects are its own."""
+    home, shared, _ = refitted_home
+    monkeypatch.setenv("ACTIVE_LEARNING_HOME", str(home))
+    return shared
+
+
+@pytest.fixture
+def refitted(refitted_home: tuple[Path, Backends, dict]) -> dict:  # type: ignore[type-arg]
+    return refitted_home[2]
 
 
 def test_a_refit_deploys_the_model_of_every_task_and_keeps_its_twin_for_the_gate(backends: Backends, refitted: dict) -> None:  # type: ignore[type-arg]
@@ -61,7 +84,8 @@ def test_a_refit_deploys_the_model_of_every_task_and_keeps_its_twin_for_the_gate
     assert metrics["training_seconds"] > metrics["refit_seconds"] > 0
     import mlflow
 
-    logged = {model.name for model in mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")}
+    logged = {model.name for model in mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{version.run_id}'", output_format="list")}
     assert logged == {"model", GATE_MODEL_DIR}
     assert refitted["deploy"].startswith("gate passed")
     assert backends.store.projects.get("news").deployed_model == refitted["model_name"]
