@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
 
 from active_learning import settings
 
@@ -43,6 +43,7 @@ VERSION_TABLE = "active_learning_schema_version"
 BASELINE_REVISION = "0001"
 # pg_advisory_xact_lock key serialising migrations of the store (any constant unique to this code).
 _PG_LOCK_KEY = int.from_bytes(b"al-store", "big")
+SQLITE_BUSY_TIMEOUT = 30  # seconds a SQLite connection waits for a lock, unless the URL's ?timeout= says
 
 
 def connect(url: str | None = None) -> Engine:
@@ -50,25 +51,27 @@ def connect(url: str | None = None) -> Engine:
     if url.startswith("sqlite"):
         # Airflow tasks, the CLI and the sensor write at once: wait for the lock instead of failing
         # (30 s unless the URL says otherwise, e.g. ``sqlite:///store.db?timeout=5``).
-        timeout = {} if "timeout=" in url else {"timeout": 30}
-        engine = create_engine(url, connect_args=timeout)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        given = make_url(url).query.get("timeout")
+        timeout = float(given if isinstance(given, str) else SQLITE_BUSY_TIMEOUT)
+        engine = create_engine(url, connect_args={} if given else {"timeout": timeout})
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, timeout=timeout))
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection, _record, *, timeout: float) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
     try:
-        _wal(cursor)
+        _wal(cursor, timeout)
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
 
 
-def _wal(cursor, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+def _wal(cursor, timeout: float) -> None:  # type: ignore[no-untyped-def]
     """Switch the file to WAL once (the mode persists). Switching takes an exclusive lock and SQLite does
-    not wait on its busy timeout for it: processes opening a new store at once retry instead of failing."""
+    not wait on its busy timeout for it: processes opening a new store at once retry instead of failing,
+    for as long as the busy timeout."""
     deadline = time.monotonic() + timeout
     while True:
         try:
