@@ -1,7 +1,7 @@
 """Every benchmark's quick mode runs, exits 0 and ends with its key ratio (README, "Performance").
 
-The quick modes whose checks read only what they print, never a time, run in a background lane from the
-start of the session (``tests/quick_benches.py``); their tests read what they printed. This module runs
+The quick modes whose checks read only what they print, never a time (counts, tables, imports), run in a
+background lane from the start of the session (``tests/quick_benches.py``); their tests read what they printed. This module runs
 last, and each of its tests once that lane is done: the ones that judge times (the DAG parse, training
 overhead, the trigger latency, the load run, pre-annotation) run alone.
 """
@@ -20,8 +20,8 @@ from quick_benches import Background, run_quick
 pytestmark = pytest.mark.usefixtures("without_background")
 
 
-def test_poll_scaling_quick() -> None:
-    out = run_quick("poll_scaling.py")
+def test_poll_scaling_quick(background_benches: Background) -> None:
+    out = background_benches.output("poll_scaling.py")
     assert "sqlite: wall time, median of" in out
     # PostgreSQL is measured when it answers, and skipped - saying so - when it does not.
     assert "postgresql: wall time, median of" in out or "SKIPPED postgresql: PostgreSQL unreachable" in out
@@ -29,8 +29,8 @@ def test_poll_scaling_quick() -> None:
     assert re.search(r"statements per poll, any number of projects\s*\|\s+[12] \|", out), "the poll takes more statements"
 
 
-def test_dag_parse_quick() -> None:
-    out = run_quick("dag_parse.py")
+def test_dag_parse_quick(background_benches: Background) -> None:
+    out = background_benches.output("dag_parse.py")
     for dag_file in ("active_learning_sensor.py", "active_learning_training.py", "active_learning_deploy.py"):
         assert dag_file in out
     assert re.search(r"nothing heavy .*\|\s*none imported\s*\|\s*yes", out), "parsing imported something heavy"
@@ -113,8 +113,8 @@ def test_trigger_latency_quick() -> None:
 
 
 @pytest.mark.label_studio
-def test_label_studio_poll_quick() -> None:
-    out = run_quick("label_studio_poll.py", timeout=900)
+def test_label_studio_poll_quick(background_benches: Background) -> None:
+    out = background_benches.output("label_studio_poll.py")
     assert "poll at 5 Label Studio projects: 1 request(s)" in out, "a poll is one request per 100 projects"
 
 

@@ -14,6 +14,7 @@ token runs (``/api/token/refresh/`` -> Bearer access token).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -52,18 +53,22 @@ def venv_dir() -> Path:
 
 
 def ensure_venv() -> Path:
-    """Label Studio's own virtual environment, created or repaired when its stamp does not match."""
+    """Label Studio's own virtual environment, created or repaired when its stamp does not match; one
+    process at a time (a lock file beside it): two servers starting at once share one installation."""
     venv = venv_dir()
     stamp = venv / f".installed-{hashlib.sha256(LABEL_STUDIO_VERSION.encode()).hexdigest()[:12]}"
-    if stamp.exists() and (venv / "bin" / "label-studio").exists():
-        return venv
-    python = getattr(sys, "_base_executable", None) or sys.executable
-    subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    done = subprocess.run([*pip, f"label-studio=={LABEL_STUDIO_VERSION}"], capture_output=True, text=True, timeout=1200)
-    if done.returncode != 0:
-        raise RuntimeError(f"pip could not install label-studio=={LABEL_STUDIO_VERSION} into {venv}:\n{done.stderr[-3000:]}")
-    stamp.touch()
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and (venv / "bin" / "label-studio").exists():
+            return venv
+        python = getattr(sys, "_base_executable", None) or sys.executable
+        subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        done = subprocess.run([*pip, f"label-studio=={LABEL_STUDIO_VERSION}"], capture_output=True, text=True, timeout=1200)
+        if done.returncode != 0:
+            raise RuntimeError(f"pip could not install label-studio=={LABEL_STUDIO_VERSION} into {venv}:\n{done.stderr[-3000:]}")
+        stamp.touch()
     return venv
 
 
