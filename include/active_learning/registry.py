@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from active_learning import naming, settings
+from active_learning.preannotation.strategies import MARGIN, scorer_for
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -259,8 +260,6 @@ class ModelRegistry:
     def scorer(self, info: ModelVersionInfo) -> str:
         """The scorer the version's pre-annotation uses: that of the ``queue.strategy`` its training logged
         (a model trained before the parameter existed: ``margin``, the only scorer then)."""
-        from active_learning.preannotation.strategies import MARGIN, scorer_for
-
         params = self.client.get_run(info.run_id).data.params if info.run_id else {}
         return scorer_for(params.get(STRATEGY_PARAM, MARGIN))
 

@@ -59,16 +59,22 @@ def next_tasks(backends: Backends, project: str, *, n: int = 50, strategy: str |
     if chosen not in (*STRATEGIES, UNCERTAINTY):
         raise QueueStrategyError(f"strategy must be one of {', '.join(STRATEGIES)}, not {chosen!r}")
     source = backends.source(project)
-    waiting = source.unannotated_ids(project)
+    asked = None if strategy in (None, UNCERTAINTY) else chosen
+    return _ordered(backends, project, source, source.unannotated_ids(project), chosen, asked, n=n, seed=seed)[0]
+
+
+def _ordered(backends: Backends, project: str, source: CompletionSource, waiting: list[str], chosen: str, asked: str | None,
+             *, n: int, seed: int) -> tuple[list[QueueEntry], dict[str, str]]:
+    """The next ``n`` of ``waiting`` by ``chosen``, and the texts read to choose them (a scorer's batch)."""
     if chosen == SEQUENTIAL:
-        return [QueueEntry(task, None, None, SEQUENTIAL) for task in waiting[:n]]
+        return [QueueEntry(task, None, None, SEQUENTIAL) for task in waiting[:n]], {}
     if chosen == RANDOM:
         random.Random(f"{project}\0{seed}").shuffle(waiting)
-        return [QueueEntry(task, None, None, RANDOM) for task in waiting[:n]]
+        return [QueueEntry(task, None, None, RANDOM) for task in waiting[:n]], {}
     model = backends.store.projects.get(project).deployed_model
     if model is None or naming.parse_model_name(model) is None:  # nothing deployed, or a pretrained model
         raise NoDeployedModelError(project)
-    scorer = _scorer(backends, project, model, None if strategy in (None, UNCERTAINTY) else chosen)
+    scorer = _scorer(backends, project, model, asked)
     return _batch(source, project, waiting, backends.store.predictions.scores(project, model, waiting), model, scorer, n)
 
 
@@ -85,14 +91,15 @@ def _scorer(backends: Backends, project: str, model: str, asked: str | None) -> 
 
 
 def _batch(source: CompletionSource, project: str, waiting: list[str], scores: dict[str, float], model: str, scorer: str,
-           n: int) -> list[QueueEntry]:
+           n: int) -> tuple[list[QueueEntry], dict[str, str]]:
     ranked = least_confident(waiting, scores)
     doubtful = ranked[: min(len(scores), CANDIDATES * n)]
     texts = source.texts(project, doubtful) if doubtful else {}
     candidates = [Candidate(task, texts.get(task, ""), scores[task]) for task in doubtful]
     picked = choose_batch(candidates, n, labelled=source.annotated_texts(project)) if candidates else []
     unscored = [task for task in waiting if task not in scores][: n - len(picked)]
-    return [QueueEntry(task, scores[task], model, scorer) for task in picked] + [QueueEntry(task, None, None, scorer) for task in unscored]
+    entries = [QueueEntry(task, scores[task], model, scorer) for task in picked] + [QueueEntry(task, None, None, scorer) for task in unscored]
+    return entries, texts
 
 
 def least_confident(waiting: list[str], scores: dict[str, float]) -> list[str]:
@@ -113,13 +120,15 @@ def queue_summary(backends: Backends, project: str, *, n: int = PAGE_ROWS) -> di
     if settings.source != SOURCE_STORE:
         return summary | {"awaiting": None, "predicted": {}, "next": [], "note": None}
     predictions = backends.store.predictions
-    summary |= {"awaiting": len(predictions.unannotated_ids(project)), "predicted": predictions.counts(project), "note": None}
+    waiting = predictions.unannotated_ids(project)
+    summary |= {"awaiting": len(waiting), "predicted": predictions.counts(project), "note": None}
     try:
-        entries = next_tasks(backends, project, n=n)
+        entries, texts = _ordered(backends, project, backends.source(project), waiting, strategy, None, n=n, seed=0)
     except NoDeployedModelError as error:
         return summary | {"next": [], "note": str(error)}
     ids = [entry.task for entry in entries]
-    texts = predictions.texts(project, ids)
+    if unread := [task for task in ids if task not in texts]:  # unscored tasks, or a random or sequential order
+        texts = texts | predictions.texts(project, unread)
     predicted = predictions.of_model(project, settings.deployed_model, ids) if settings.deployed_model else {}
     return summary | {"next": [
         QueueEntry(entry.task, entry.score, entry.model, entry.strategy, _line(texts.get(entry.task, "")),
