@@ -69,7 +69,9 @@ def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(
     airflow.start()
     try:
         airflow.wait_for_dags({DEPLOY_DAG_ID, PREANNOTATE_DAG_ID})
-        airflow.api.trigger(DEPLOY_DAG_ID, {"project": "demo-news", "model_name": second})
+        deploy = {"project": "demo-news", "model_name": second}
+        run_id = airflow.api.trigger(DEPLOY_DAG_ID, deploy)["dag_run_id"]
+        assert airflow.api.trigger(DEPLOY_DAG_ID, deploy, run_id=run_id)["dag_run_id"] == run_id  # asked again: the same run
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             entries = json.loads(subprocess.run(

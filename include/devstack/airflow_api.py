@@ -8,16 +8,18 @@ Airflow through this one client instead of each logging in on its own.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from devstack.services import Service, http_json, wait_until
 
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+TRIGGER_RETRY_WAITS_S = (2, 4)  # then the last ask, whose error is the caller's
 
 
 def airflow_healthy(base_url: str) -> bool:
@@ -62,9 +64,29 @@ class AirflowApi:
         """``POST /api/v2/<path>`` with a JSON body."""
         return self._call(path, body, timeout)
 
-    def trigger(self, dag_id: str, conf: dict[str, Any], *, timeout: float = 15) -> dict[str, Any]:
-        """A run of ``dag_id`` now, as the UI's trigger form starts one."""
-        return self.post(f"dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}, timeout=timeout)
+    def trigger(self, dag_id: str, conf: dict[str, Any], *, run_id: str | None = None, timeout: float = 15) -> dict[str, Any]:
+        """A run of ``dag_id`` now, as the UI's trigger form starts one. The run id is chosen here (or given),
+        so asking again after a lost answer or a 5xx (the API server's database busy on a loaded machine)
+        cannot start a second run: a 409 says that an earlier ask made it, and that run is returned."""
+        run_id = run_id or f"manual__{datetime.now(UTC).isoformat()}"
+        for wait in TRIGGER_RETRY_WAITS_S:
+            try:
+                return self._trigger(dag_id, run_id, conf, timeout)
+            except urllib.error.HTTPError as error:
+                if error.code < 500:
+                    raise
+            except OSError:
+                pass
+            time.sleep(wait)
+        return self._trigger(dag_id, run_id, conf, timeout)
+
+    def _trigger(self, dag_id: str, run_id: str, conf: dict[str, Any], timeout: float) -> dict[str, Any]:
+        try:
+            return self.post(f"dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            if error.code != 409:
+                raise
+        return self.get(f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}", timeout=timeout)
 
     def _call(self, path: str, body: Any, timeout: float) -> Any:
         try:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,8 +93,12 @@ def http_json(url: str, *, data: Any = None, token: str | None = None, timeout: 
         headers["Authorization"] = f"Bearer {token}"
     body = None if data is None else json.dumps(data).encode()
     request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body else "GET")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.load(response)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:  # the server's reason in the message, not only its status
+        error.msg = f"{error.msg}: {error.read(2000).decode(errors='replace')}"
+        raise
 
 
 def answers(url: str) -> bool:
