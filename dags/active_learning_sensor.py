@@ -1,7 +1,9 @@
 """
 ### Active learning: poll projects, launch trainings
 
-Every poll (default every 5 minutes; `ACTIVE_LEARNING_POLL_SCHEDULE` takes a cron expression) counts,
+A poll runs on its cron (default every 5 minutes, UTC; `ACTIVE_LEARNING_POLL_SCHEDULE` takes a cron
+expression) **or** as soon as completions arrive: an event on the asset `active_learning_completions`, which a
+Label Studio webhook, `active-learning import` and the Active Learning page emit. Each poll counts,
 in one query, the completions each active-learning project gained since its last training, as of the
 run's data interval end; projects that live in Label Studio cost one more request per 100 of them
 (connection `label_studio_default`), and their counts are live. Each project that gained at least its frequency (50, 100 or 200) gets one run
@@ -23,22 +25,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from active_learning.constants import SENSOR_DAG_ID, TRAINING_DAG_ID
-from active_learning_airflow.assets import DEPLOYED_MODELS, announce
+from active_learning_airflow.assets import COMPLETIONS, DEPLOYED_MODELS, announce
 from active_learning_airflow.priority import AHEAD_OF_EVERYTHING
 from active_learning_airflow.sensors import DueProjectsSensor
 from active_learning_airflow.tasks import domain_task
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 with DAG(
     dag_id=SENSOR_DAG_ID,
     description="Poll active-learning projects and launch one training per threshold crossing",
     doc_md=__doc__,
-    schedule=os.environ.get("ACTIVE_LEARNING_POLL_SCHEDULE", "*/5 * * * *"),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(os.environ.get("ACTIVE_LEARNING_POLL_SCHEDULE", "*/5 * * * *"), timezone="UTC"),
+        assets=[COMPLETIONS],
+    ),
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=2,
+    max_active_runs=2,  # a burst of events: Airflow holds asset-triggered runs back while two are active
     tags=["active-learning", "ner"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=20), **AHEAD_OF_EVERYTHING},
 ):

@@ -45,6 +45,26 @@ def test_import_creates_the_project_and_counts_toward_the_next_training(home: Pa
     assert row["due"] is True and row["auto_deploy"] is True
 
 
+def test_an_import_tells_no_airflow_unless_one_is_configured_and_a_dead_one_loses_nothing(  # type: ignore[no-untyped-def]
+    home: Path, capsys, monkeypatch
+) -> None:
+    from devstack.services import free_port
+
+    code, _, err = run(capsys, "import", BATCH1, "--project", "news", "--config", CONFIG, "--enable")
+    assert code == 0 and "Airflow" not in err  # none configured: the poll finds the completions
+    monkeypatch.setenv("ACTIVE_LEARNING_AIRFLOW_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("ACTIVE_LEARNING_AIRFLOW_USERNAME", "admin")
+    monkeypatch.setenv("ACTIVE_LEARNING_AIRFLOW_PASSWORD", "secret-password")
+    started = time.monotonic()
+    code, out, err = run(capsys, "import", BATCH2, "--project", "news")
+    assert code == 0 and json.loads(out)["new_completions"] == 50
+    assert "was not told" in err and "the next scheduled poll sees these completions" in err
+    assert "secret-password" not in err and time.monotonic() - started < 30
+    assert projects(capsys)["news"]["completions"] == 90
+    code, _, err = run(capsys, "import", BATCH2, "--project", "news")
+    assert code == 0 and "Airflow" not in err  # nothing new: nothing to tell
+
+
 def test_recount_brings_in_completions_written_around_the_store(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import text
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from active_learning.constants import DEPLOY_DAG_ID, PREANNOTATE_DAG_ID
+from active_learning.constants import DEPLOY_DAG_ID, PREANNOTATE_DAG_ID, SENSOR_DAG_ID, TRAINING_DAG_ID
 from devstack.embedded import EmbeddedAirflow
 from devstack.services import free_port
 
@@ -35,6 +35,7 @@ def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(
     log = home / "airflow-standalone.log"
     assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}\n(see {log})"
     assert "OK: sensor -> training -> MLflow -> deploy -> pre-annotation" in done.stdout
+    assert "was told: a poll starts now" in done.stderr  # the crossing's import announced it
 
     env["ACTIVE_LEARNING_HOME"] = str(home)
     check = subprocess.run(
@@ -68,7 +69,7 @@ def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(
     airflow = EmbeddedAirflow(home, port=free_port(), poll_schedule="0 0 1 1 *")  # no poll: only the deploy
     airflow.start()
     try:
-        airflow.wait_for_dags({DEPLOY_DAG_ID, PREANNOTATE_DAG_ID})
+        airflow.wait_for_dags({DEPLOY_DAG_ID, PREANNOTATE_DAG_ID, SENSOR_DAG_ID})
         deploy = {"project": "demo-news", "model_name": second}
         run_id = airflow.api.trigger(DEPLOY_DAG_ID, deploy)["dag_run_id"]
         assert airflow.api.trigger(DEPLOY_DAG_ID, deploy, run_id=run_id)["dag_run_id"] == run_id  # asked again: the same run
@@ -87,5 +88,28 @@ def test_the_sensor_launches_training_which_deploys_through_the_real_scheduler(
         assert len(entries) == 30 and all(entry["score"] is not None for entry in entries)
         deploys = airflow.api.dag_runs(DEPLOY_DAG_ID)
         assert [run["state"] for run in deploys] == ["success"]
+
+        # An import tells Airflow, and its event on the completions asset starts a poll at once (this Airflow's
+        # cron never polls): a poll that finds nothing due, and launches nothing.
+        more = tmp_path / "three-more.json"
+        tasks = json.loads((REPO / "include" / "sample" / "completions_batch1.json").read_text())[:3]
+        for n, task in enumerate(tasks):
+            task["id"] = 9000 + n
+            for m, completion in enumerate(task["completions"]):
+                completion["id"] = 90000 + 10 * n + m
+        more.write_text(json.dumps(tasks))
+        earlier = {run["dag_run_id"] for run in airflow.api.dag_runs(SENSOR_DAG_ID)}  # the demo's polls
+        trainings = len(airflow.api.dag_runs(TRAINING_DAG_ID))
+        told = subprocess.run([sys.executable, "-m", "active_learning", "import", str(more), "--project", "demo-news"],
+                              env=env | airflow.announce_environment(), capture_output=True, text=True)
+        assert told.returncode == 0 and "was told: a poll starts now" in told.stderr, told.stderr[-3000:]
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            polls = [run for run in airflow.api.dag_runs(SENSOR_DAG_ID) if run["dag_run_id"] not in earlier]
+            if polls and all(run["state"] in ("success", "failed") for run in polls):
+                break
+            time.sleep(3)
+        assert [(run["run_type"], run["state"]) for run in polls] == [("asset_triggered", "success")], polls
+        assert len(airflow.api.dag_runs(TRAINING_DAG_ID)) == trainings  # 3 new completions: nothing due
     finally:
         airflow.stop()

@@ -101,6 +101,11 @@ def cmd_import(backends: Backends, args: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    if result.new_completions and project.active_learning:
+        from active_learning.announce import announce_completions
+
+        if told := announce_completions([args.project], "active-learning import"):
+            print(told, file=sys.stderr)
     return 0
 
 

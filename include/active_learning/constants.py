@@ -28,3 +28,9 @@ TRIGGERED_BY_HAND = "manual"
 PREANNOTATE_DAG_ID = "active_learning_preannotate"
 DEPLOYED_MODELS_ASSET = "active_learning_deployed_models"
 DEPLOYED_MODELS_ASSET_URI = "x-active-learning://deployed-models"
+
+# New completions: the sensor DAG is scheduled on its cron or on this asset, whose events a Label Studio
+# webhook, `active-learning import` and the page's changes emit, so a crossing is polled at once; the event's
+# extra names the projects.
+COMPLETIONS_ASSET = "active_learning_completions"
+COMPLETIONS_ASSET_URI = "x-active-learning://completions"

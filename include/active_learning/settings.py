@@ -7,6 +7,8 @@
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///$ACTIVE_LEARNING_HOME/mlflow.db`` (artifacts in ``mlartifacts/`` beside it) |
 | ``ACTIVE_LEARNING_WARM_START`` | ``false``: train from scratch; ``true``: continue from the deployed model |
 | ``ACTIVE_LEARNING_TRAINING_POOL_SLOTS`` | size of the training pool when it is created; default :func:`default_training_pool_slots` |
+| ``ACTIVE_LEARNING_AIRFLOW_API_URL`` | none: ``import`` tells no Airflow (the poll finds its completions); else Airflow's base URL |
+| ``ACTIVE_LEARNING_AIRFLOW_USERNAME``, ``..._PASSWORD`` | the Airflow user ``import`` announces completions as (``POST /auth/token``) |
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ def local_artifact_root() -> str | None:
     if mlflow_tracking_uri().startswith(("http://", "https://", "databricks")):
         return None
     return (data_home() / "mlartifacts").as_uri()
+
+
+def airflow_api() -> tuple[str, str, str] | None:
+    """Airflow's base URL, user name and password for announcing completions from outside it; None: not set."""
+    url = os.environ.get("ACTIVE_LEARNING_AIRFLOW_API_URL", "").strip().rstrip("/")
+    if not url:
+        return None
+    return url, os.environ.get("ACTIVE_LEARNING_AIRFLOW_USERNAME", ""), os.environ.get("ACTIVE_LEARNING_AIRFLOW_PASSWORD", "")
 
 
 def warm_start() -> bool:

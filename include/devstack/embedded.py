@@ -122,6 +122,12 @@ class EmbeddedAirflow:
     def admin_password(self) -> str:
         return admin_password(self.home / "airflow")
 
+    def announce_environment(self) -> dict[str, str]:
+        """What ``active-learning import`` needs to tell this Airflow that completions arrived
+        (:mod:`active_learning.announce`); the admin password exists once Airflow has started."""
+        return {"ACTIVE_LEARNING_AIRFLOW_API_URL": self.url, "ACTIVE_LEARNING_AIRFLOW_USERNAME": "admin",
+                "ACTIVE_LEARNING_AIRFLOW_PASSWORD": self.admin_password()}
+
     def stop(self) -> None:
         if self.service:
             self.service.stop(timeout=60)

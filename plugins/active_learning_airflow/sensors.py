@@ -10,7 +10,8 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 def poll_time(context: Any) -> Any:
     """As of when a poll counts: a scheduled or backfill run at its data interval's end, so a backfill
-    replays past polls; a run triggered by hand ("poll now") at the time it was triggered."""
+    replays past polls; a run triggered by hand ("poll now") or by an event on the completions asset (no
+    data interval) at the time it was triggered, its ``run_after``."""
     dag_run = context["dag_run"]
     if dag_run.run_type == "manual" or context.get("data_interval_end") is None:
         return dag_run.run_after

@@ -10,6 +10,7 @@ One engine, one part per job, each call its own short transaction:
 | ``store.configs`` | the live labeling config and its revisions (compare-and-set) |
 | ``store.status`` | every project's status in one statement: the poll, the page and the CLI read it |
 | ``store.predictions`` | pre-annotations per task and model, the tasks awaiting annotation |
+| ``store.webhooks`` | Label Studio webhook deliveries acted on, each once |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from active_learning.store.predictions import NewPrediction, Predictions, TaskTe
 from active_learning.store.projects import Projects, ProjectSettings, SafeNameTakenError
 from active_learning.store.status import LastTraining, ProjectStatus, Statuses
 from active_learning.store.trainings import Trainings, TrainingView
+from active_learning.store.webhooks import Webhooks
 
 
 class AnnotationStore:
@@ -37,6 +39,7 @@ class AnnotationStore:
         self.configs = Configs(engine, sessions)
         self.status = Statuses(engine, sessions)
         self.predictions = Predictions(engine, sessions)
+        self.webhooks = Webhooks(engine, sessions)
 
 
 __all__ = [

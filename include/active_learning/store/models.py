@@ -224,3 +224,16 @@ class Prediction(Base):
     result: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """A Label Studio webhook delivery this loop acted on, by the key of what it announced (its action and
+    the annotations' ids and update times): the same delivery twice is acted on once
+    (:mod:`active_learning.webhooks`). Kept a day: Label Studio sends each event once and never retries."""
+
+    __tablename__ = "webhook_deliveries"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -91,6 +91,12 @@ class Projects(Repository):
         with self._session() as session:
             return session.scalar(select(Project.id).where(Project.name == name)) is not None
 
+    def connected(self, source: str, source_project_id: int) -> ProjectSettings | None:
+        """The project connected to ``source``'s project ``source_project_id``, if one is."""
+        with self._session() as session:
+            project = session.scalar(select(Project).where(Project.source == source, Project.source_project_id == source_project_id))
+            return None if project is None else _settings(project)
+
     def names(self) -> list[str]:
         with self._session() as session:
             return list(session.scalars(select(Project.name).order_by(Project.name)))

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from active_learning_airflow.ui.inputs import no_nul_in_query
-from active_learning_airflow.ui.routers import changes, deploys, page, reads
+from active_learning_airflow.ui.routers import changes, deploys, page, reads, webhooks
 from active_learning_airflow.ui.same_origin import same_origin_json
 from active_learning_airflow.ui.security_headers import SECURITY_HEADERS
 from airflow.api_fastapi.app import get_auth_manager
@@ -34,7 +34,7 @@ def create_app() -> FastAPI:
         dependencies=[Depends(same_origin_json), Depends(no_nul_in_query)],
     )
     app.add_exception_handler(StarletteHTTPException, http_error)
-    for routes in (page, reads, changes, deploys):
+    for routes in (page, reads, changes, deploys, webhooks):
         app.include_router(routes.router)
     return app
 

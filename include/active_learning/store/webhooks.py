@@ -1,0 +1,29 @@
+"""Webhook deliveries acted on (:class:`~active_learning.store.models.WebhookDelivery`): each once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from active_learning.store.base import Repository
+from active_learning.store.models import WebhookDelivery, utcnow
+
+KEPT = timedelta(days=1)
+
+
+class Webhooks(Repository):
+    def record(self, key: str, project_id: int, action: str) -> bool:
+        """Record a delivery by its key; False when it was recorded before (act on it only once). Deliveries
+        older than :data:`KEPT` are dropped on the way."""
+        now = utcnow()
+        try:
+            with self._session() as session:
+                session.execute(delete(WebhookDelivery).where(WebhookDelivery.received_at < now - KEPT))
+                if session.scalar(select(WebhookDelivery.key).where(WebhookDelivery.key == key)) is not None:
+                    return False
+                session.add(WebhookDelivery(key=key, project_id=project_id, action=action, received_at=now))
+        except IntegrityError:  # the same delivery, recorded at the same moment by another worker
+            return False
+        return True

@@ -1,0 +1,86 @@
+"""Label Studio's webhooks: which deliveries announce new completions, checked before anything is done.
+
+Label Studio posts a project's annotation events to the URL ``connect-label-studio`` registers, with the
+secret of the ``label_studio_default`` connection (its extra ``webhook_secret``) in the header
+:data:`SECRET_HEADER`. What a delivery must be, in the order it is checked, and what it gets otherwise
+(nothing is changed by a refused one):
+
+| check | else |
+|---|---|
+| at most :data:`MAX_BODY_BYTES` | 413 |
+| the secret, compared in constant time | 401 |
+| a JSON object | 400 |
+| one of :data:`ANNOTATION_ACTIONS` | 422 |
+| a project id that a project here is connected to | 404 |
+
+An accepted delivery is acted on once: its *key* (the action, the project and each annotation's id and
+update time) is recorded, and the same delivery again is answered without acting. Acting is asking for a
+poll (an asset event the sensor DAG is scheduled on), never the poll's work: Label Studio waits 1 s for
+the answer and never sends an event twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+SECRET_HEADER = "X-Active-Learning-Secret"
+SECRET_EXTRA = "webhook_secret"  # where the secret lives: the Label Studio connection's extra
+ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED")
+MAX_BODY_BYTES = 1 << 20  # a delivery of many annotations stays far below; a larger body is not one
+
+
+class WebhookRefused(Exception):
+    """A delivery that is not acted on: the HTTP status and a reason a person can act on."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Delivery:
+    action: str
+    ls_project: int  # Label Studio's project id
+    annotations: int  # how many the delivery names
+    key: str  # what it announced, hashed: the same delivery has the same key
+
+
+def check_secret(expected: str | None, given: str | None) -> None:
+    """The header's secret against the connection's, in constant time; 401 without either."""
+    if not expected:
+        raise WebhookRefused(401, f"no webhook secret is configured: set {SECRET_EXTRA!r} in the extra of the "
+                                  "Label Studio connection (connect-label-studio registers the webhook with it)")
+    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise WebhookRefused(401, f"the {SECRET_HEADER} header does not carry the webhook secret")
+
+
+def read_delivery(body: bytes) -> Delivery:
+    """The delivery in ``body`` (Label Studio's webhook payload), or :class:`WebhookRefused` saying why not."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WebhookRefused(400, f"the body is not JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise WebhookRefused(400, "the body is not a JSON object")
+    action = payload.get("action")
+    if action not in ANNOTATION_ACTIONS:
+        raise WebhookRefused(422, f"action {action!r} is not handled: only {', '.join(ANNOTATION_ACTIONS)} announce "
+                                  "new completions")
+    project = payload.get("project")
+    project_id = project.get("id") if isinstance(project, dict) else None
+    if not isinstance(project_id, int) or isinstance(project_id, bool):
+        raise WebhookRefused(422, "the body names no project: Label Studio sends project.id with annotation events")
+    annotations = payload.get("annotation")
+    annotations = annotations if isinstance(annotations, list) else [annotations]
+    stamps = sorted(_stamp(annotation) for annotation in annotations if isinstance(annotation, dict))
+    key = hashlib.sha256(json.dumps([action, project_id, stamps]).encode()).hexdigest()
+    return Delivery(action, project_id, len(stamps), key)
+
+
+def _stamp(annotation: dict[str, Any]) -> list[str]:
+    return [str(annotation.get("id")), str(annotation.get("updated_at") or annotation.get("created_at"))]
