@@ -271,7 +271,13 @@ def test_the_connection_reads_airflow_s_uri_and_json_forms() -> None:
     assert (uri.url, uri.token) == ("https://ls.example.org:8443", LEGACY)
     as_json = connection_from_env(environ={"AIRFLOW_CONN_LABEL_STUDIO_DEFAULT": json.dumps(
         {"conn_type": "http", "host": "http://127.0.0.1", "port": 8080, "password": PAT})})
-    assert (as_json.url, as_json.token) == ("http://127.0.0.1:8080", PAT)
+    assert (as_json.url, as_json.token, as_json.webhook_secret) == ("http://127.0.0.1:8080", PAT, None)
+    # The webhook's secret: the extra, as a JSON object, a JSON string or the URI's query
+    for value in (json.dumps({"host": "https://ls.example.org", "password": PAT, "extra": {"webhook_secret": "s3"}}),
+                  json.dumps({"host": "https://ls.example.org", "password": PAT, "extra": '{"webhook_secret": "s3"}'}),
+                  f"https://:{LEGACY}@ls.example.org?webhook_secret=s3"):
+        secret = connection_from_env(environ={"AIRFLOW_CONN_LABEL_STUDIO_DEFAULT": value})
+        assert secret.webhook_secret == "s3" and "s3" not in repr(secret)
     with pytest.raises(LabelStudioAuthError, match="AIRFLOW_CONN_LABEL_STUDIO_DEFAULT"):
         connection_from_env(environ={})
     with pytest.raises(LabelStudioAuthError, match="API token as password") as missing:

@@ -144,6 +144,34 @@ def test_connecting_a_project_whose_annotations_hold_a_label_its_config_lacks_is
     assert not backends.store.projects.exists("ls-misc")
 
 
+def test_connecting_registers_the_webhook_once_with_the_secret_and_says_when_it_cannot(
+    server: LocalLabelStudio, client: LabelStudioClient, backends: Backends, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from active_learning import webhooks
+
+    monkeypatch.setenv("AIRFLOW_CONN_LABEL_STUDIO_DEFAULT", f"{server.connection_uri()}?webhook_secret=s3cr3t-value")
+    monkeypatch.setenv("ACTIVE_LEARNING_WEBHOOK_URL", "http://127.0.0.1:8793/")
+    project_id = ls_project(client, "al-webhook")
+    assert cli.main(["connect-label-studio", "--ls-project", str(project_id), "--project", "ls-webhook"]) == 0
+    assert "webhook registered" in capsys.readouterr().out
+    [hook] = client.webhooks(project_id)
+    assert hook["url"] == "http://127.0.0.1:8793" + webhooks.WEBHOOK_PATH and hook["is_active"] and hook["send_payload"]
+    assert hook["headers"] == {webhooks.SECRET_HEADER: "s3cr3t-value"}
+    assert sorted(hook["actions"]) == sorted(webhooks.ANNOTATION_ACTIONS)
+    # Registering again (a changed secret) updates that webhook: never a second one.
+    said = webhooks.register(client, project_id, "http://127.0.0.1:8793", "another-secret")
+    assert "webhook registered" in said
+    assert [h["headers"] for h in client.webhooks(project_id)] == [{webhooks.SECRET_HEADER: "another-secret"}]
+    # Without Airflow's URL, or without a secret: none, and the user reads what to set.
+    other = ls_project(client, "al-polled")
+    monkeypatch.delenv("ACTIVE_LEARNING_WEBHOOK_URL")
+    assert cli.main(["connect-label-studio", "--ls-project", str(other), "--project", "ls-polled"]) == 0
+    out = capsys.readouterr().out
+    assert "no webhook: polled on the sensor's schedule only (set ACTIVE_LEARNING_WEBHOOK_URL" in out
+    assert client.webhooks(other) == [] and "s3cr3t" not in out
+
+
 def _one_task(client: LabelStudioClient, project_id: int) -> list[int]:
     client.import_tasks(project_id, [{"data": {"text": "Ada Lovelace wrote."}}])
     return [task["id"] for task in client.request_json("GET", "/api/tasks/", params={"project": project_id})["tasks"]]

@@ -17,6 +17,7 @@ import pytest
 from active_learning.naming import MAX_PROJECT_NAME
 from conftest import REPO, SAMPLE
 from test_migrations import postgres_url  # noqa: F401  (a fixture: a fresh PostgreSQL database, or a skip)
+from test_webhooks import completion_events, poll_started
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
 UI = "/active-learning"
@@ -307,9 +308,12 @@ def test_a_nul_character_is_refused_naming_where_and_names_as_long_as_the_store_
 
 def test_settings_change_through_the_store_and_are_recorded_with_the_user(client, backends, user) -> None:  # type: ignore[no-untyped-def]
     name = new_project(backends, "settings-project")
+    poll_started()
+    events = len(completion_events())
     response = client.post(f"{UI}/api/project/settings", params={"project": name}, headers=user,
                            json={"config_revision": 1, "active_learning": True, "frequency": 100, "auto_deploy": True})
     assert response.status_code == 200, response.text
+    assert completion_events()[events:] == [{"projects": [name], "source": "active learning page"}]  # it may be due: a poll now
     settings = backends.store.projects.get(name)
     assert (settings.active_learning, settings.frequency, settings.auto_deploy) == (True, 100, True)
     revision = backends.store.configs.revisions(name)[-1]

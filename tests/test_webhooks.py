@@ -94,7 +94,7 @@ def connected(home: Path, backends: Any, monkeypatch: pytest.MonkeyPatch) -> str
     monkeypatch.setenv("AIRFLOW_CONN_LABEL_STUDIO_DEFAULT", json.dumps(connection))
     backends.store.projects.create("news", (SAMPLE / "labeling_config.xml").read_text(), active_learning=True,
                                    source="label_studio", source_project_id=LS_PROJECT)
-    _poll_started()
+    poll_started()
     return "news"
 
 
@@ -123,7 +123,7 @@ def poll_waiting() -> bool:
     return bool(_airflow(select(AssetDagRunQueue.asset_id).where(AssetDagRunQueue.target_dag_id == SENSOR_DAG_ID)))
 
 
-def _poll_started() -> None:
+def poll_started() -> None:
     """What the scheduler does when it creates the asset-triggered run: the queue entry goes."""
     from sqlalchemy import delete
 
@@ -156,7 +156,7 @@ def test_a_delivery_asks_for_one_poll_and_the_same_delivery_again_changes_nothin
     assert {(r.status_code, r.json()["poll"]) for r in burst} == {(202, "not asked: an earlier event's poll is still to start")}
     assert len(completion_events()) == before + 1
 
-    _poll_started()
+    poll_started()
     later = post(client, delivery(12))
     assert later.status_code == 202 and later.json()["poll"] == "asked"
     assert len(completion_events()) == before + 2

@@ -113,7 +113,9 @@ def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> in
     """Register a Label Studio project: its config is read from the server, its settings kept here."""
     from sqlalchemy.exc import IntegrityError
 
+    from active_learning import webhooks
     from active_learning.labeling_config import check_structure, label_studio_label_problems, text_key
+    from active_learning.settings import webhook_base_url
 
     client = backends.sources.label_studio.client
     remote = client.project(args.ls_project)
@@ -139,6 +141,7 @@ def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> in
         return 1
     print(f"{settings.name}: Label Studio project {args.ls_project} at {client.connection.shown_url}, active learning "
           f"{'on' if settings.active_learning else 'off'}, every {settings.frequency}, auto-deploy {'on' if settings.auto_deploy else 'off'}")
+    print(webhooks.register(client, args.ls_project, webhook_base_url(), client.connection.webhook_secret))
     return 0
 
 

@@ -9,6 +9,7 @@
 | ``ACTIVE_LEARNING_TRAINING_POOL_SLOTS`` | size of the training pool when it is created; default :func:`default_training_pool_slots` |
 | ``ACTIVE_LEARNING_AIRFLOW_API_URL`` | none: ``import`` tells no Airflow (the poll finds its completions); else Airflow's base URL |
 | ``ACTIVE_LEARNING_AIRFLOW_USERNAME``, ``..._PASSWORD`` | the Airflow user ``import`` announces completions as (``POST /auth/token``) |
+| ``ACTIVE_LEARNING_WEBHOOK_URL`` | none: no webhook; else Airflow's base URL as Label Studio reaches it, for ``connect-label-studio`` |
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def airflow_api() -> tuple[str, str, str] | None:
     if not url:
         return None
     return url, os.environ.get("ACTIVE_LEARNING_AIRFLOW_USERNAME", ""), os.environ.get("ACTIVE_LEARNING_AIRFLOW_PASSWORD", "")
+
+
+def webhook_base_url() -> str | None:
+    """Airflow's base URL as Label Studio reaches it, where ``connect-label-studio`` points the webhook; None: not set."""
+    return os.environ.get("ACTIVE_LEARNING_WEBHOOK_URL", "").strip().rstrip("/") or None
 
 
 def warm_start() -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SECRET_HEADER = "X-Active-Learning-Secret"
-SECRET_EXTRA = "webhook_secret"  # where the secret lives: the Label Studio connection's extra
+WEBHOOK_PATH = "/active-learning/api/webhooks/label-studio"  # on Airflow's API server
 ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED")
 MAX_BODY_BYTES = 1 << 20  # a delivery of many annotations stays far below; a larger body is not one
 
@@ -53,7 +53,7 @@ class Delivery:
 def check_secret(expected: str | None, given: str | None) -> None:
     """The header's secret against the connection's, in constant time; 401 without either."""
     if not expected:
-        raise WebhookRefused(401, f"no webhook secret is configured: set {SECRET_EXTRA!r} in the extra of the "
+        raise WebhookRefused(401, f"no webhook secret is configured: set 'webhook_secret' in the extra of the "
                                   "Label Studio connection (connect-label-studio registers the webhook with it)")
     if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
         raise WebhookRefused(401, f"the {SECRET_HEADER} header does not carry the webhook secret")
@@ -84,3 +84,22 @@ def read_delivery(body: bytes) -> Delivery:
 
 def _stamp(annotation: dict[str, Any]) -> list[str]:
     return [str(annotation.get("id")), str(annotation.get("updated_at") or annotation.get("created_at"))]
+
+
+def register(client: Any, ls_project: int, base_url: str | None, secret: str | None) -> str:
+    """Point the Label Studio project's webhook at this loop (``client``: a LabelStudioClient), once; a line
+    for the user saying what was done, and what to set where nothing could be."""
+    from active_learning.sources.label_studio_client import LabelStudioError
+
+    if not base_url or not secret:
+        missing = " and ".join(what for what, value in (("ACTIVE_LEARNING_WEBHOOK_URL (Airflow's URL as Label Studio reaches it)",
+                                                          base_url), ("'webhook_secret' in the Label Studio connection's extra",
+                                                                      secret)) if not value)
+        return f"no webhook: polled on the sensor's schedule only (set {missing} and connect again to start trainings at once)"
+    url = base_url + WEBHOOK_PATH
+    try:
+        client.ensure_webhook(ls_project, url, {SECRET_HEADER: secret}, ANNOTATION_ACTIONS)
+    except LabelStudioError as error:
+        return (f"no webhook: Label Studio refused {url} ({error}); polled on the sensor's schedule only. An Airflow on a "
+                "private or loopback address needs Label Studio started with USE_DEFAULT_BANNED_SUBNETS=false")
+    return f"webhook registered: Label Studio posts annotation events to {url}, and a poll starts at once"

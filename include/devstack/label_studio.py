@@ -87,6 +87,9 @@ class LocalLabelStudio:
             "PATH": f"{self.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
             "LABEL_STUDIO_BASE_DATA_DIR": str(folder / "data"),
             "DJANGO_DB": "sqlite",
+            # Its webhooks go to an Airflow on loopback, which its protection against server-side request
+            # forgery refuses by default (docs/label-studio.md#training-at-the-crossing-the-webhook).
+            "USE_DEFAULT_BANNED_SUBNETS": "false",
             # It signs the tokens: the server and the shell that mints one must share it. Left to Label
             # Studio, each process that finds no data/.env yet generates its own (a refused PAT, seen).
             "SECRET_KEY": secrets.token_urlsafe(48),

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 
 
 def label_studio_connection(conn_id: str) -> LabelStudioConnection:
-    from active_learning.sources.label_studio_client import LabelStudioAuthError, LabelStudioConnection, connection_url
+    from active_learning.sources.label_studio_client import (
+        WEBHOOK_SECRET_EXTRA,
+        LabelStudioAuthError,
+        LabelStudioConnection,
+        connection_url,
+    )
     from airflow.sdk import BaseHook
 
     try:
@@ -27,7 +32,8 @@ def label_studio_connection(conn_id: str) -> LabelStudioConnection:
         ) from None
     if not conn.host or not conn.password:
         raise LabelStudioAuthError(f"Airflow connection {conn_id!r} needs Label Studio's URL as host and an API token as password")
-    return LabelStudioConnection(connection_url(conn.host, port=conn.port, scheme=conn.schema or conn.conn_type), conn.password, conn_id)
+    return LabelStudioConnection(connection_url(conn.host, port=conn.port, scheme=conn.schema or conn.conn_type), conn.password, conn_id,
+                                 webhook_secret=conn.extra_dejson.get(WEBHOOK_SECRET_EXTRA) or None)
 
 
 def task_backends() -> Backends:

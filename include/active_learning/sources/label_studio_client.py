@@ -24,10 +24,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import requests
 
@@ -36,6 +36,7 @@ from active_learning.settings import hide_passwords
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "label_studio_default"
+WEBHOOK_SECRET_EXTRA = "webhook_secret"  # the key in the connection's extra
 PAGE_SIZE = 100  # Label Studio's largest page of /api/projects
 TASK_PAGE_SIZE = 1000  # /api/tasks has no limit by default (TASK_API_PAGE_SIZE_MAX); a lower one is followed
 STREAM_CHUNK = 1 << 16
@@ -63,6 +64,7 @@ class LabelStudioConnection:
     url: str
     token: str = field(repr=False)
     conn_id: str = DEFAULT_CONN_ID
+    webhook_secret: str | None = field(default=None, repr=False)  # the extra's webhook_secret (active_learning.webhooks)
 
     @property
     def shown_url(self) -> str:
@@ -109,13 +111,16 @@ def connection_from_env(conn_id: str = DEFAULT_CONN_ID, environ: Mapping[str, st
             raise LabelStudioAuthError(f"{variable} is not valid JSON") from None
         url = connection_url(str(parts.get("host") or ""), port=parts.get("port"), scheme=parts.get("schema") or parts.get("conn_type"))
         token = str(parts.get("password") or "")
+        extra = parts.get("extra") or {}
+        extra = json.loads(extra) if isinstance(extra, str) else extra
     else:
         split = urlsplit(value)
         url = connection_url(split.hostname or "", port=split.port, scheme=split.scheme)
         token = unquote(split.password or "")
+        extra = dict(parse_qsl(split.query))  # Airflow's URI form carries the extra as query parameters
     if not token or url.endswith("://"):
         raise LabelStudioAuthError(f"connection {conn_id!r} needs Label Studio's URL as host and an API token as password")
-    return LabelStudioConnection(url, token, conn_id)
+    return LabelStudioConnection(url, token, conn_id, webhook_secret=extra.get(WEBHOOK_SECRET_EXTRA) or None)
 
 
 def is_personal_access_token(token: str) -> bool:
@@ -261,6 +266,21 @@ class LabelStudioClient:
         """Which model's predictions annotators see as pre-annotations. Label Studio refuses (400) a version
         the project holds no prediction of (nor a live ML backend of that title)."""
         self.request_json("PATCH", f"/api/projects/{int(project_id)}/", json_body={"model_version": model_version})
+
+    def ensure_webhook(self, project_id: int, url: str, headers: dict[str, str], actions: Sequence[str]) -> dict[str, Any]:
+        """The project's webhook to ``url``, sending ``actions`` with ``headers``: the one already there,
+        brought up to date, or a new one; never a second to the same URL."""
+        hooks = self.request_json("GET", "/api/webhooks/", params={"project": int(project_id)}) or []
+        settings = {"send_payload": True, "send_for_all_actions": False, "headers": headers, "actions": list(actions),
+                    "is_active": True}
+        for hook in hooks:
+            if hook.get("url") == url and hook.get("project") == int(project_id):
+                return self.request_json("PATCH", f"/api/webhooks/{int(hook['id'])}/", json_body=settings)
+        return self.request_json("POST", "/api/webhooks/", json_body={"project": int(project_id), "url": url, **settings},
+                                 retry=False)  # a lost answer may have created it: the next ensure finds it
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        return self.request_json("GET", "/api/webhooks/", params={"project": int(project_id)}) or []
 
     # -- for set-up scripts and tests --------------------------------------------------------------
 

@@ -5,6 +5,7 @@ live (switching auto-deploy, training with the gate overridden) also needs the d
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -18,6 +19,7 @@ from active_learning_airflow.ui.revisions import reason, refused_as_stale, stale
 from airflow.api_fastapi.core_api.security import GetUserDep
 
 router = APIRouter(prefix="/api/project", dependencies=[Depends(may_train)])
+log = logging.getLogger(__name__)
 
 
 @router.post("/settings")
@@ -51,7 +53,22 @@ def change_settings(project: ProjectName, body: SettingsBody, user: GetUserDep) 
             project, **changes, expected_revision=body.config_revision, author=user.get_name(),
             reason=reason(f"settings: {summary}"),
         ).config_revision
+    if "active_learning" in changes or "frequency" in changes:  # it may be due now: poll at once
+        poll_now(project)
     return {"changed": True, "config_revision": revision, "message": f"{project}: {summary}"}
+
+
+def poll_now(project: str) -> None:
+    """Ask for a poll (an event on the completions asset); where Airflow cannot take it, the next scheduled
+    poll sees the change all the same."""
+    from active_learning_airflow.assets import PollUnavailable, request_poll
+    from airflow.utils.session import create_session
+
+    try:
+        with create_session() as session:
+            request_poll(session, [project], "active learning page")
+    except PollUnavailable as error:
+        log.warning("no poll asked for after %s's settings changed: %s", project, error)
 
 
 @router.post("/training-params")

@@ -48,15 +48,14 @@ async def _body(request: Request) -> bytes:
 def _secret() -> str | None:
     """The ``webhook_secret`` of the Label Studio connection, wherever Airflow keeps it (its secrets
     backends, ``AIRFLOW_CONN_*``, its database); None without the connection or the key."""
-    from active_learning.sources.label_studio_client import DEFAULT_CONN_ID
-    from active_learning.webhooks import SECRET_EXTRA
+    from active_learning.sources.label_studio_client import DEFAULT_CONN_ID, WEBHOOK_SECRET_EXTRA
     from airflow.models.connection import Connection
 
     try:
         connection = Connection.get_connection_from_secrets(DEFAULT_CONN_ID)
     except Exception:  # Airflow's "not found" types differ across versions: no connection, no secret
         return None
-    return connection.extra_dejson.get(SECRET_EXTRA)
+    return connection.extra_dejson.get(WEBHOOK_SECRET_EXTRA)
 
 
 def _act(key: str, ls_project: int, action: str) -> Any:
