@@ -15,6 +15,8 @@ over seeds); per strategy the **tokens** it needs until its mean F1 reaches 95 %
 mean F1, that over random's (target <= 0.5x on both corpora for the default), and its worst round against
 random: random's mean F1 minus its own, *level* when inside the seed spread (the larger sd of the two).
 A strategy that does not reach 95 % within the rounds needs more than its last round's tokens: a bound.
+Within a fifth of the pool no curve may reach 95 %: each strategy's tokens to random's own last-round mean
+F1, over random's tokens there, say the saving at equal F1 all the same.
 
     python bench/strategies.py                                      # everything (the cost: docs/performance.md)
     python bench/strategies.py --corpora ncbi_disease --sides scratch --strategies mnlp,random
@@ -172,11 +174,15 @@ def summarize(results: Simulations, corpus: str, side: str, strategies: list[str
             ratio, reading = curve.tokens[-1] / baseline, f"> {curve.tokens[-1] / baseline:.2f}x"
         else:
             ratio, reading = float("inf"), "n/a: neither reaches it"
+        # Random's last F1, matched: within a fifth of the pool no curve may reach 95 % of the whole pool's
+        matched = curve.tokens_to(random_.mean(len(random_.f1) - 1))
+        match_ratio = matched / random_.tokens[-1] if matched is not None else None
         rounds = range(min(len(curve.f1), len(random_.f1)))
         gaps = [(random_.mean(i) - curve.mean(i), max(spread(random_.f1[i]), spread(curve.f1[i]))) for i in rounds]
         worst = max(gaps, key=lambda gap: gap[0] - gap[1])
         rows[strategy] = {"needs": needs, "ratio": ratio, "reading": reading, "worst_gap": worst[0], "worst_sd": worst[1],
-                          "level": worst[0] <= worst[1], "met": ratio <= TARGET_RATIO and worst[0] <= worst[1]}
+                          "level": worst[0] <= worst[1], "met": ratio <= TARGET_RATIO and worst[0] <= worst[1],
+                          "to_random_last": matched, "to_random_last_ratio": match_ratio}
     return {"corpus": corpus, "side": side, "whole_pool_f1": statistics.fmean(whole), "whole_pool_sd": spread(whole),
             "target": target, "strategies": rows, "curves": {s: c.__dict__ for s, c in curves.items()}}
 
@@ -189,13 +195,20 @@ def report(summaries: list[dict[str, Any]], seeds: list[int]) -> None:
         print_table(["round", *curves], rows, title=f"{s['corpus']}, {s['side']}: tokens annotated: mean F1 ± sd over "
                                                     f"seeds {seeds}")
     print_table(
-        ["corpus", "side", "whole-pool F1", "95 % of it", "strategy", "tokens to 95 %", "/ random's", "worst round, random - it (sd)"],
+        ["corpus", "side", "whole-pool F1", "95 % of it", "strategy", "tokens to 95 %", "/ random's",
+         "tokens to random's last F1 / random's", "worst round, random - it (sd)"],
         [[s["corpus"], s["side"], f"{s['whole_pool_f1']:.3f} ± {s['whole_pool_sd']:.3f}", f"{s['target']:.3f}", name,
-          "not reached" if row["needs"] is None else f"{row['needs']:,.0f}", row["reading"],
+          "not reached" if row["needs"] is None else f"{row['needs']:,.0f}", row["reading"], _matched(row),
           f"{row['worst_gap']:+.3f} ({row['worst_sd']:.3f}){'' if row['level'] else ' BELOW'}"]
          for s in summaries for name, row in s["strategies"].items()],
         title=f"tokens annotated until the mean F1 reaches {SHARE_OF_WHOLE_POOL:.0%} of the whole-pool model's (target "
               f"<= {TARGET_RATIO:.2f}x random's, never below it beyond the seed spread)")
+
+
+def _matched(row: dict[str, Any]) -> str:
+    if row.get("to_random_last") is None:
+        return "not reached"
+    return f"{row['to_random_last']:,.0f}: {row['to_random_last_ratio']:.2f}x"
 
 
 def plot(summaries: list[dict[str, Any]], path: Path) -> None:
@@ -274,11 +287,17 @@ def main() -> int:
     print(f"wall time {wall:.0f} s for {len(jobs)} simulations, {args.jobs} at a time; load average {load_average()}", flush=True)
     scratch = [s for s in summaries if s["side"] == "scratch"] or summaries
     default = [s["strategies"][DEFAULT_STRATEGY] for s in scratch if DEFAULT_STRATEGY in s["strategies"]]
-    worst = max(default, key=lambda row: row["ratio"]) if default else {"ratio": float("nan"), "reading": "not run"}
-    print(ratio_line(f"tokens to {SHARE_OF_WHOLE_POOL:.0%} of whole-pool F1, the default {DEFAULT_STRATEGY} / random, "
-                     f"its worst corpus from scratch ({worst['reading']})", worst["ratio"],
-                     f"<= {TARGET_RATIO:.2f}x on both corpora, never below random beyond the seed spread",
-                     bool(default) and all(row["met"] for row in default)))
+    met = bool(default) and all(row["met"] for row in default)
+    if default and all(row["needs"] is not None for row in default):
+        worst = max(default, key=lambda row: row["ratio"])
+        name, value = f"tokens to {SHARE_OF_WHOLE_POOL:.0%} of whole-pool F1, the default {DEFAULT_STRATEGY} / random, its worst corpus " \
+                      f"from scratch ({worst['reading']})", worst["ratio"]
+    else:  # 95 % not reached within the rounds: the saving at random's own last F1 instead
+        ratios = [row["to_random_last_ratio"] for row in default]
+        value = max((r if r is not None else float("inf") for r in ratios), default=float("nan"))
+        name = (f"tokens to random's last-round F1, the default {DEFAULT_STRATEGY} / random, its worst corpus from scratch "
+                f"({SHARE_OF_WHOLE_POOL:.0%} of whole-pool F1 not reached within the rounds)")
+    print(ratio_line(name, value, f"<= {TARGET_RATIO:.2f}x on both corpora, never below random beyond the seed spread", met))
     return 0
 
 

@@ -9,16 +9,29 @@ completions committed at phases spread over the minute (crossing i at start + i 
 each crossing it reads from Airflow's REST API the training run's ``queued_at`` and start, the sensor
 run that saw it, and from the store the config revision's time.
 
-    python bench/trigger_latency.py            # 5 crossings, about 12 minutes
-    python bench/trigger_latency.py --quick    # 1 crossing, about 3 minutes
+Two paths to the training, ``--path``:
 
-Target: commit -> training queued at most poll interval + 30 s (90 s). The last line is the slowest
-crossing's latency divided by 90 s.
+* ``poll`` (default): the poll alone finds the crossing, every minute (cron ``* * * * *``); the 50
+  completions are committed straight into the store. Target: commit -> training queued at most poll
+  interval + 30 s (90 s).
+* ``import``: ``active-learning import`` commits them and tells Airflow (an event on the completions asset
+  through its REST API), with the poll at its default 5 minutes. Latency is counted from the start of the
+  import (so it includes the import itself). Target: median <= 10 s, max <= 20 s.
+
+Each run also counts the sensor runs per crossing.
+
+    python bench/trigger_latency.py                  # 5 crossings, about 12 minutes
+    python bench/trigger_latency.py --path import    # the same, announced by the import
+    python bench/trigger_latency.py --quick          # 1 crossing, about 3 minutes
+
+The last line is the slowest crossing's latency divided by the path's target.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
@@ -39,6 +52,10 @@ from _common import REPO, RESULTS, load_average, median, print_table, ratio_line
 SAMPLE = REPO / "include" / "sample"
 POLL_SECONDS = 60
 TARGET_SECONDS = POLL_SECONDS + 30
+PATHS = {  # the poll's cron, and the targets for commit -> training queued: (median, max) in seconds
+    "poll": ("* * * * *", (None, TARGET_SECONDS)),
+    "import": ("*/5 * * * *", (10.0, 20.0)),
+}
 OVERRIDES = {"training.max_steps": 20, "training.eval_frequency": 10}
 
 
@@ -47,6 +64,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 crossing")
     parser.add_argument("--crossings", type=int, default=None, help="number of projects crossing (default 5; quick 1)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the last config update")
+    parser.add_argument("--path", choices=PATHS, default="poll", help="how the crossing reaches Airflow (default poll)")
     parser.add_argument("--keep", action="store_true", help="keep the Airflow home (logs)")
     parser.add_argument("--out", type=Path, default=None, help="write <out>/trigger_latency.json (full run: bench/results)")
     args = parser.parse_args()
@@ -60,12 +78,13 @@ def main() -> int:
     from devstack.embedded import EmbeddedAirflow, airflow_environment
 
     os.environ["ACTIVE_LEARNING_SPACY_OVERRIDES"] = json.dumps(OVERRIDES)
-    os.environ.update(airflow_environment(home, port=port, poll_schedule="* * * * *"))
+    cron, targets = PATHS[args.path]
+    os.environ.update(airflow_environment(home, port=port, poll_schedule=cron))
     from active_learning import cli
     from active_learning.backends import Backends
 
     projects = [f"bench-trigger-{i + 1}" for i in range(crossings)]
-    print(f"trigger latency: {crossings} crossings, poll every {POLL_SECONDS} s, home {home}, port {port}; "
+    print(f"trigger latency: {crossings} crossings by {args.path}, poll cron {cron!r}, home {home}, port {port}; "
           f"load average {load_average()}", flush=True)
     _cli(cli, "init")
     for project in projects:
@@ -73,7 +92,7 @@ def main() -> int:
              str(SAMPLE / "labeling_config.xml"), "--enable", "--frequency", "50", "--auto-deploy")
     store = Backends().store
 
-    airflow = EmbeddedAirflow(home, port=port, poll_schedule="* * * * *")
+    airflow = EmbeddedAirflow(home, port=port, poll_schedule=cron)
     started = time.monotonic()
     airflow.start()
     results: list[dict[str, Any]] = []
@@ -81,32 +100,47 @@ def main() -> int:
         api = airflow.api
         airflow.wait_for_dags({"active_learning_sensor", "active_learning_training"}, timeout=240)
         print(f"  Airflow up and DAGs parsed after {time.monotonic() - started:.0f} s", flush=True)
+        os.environ.update(airflow.announce_environment())  # read by `import` only
+        polls_before = len(api.dag_runs("active_learning_sensor", limit=500))
         gap = POLL_SECONDS + POLL_SECONDS / crossings
         first = time.time() + 5
         commits: dict[str, datetime] = {}
         for i, project in enumerate(projects):
             time.sleep(max(0.0, first + i * gap - time.time()))
-            imported = store.completions.import_tasks(project, _batch2())
-            commits[project] = datetime.now(UTC)  # the commit is done when import_tasks returns
+            told = io.StringIO()
+            if args.path == "import":
+                commits[project] = datetime.now(UTC)  # before the import: its own time counts too
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(told):  # JSON; what it told
+                    _cli(cli, "import", str(SAMPLE / "completions_batch2.json"), "--project", project)
+            else:
+                store.completions.import_tasks(project, _batch2())
+                commits[project] = datetime.now(UTC)  # the commit is done when import_tasks returns
             print(f"  {commits[project]:%H:%M:%S.%f} {project} crossed its threshold "
-                  f"(+{imported.new_completions} completions, {commits[project].second + commits[project].microsecond / 1e6:.1f} s past the minute)",
+                  f"({commits[project].second + commits[project].microsecond / 1e6:.1f} s past the minute) {told.getvalue().strip()}",
                   flush=True)
         results = _wait_for_outcomes(api, store, projects, commits, args.timeout)
         sensor_runs = api.dag_runs("active_learning_sensor", limit=500)
+        polls = len(sensor_runs) - polls_before
     finally:
         airflow.stop()
     for entry in results:
         _explain(entry, sensor_runs)
-    summary = report(results, crossings)
-    save_json("trigger_latency", {"crossings": results, "summary": summary, "overrides": OVERRIDES, "load_average": load_average()}, out)
+    summary = report(results, crossings, args.path, targets) | {"path": args.path, "sensor_runs": polls,
+                                                                 "sensor_runs_per_crossing": polls / crossings}
+    print(f"sensor runs while the {crossings} crossing(s) were measured: {polls} ({polls / crossings:.1f} per crossing)", flush=True)
+    save_json(_result_name(args.path), {"crossings": results, "summary": summary, "overrides": OVERRIDES, "load_average": load_average()}, out)
     if args.keep:
         print(f"kept {home}")
     else:
         shutil.rmtree(home, ignore_errors=True)
-    worst = summary["queued_max"]
-    print(ratio_line(f"slowest commit -> training queued ({worst:.1f} s) / (poll interval + 30 s = {TARGET_SECONDS} s)",
-                     worst / TARGET_SECONDS, "<= 1.00x", worst <= TARGET_SECONDS and summary["queued_n"] == crossings))
+    worst, limit = summary["queued_max"], targets[1]
+    print(ratio_line(f"slowest commit -> training queued by {args.path} ({worst:.1f} s) / its target ({limit:.0f} s)",
+                     worst / limit, "<= 1.00x", summary["met"]))
     return 0
+
+
+def _result_name(path: str) -> str:
+    return "trigger_latency" if path == "poll" else f"trigger_latency_{path}"
 
 
 def _cli(cli: Any, *argv: str) -> None:
@@ -151,8 +185,12 @@ def _explain(entry: dict[str, Any], sensor_runs: list[dict[str, Any]]) -> None:
     the sensor run seeing the project and launching the training."""
     commit = entry["commit"]
     boundary = commit.replace(second=0, microsecond=0) + timedelta(minutes=1) if (commit.second or commit.microsecond) else commit
-    entry["interval_end"] = boundary
     sensor = next((r for r in sensor_runs if api_time(r.get("data_interval_end")) == boundary), None)
+    if sensor is None:  # announced: the first run an event started after the commit, at once
+        events = sorted((r for r in sensor_runs if r.get("run_type") == "asset_triggered" and api_time(r.get("run_after")) >= commit),
+                        key=lambda r: r["run_after"])
+        sensor, boundary = (events[0], commit) if events else (None, boundary)
+    entry["interval_end"] = boundary
     entry["sensor_started"] = api_time(sensor.get("start_date")) if sensor else None
     for key, end in (("queued_s", "queued_at"), ("started_s", "started_at"), ("config_s", "config_at"), ("ended_s", "ended_at")):
         entry[key] = (entry[end] - commit).total_seconds() if entry.get(end) else None
@@ -163,7 +201,7 @@ def _explain(entry: dict[str, Any], sensor_runs: list[dict[str, Any]]) -> None:
             entry["sensor_to_queued_s"] = (entry["queued_at"] - entry["sensor_started"]).total_seconds()
 
 
-def report(results: list[dict[str, Any]], crossings: int) -> dict[str, Any]:
+def report(results: list[dict[str, Any]], crossings: int, path: str, targets: tuple[float | None, float]) -> dict[str, Any]:
     def s(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}"
 
@@ -173,7 +211,7 @@ def report(results: list[dict[str, Any]], crossings: int) -> dict[str, Any]:
         [[e["project"], f"{e['commit']:%H:%M:%S.%f}"[:-3], s(e.get("wait_for_interval_end_s")), s(e.get("scheduler_start_s")),
           s(e.get("sensor_to_queued_s")), s(e.get("queued_s")), s(e.get("started_s")), s(e.get("config_s")),
           f"{e.get('state', 'not launched')}"] for e in results],
-        title=f"{crossings} threshold crossings, poll every {POLL_SECONDS} s (cron * * * * *), LocalExecutor on SQLite",
+        title=f"{crossings} threshold crossings by {path} (poll cron {PATHS[path][0]}), LocalExecutor on SQLite",
     )
     summary: dict[str, Any] = {}
     rows = []
@@ -192,11 +230,15 @@ def report(results: list[dict[str, Any]], crossings: int) -> dict[str, Any]:
             rows.append([label, 0, "-", "-", "-"])
     print_table(["", "n", "min s", "median s", "max s"], rows, title="distribution")
     summary.setdefault("queued_max", math.inf)
-    met = summary["queued_max"] <= TARGET_SECONDS and summary["queued_n"] == crossings
-    print_table(["target", "measured", "met"], [[f"commit -> training queued <= poll interval + 30 s = {TARGET_SECONDS} s (every crossing)",
-                                                   f"max {summary['queued_max']:.1f} s over {summary['queued_n']} of {crossings}", "yes" if met else "NO"]],
+    summary.setdefault("queued_median", math.inf)
+    most, limit = targets
+    met = summary["queued_max"] <= limit and summary["queued_n"] == crossings and (most is None or summary["queued_median"] <= most)
+    wanted = f"max <= {limit:.0f} s" + ("" if most is None else f", median <= {most:.0f} s")
+    print_table(["target", "measured", "met"], [[f"commit -> training queued: {wanted} (every crossing)",
+                                                   f"median {summary['queued_median']:.1f} s, max {summary['queued_max']:.1f} s over "
+                                                   f"{summary['queued_n']} of {crossings}", "yes" if met else "NO"]],
                 title="target")
-    return summary
+    return summary | {"met": met}
 
 
 if __name__ == "__main__":

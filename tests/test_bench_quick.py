@@ -112,6 +112,15 @@ def test_trigger_latency_quick() -> None:
     assert "commit -> training queued" in out
 
 
+@pytest.mark.scheduler
+def test_trigger_latency_by_import_quick() -> None:
+    """The import tells Airflow, and its event starts the poll that launches the training (the cron polls
+    only every 5 minutes)."""
+    out = run_quick("trigger_latency.py", "--path", "import", timeout=1200)
+    assert "was told: a poll starts now" in out
+    assert re.search(r"median [\d.]+ s, max [\d.]+ s over 1 of 1", out), "the announced crossing launched no training"
+
+
 @pytest.mark.label_studio
 def test_label_studio_poll_quick(background_benches: Background) -> None:
     out = background_benches.output("label_studio_poll.py")
