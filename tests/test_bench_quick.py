@@ -121,6 +121,17 @@ def test_trigger_latency_by_import_quick() -> None:
     assert re.search(r"median [\d.]+ s, max [\d.]+ s over 1 of 1", out), "the announced crossing launched no training"
 
 
+@pytest.mark.scheduler
+@pytest.mark.label_studio
+def test_trigger_latency_by_webhook_quick() -> None:
+    """A real Label Studio's webhooks, one per annotation submitted through its API, start the poll that
+    launches the training: one, whatever the number of webhooks."""
+    out = run_quick("trigger_latency.py", "--path", "webhook", timeout=1200)
+    assert "at annotation 10 of 50; webhook registered" in out
+    assert re.search(r"median [\d.]+ s, max [\d.]+ s over 1 of 1", out), "the crossing's webhook launched no training"
+    assert re.search(r"\| bench-trigger-1 \|.*\| success +\|$", out, re.M), "no training, or more than one"
+
+
 @pytest.mark.label_studio
 def test_label_studio_poll_quick(background_benches: Background) -> None:
     out = background_benches.output("label_studio_poll.py")

@@ -201,3 +201,27 @@ def test_the_sensor_dag_polls_on_its_cron_or_when_completions_arrive(dagbag) -> 
     assert isinstance(timetable, AssetOrTimeSchedule) and isinstance(timetable.timetable, CronTriggerTimetable)
     assert timetable.timetable.expression == "*/5 * * * *"
     assert [asset.name for asset in timetable.asset_condition.objects] == [COMPLETIONS_ASSET]
+
+
+def test_a_poll_started_by_events_counts_as_of_its_poke_and_pokes_once(backends, sample_tasks, sample_config) -> None:  # type: ignore[no-untyped-def]
+    """Its run_after is the first event it consumed: completions announced after that one count too, and a
+    poll that finds nothing ends at once (the next event's poll is not held back behind it)."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from active_learning.store.models import utcnow
+    from active_learning_airflow.sensors import DueProjectsSensor
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    backends.store.projects.create("news", sample_config, active_learning=True, frequency=50)
+    backends.store.completions.import_tasks("news", sample_tasks[:40])
+    first_event = utcnow() - timedelta(minutes=1)
+    sensor = DueProjectsSensor(task_id="wait_for_due_projects")
+    started_by_events = {"dag_run": SimpleNamespace(run_type="asset_triggered", run_after=first_event), "data_interval_end": None}
+    with pytest.raises(AirflowSkipException, match="pokes once"):
+        sensor.poke(started_by_events)
+    backends.store.completions.import_tasks("news", sample_tasks[40:])  # announced after the first event
+    done = sensor.poke(started_by_events)
+    assert done.is_done and [launch["conf"]["project"] for launch in done.xcom_value] == ["news"]
+    by_hand = sensor.poke({"dag_run": SimpleNamespace(run_type="manual", run_after=first_event), "data_interval_end": None})
+    assert not by_hand.is_done  # "poll now" counts as of when it was asked
