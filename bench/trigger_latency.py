@@ -23,7 +23,9 @@ Two paths to the training, ``--path``:
   answer to the annotation that makes the project due (the 10th: 40 + 10, none trained on yet); the other
   40 follow meanwhile. Target: median <= 10 s, max <= 20 s.
 
-Each run also counts the sensor runs per crossing.
+Each run also counts the sensor runs per crossing. The webhook path also floods the endpoint meanwhile
+(``--flood``: 1,000 more deliveries in a minute, from the first crossing; quick: 100 in 10 s) and tallies
+the answers: a bounded number of polls, one training per crossing, none lost.
 
     python bench/trigger_latency.py                  # 5 crossings, about 12 minutes
     python bench/trigger_latency.py --path import    # the same, announced by the import
@@ -45,6 +47,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -75,6 +78,9 @@ def main() -> int:
     parser.add_argument("--crossings", type=int, default=None, help="number of projects crossing (default 5; quick 1)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the last config update")
     parser.add_argument("--path", choices=PATHS, default="poll", help="how the crossing reaches Airflow (default poll)")
+    parser.add_argument("--flood", type=int, default=None,
+                        help="webhook path: this many more deliveries, spread over a minute from the first crossing "
+                             "(default 1,000; quick: 100 over 10 s; 0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the Airflow home (logs)")
     parser.add_argument("--out", type=Path, default=None, help="write <out>/trigger_latency.json (full run: bench/results)")
     args = parser.parse_args()
@@ -123,6 +129,10 @@ def main() -> int:
         gap = POLL_SECONDS + POLL_SECONDS / crossings
         first = time.time() + 5
         commits: dict[str, datetime] = {}
+        flood = args.flood if args.flood is not None else (100 if args.quick else 1000)
+        if args.path == "webhook" and flood:
+            flooding = Flood(flood, 10.0 if args.quick else 60.0, store.projects.get(projects[0]).source_project_id, first)
+            flooding.start()
         for i, project in enumerate(projects):
             time.sleep(max(0.0, first + i * gap - time.time()))
             commits[project], said = cross[project]()
@@ -131,6 +141,10 @@ def main() -> int:
         results = _wait_for_outcomes(api, store, projects, commits, args.timeout)
         sensor_runs = api.dag_runs("active_learning_sensor", limit=500)
         polls = len(sensor_runs) - polls_before
+        if args.path == "webhook" and flood:
+            flooding.join()
+            print(f"flood: {flood} more webhooks in {flooding.seconds:.0f} s from the first crossing; answers "
+                  f"{dict(sorted(flooding.answers.items()))}", flush=True)
     for entry in results:
         _explain(entry, sensor_runs, args.path)
     summary = report(results, crossings, args.path, targets) | {"path": args.path, "sensor_runs": polls,
@@ -211,6 +225,36 @@ def _prepare_in_label_studio(cli: Any, project: str, label_studio: Any) -> Calla
         return crossed, f"at annotation {crossing} of {len(waiting)}; {said.splitlines()[-1] if said else ''}"
 
     return annotate
+
+
+class Flood(threading.Thread):
+    """``n`` webhook deliveries to the plugin's endpoint, as Label Studio sends them (each a distinct
+    ANNOTATION_UPDATED of the Label Studio project), spread evenly over ``seconds`` from ``start`` (epoch s);
+    ``answers`` tallies what came back, by status and the answer's ``poll``."""
+
+    def __init__(self, n: int, seconds: float, ls_project: int, start: float) -> None:
+        super().__init__(daemon=True)
+        self.n, self.seconds, self.ls_project, self.start_at = n, seconds, ls_project, start
+        self.answers: dict[str, int] = {}
+
+    def run(self) -> None:
+        import requests
+
+        from active_learning.webhooks import SECRET_HEADER, WEBHOOK_PATH
+
+        secret = json.loads(os.environ["AIRFLOW_CONN_LABEL_STUDIO_DEFAULT"])["extra"]["webhook_secret"]
+        url = os.environ["ACTIVE_LEARNING_WEBHOOK_URL"] + WEBHOOK_PATH
+        with requests.Session() as session:
+            for i in range(self.n):
+                time.sleep(max(0.0, self.start_at + i * self.seconds / self.n - time.time()))
+                body = {"action": "ANNOTATION_UPDATED", "project": {"id": self.ls_project},
+                        "annotation": {"id": 10_000_000 + i, "updated_at": datetime.now(UTC).isoformat()}}
+                try:
+                    answer = session.post(url, json=body, headers={SECRET_HEADER: secret}, timeout=5)
+                    said = f"{answer.status_code} {answer.json().get('poll', answer.json().get('detail', ''))}"
+                except (OSError, ValueError) as error:
+                    said = f"no answer: {type(error).__name__}"
+                self.answers[said] = self.answers.get(said, 0) + 1
 
 
 def _batch2() -> list[Any]:

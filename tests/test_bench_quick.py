@@ -130,6 +130,8 @@ def test_trigger_latency_by_webhook_quick() -> None:
     assert "at annotation 10 of 50; webhook registered" in out
     assert re.search(r"median [\d.]+ s, max [\d.]+ s over 1 of 1", out), "the crossing's webhook launched no training"
     assert re.search(r"\| bench-trigger-1 \|.*\| success +\|$", out, re.M), "no training, or more than one"
+    flood = re.search(r"^flood: 100 more webhooks in 10 s from the first crossing; answers (\{.*\})$", out, re.M)
+    assert flood and "no answer" not in flood[1] and " 5" not in flood[1], "a webhook went unanswered, or got a 5xx"
 
 
 @pytest.mark.label_studio
