@@ -176,6 +176,7 @@ def drive(driver: Any, base: str, password: str, backends: Any, base_model: Path
     # The project: switch active learning on; the dropdown appears; 100; the deploy question.
     driver.get(f"{base}/active-learning/#project={PROJECT}")
     wait(lambda d: d.find_elements(By.ID, "al-switch"), what="the project page")
+    assert element("#trigger").text == "trainings start at the poll, or when an import tells Airflow"  # a store project
     assert not element("#frequency-wrap").is_displayed(), "the frequency dropdown shows while active learning is off"
     click("#al-switch")
     wait(lambda d: element("#frequency-wrap").is_displayed(), what="the frequency dropdown")

@@ -141,8 +141,11 @@ def post(client: Any, body: Any, *, secret: str | None = SECRET, raw: bytes | No
 
 def test_a_delivery_asks_for_one_poll_and_the_same_delivery_again_changes_nothing(client, connected, backends) -> None:  # type: ignore[no-untyped-def]
     before = len(completion_events())
+    project_id = backends.store.projects.get(connected).id
+    assert backends.store.webhooks.last_received(project_id) is None  # the page says: polled only
     answer = post(client, delivery(1))
     assert answer.status_code == 202, answer.text
+    assert backends.store.webhooks.last_received(project_id) is not None  # the page says: on Label Studio's webhook
     assert answer.json() == {"project": connected, "poll": "asked"}
     events = completion_events()[before:]
     assert events == [{"projects": [connected], "source": "label studio webhook"}] and poll_waiting()

@@ -89,6 +89,7 @@ def project_detail(backends: Backends, name: str, as_of: datetime) -> dict[str, 
         "training_params": parameters.effective(settings.training_params).rows(),
         "queue": queue_summary(backends, name),
         "notifications": notifications.shown(notifications.recipients(store, name)),
+        "webhook_last_received_at": _iso(store.webhooks.last_received(settings.id)),
     }
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from active_learning.store.base import Repository
+from active_learning.store.base import Repository, aware
 from active_learning.store.models import WebhookDelivery, utcnow
 
 KEPT = timedelta(days=1)
@@ -27,3 +27,8 @@ class Webhooks(Repository):
         except IntegrityError:  # the same delivery, recorded at the same moment by another worker
             return False
         return True
+
+    def last_received(self, project_id: int) -> datetime | None:
+        """When the project's latest delivery was acted on, within :data:`KEPT`; None: none."""
+        with self._session() as session:
+            return aware(session.scalar(select(func.max(WebhookDelivery.received_at)).where(WebhookDelivery.project_id == project_id)))

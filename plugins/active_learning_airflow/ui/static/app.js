@@ -247,6 +247,7 @@
     view.innerHTML = `
       <div class="toolbar"><h1 id="project-title">${esc(p.name)}</h1>
         <span class="badge ${p.active_learning ? "on" : ""}">active learning ${p.active_learning ? "on" : "off"}</span>
+        <span class="muted small" id="trigger">${triggerText(d)}</span>
         <span class="spacer"></span>
         <span class="muted small">config revision <b id="config-revision">${p.config_revision}</b></span>
       </div>
@@ -266,6 +267,14 @@
     wireSettings();
     wireModels();
     wireRevisions();
+  }
+
+  // What starts its trainings: Label Studio's webhook when one was received (kept a day), else the poll alone.
+  function triggerText(d) {
+    if (d.project.source !== "label_studio") return "trainings start at the poll, or when an import tells Airflow";
+    return d.webhook_last_received_at
+      ? `trainings start on Label Studio's webhook (last delivery ${when(d.webhook_last_received_at)}) and at the poll`
+      : "polled only: no webhook delivery from Label Studio in the last day";
   }
 
   function settingsHtml(d) {
