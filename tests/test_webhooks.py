@@ -228,3 +228,26 @@ def test_a_poll_started_by_events_counts_as_of_its_poke_and_pokes_once(backends,
     assert done.is_done and [launch["conf"]["project"] for launch in done.xcom_value] == ["news"]
     by_hand = sensor.poke({"dag_run": SimpleNamespace(run_type="manual", run_after=first_event), "data_interval_end": None})
     assert not by_hand.is_done  # "poll now" counts as of when it was asked
+
+
+def test_a_delivery_costs_a_constant_few_store_statements(client, connected) -> None:  # type: ignore[no-untyped-def]
+    """Answered within Label Studio's 1 s whatever the store holds: the project by its Label Studio id, and
+    the delivery's record (old ones dropped, its key looked up, inserted): no scan of completions."""
+    from sqlalchemy import event
+
+    from active_learning_airflow.ui.domain import domain
+
+    statements: list[str] = []
+    engine = domain().store.engine
+    listen = lambda *args: statements.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        for n in range(1, 6):
+            statements.clear()
+            assert post(client, delivery(n)).status_code == 202
+            assert len([s for s in statements if s.lstrip().upper().startswith(("SELECT", "INSERT", "DELETE", "UPDATE"))]) <= 4, statements
+        statements.clear()
+        assert post(client, delivery(1)).status_code == 200
+        assert not any("completions" in s for s in statements), statements
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
