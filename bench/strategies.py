@@ -15,12 +15,13 @@ over seeds); per strategy the **tokens** it needs until its mean F1 reaches 95 %
 mean F1, that over random's (target <= 0.5x on both corpora for the default), and its worst round against
 random: random's mean F1 minus its own, *level* when inside the seed spread (the larger sd of the two).
 A strategy that does not reach 95 % within the rounds needs more than its last round's tokens: a bound.
-Within a fifth of the pool no curve may reach 95 %: each strategy's tokens to random's own last-round mean
-F1, over random's tokens there, say the saving at equal F1 all the same.
+Within a fifth of the pool no curve may reach 95 %: each strategy's tokens to random's last-round mean F1,
+over the tokens random itself needed to first reach it, say the saving at equal F1 all the same.
 
     python bench/strategies.py                                      # everything (the cost: docs/performance.md)
     python bench/strategies.py --corpora ncbi_disease --sides scratch --strategies mnlp,random
     python bench/strategies.py --quick                              # 40 tweets, 1 round, 50 steps, seed 0: CI
+    python bench/strategies.py --report                             # the tables and the plot of what was run
 
 A run writing to a results file that holds results of the same mode replaces the (corpus, side, curve,
 seed) simulations it ran and reports on all of them, so the full run can be made in parts. The full run
@@ -175,8 +176,9 @@ def summarize(results: Simulations, corpus: str, side: str, strategies: list[str
         else:
             ratio, reading = float("inf"), "n/a: neither reaches it"
         # Random's last F1, matched: within a fifth of the pool no curve may reach 95 % of the whole pool's
-        matched = curve.tokens_to(random_.mean(len(random_.f1) - 1))
-        match_ratio = matched / random_.tokens[-1] if matched is not None else None
+        last = random_.mean(len(random_.f1) - 1)
+        matched, random_matched = curve.tokens_to(last), random_.tokens_to(last)
+        match_ratio = matched / random_matched if matched is not None and random_matched else None
         rounds = range(min(len(curve.f1), len(random_.f1)))
         gaps = [(random_.mean(i) - curve.mean(i), max(spread(random_.f1[i]), spread(curve.f1[i]))) for i in rounds]
         worst = max(gaps, key=lambda gap: gap[0] - gap[1])
@@ -205,6 +207,14 @@ def report(summaries: list[dict[str, Any]], seeds: list[int]) -> None:
               f"<= {TARGET_RATIO:.2f}x random's, never below it beyond the seed spread)")
 
 
+def _legend(row: dict[str, Any]) -> str:
+    if row["ratio"] != float("inf"):  # 95 % of the whole pool reached by it or by random
+        return row["reading"]
+    if row.get("to_random_last") is None:
+        return "random's last F1 not reached"
+    return f"{row['to_random_last_ratio']:.2f}x (random's last F1)"
+
+
 def _matched(row: dict[str, Any]) -> str:
     if row.get("to_random_last") is None:
         return "not reached"
@@ -219,21 +229,21 @@ def plot(summaries: list[dict[str, Any]], path: Path) -> None:
 
     corpora = list(dict.fromkeys(s["corpus"] for s in summaries))
     sides = list(dict.fromkeys(s["side"] for s in summaries))
-    figure, axes = plt.subplots(len(corpora), len(sides), figsize=(6.2 * len(sides), 4.3 * len(corpora)), squeeze=False)
+    figure, axes = plt.subplots(len(corpora), len(sides), figsize=(max(6.2 * len(sides), 9.0), 4.3 * len(corpora) + 0.4), squeeze=False)
     for s in summaries:
         ax = axes[corpora.index(s["corpus"])][sides.index(s["side"])]
         for name, c in s["curves"].items():
             curve = Curve(**c)
             line, = ax.plot(curve.tokens, [curve.mean(i) for i in range(len(curve.f1))], marker=".",
-                            linestyle="--" if name == RANDOM else "-", label=f"{name} {s['strategies'][name]['reading']}")
+                            linestyle="--" if name == RANDOM else "-", label=f"{name}: {_legend(s['strategies'][name])}")
             ax.fill_between(curve.tokens, [min(v) for v in curve.f1], [max(v) for v in curve.f1], color=line.get_color(), alpha=0.12)
         ax.axhline(s["whole_pool_f1"], color="grey", linestyle=":", label="whole pool")
         ax.axhline(s["target"], color="grey", linestyle="-.", label=f"{SHARE_OF_WHOLE_POOL:.0%} of whole pool")
         ax.set(xlabel="tokens annotated", ylabel="dev F1", title=f"{s['corpus']}, {s['side']}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small", loc="lower right")
-    figure.suptitle("Queue strategies against random order: F1 on dev_tasks.json (band: min-max over seeds; "
-                    "legend: tokens to 95 % / random's)")
+    figure.suptitle("Queue strategies against random order: F1 on dev_tasks.json (band: min-max over seeds)\n"
+                    "legend: tokens to 95 % of the whole pool's F1 / random's, or where no curve reaches it, to random's last F1")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -256,6 +266,7 @@ def main() -> int:
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="random is always run")
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=None, help="default 0,1,2 (quick: 0)")
     parser.add_argument("--jobs", type=int, default=2, help="simulations at a time (default 2: one per core)")
+    parser.add_argument("--report", action="store_true", help="run nothing: report and plot what the results file holds")
     parser.add_argument("--out", type=Path, default=None, help="write <out>/strategies.json (full run: bench/results)")
     parser.add_argument("--plot", type=Path, default=None, help="the plot's path (full run: docs/bench/strategies.png; "
                                                                   "quick: drawn in the work folder, not kept)")
@@ -267,7 +278,7 @@ def main() -> int:
         raise SystemExit(f"shared corpora missing under {SHARED_DATA}: {missing}")
     plans, seeds = (QUICK, args.seeds or [0]) if args.quick else (FULL, args.seeds or [0, 1, 2])
     overrides = QUICK_OVERRIDES if args.quick else None
-    base = base_pipeline() if "base" in sides else None
+    base = base_pipeline() if "base" in sides and not args.report else None
     print(f"strategies {', '.join(strategies)} on {', '.join(corpora)}{' (quick)' if args.quick else ''}, sides {sides}, "
           f"seeds {seeds}, {args.jobs} job(s); plans {({c: plans[c] for c in corpora})}; load average {load_average()}", flush=True)
     started = time.perf_counter()
@@ -276,7 +287,7 @@ def main() -> int:
         out = args.out or (work if args.quick else RESULTS)
         results = Simulations(out / "strategies.json", {"quick": args.quick, "plans": {c: plans[c].__dict__ for c in FULL},
                                                          "overrides": overrides})
-        jobs = [job for corpus in corpora for job in jobs_for(corpus, plans[corpus], sides, strategies, seeds, base, work)]
+        jobs = [] if args.report else [job for corpus in corpora for job in jobs_for(corpus, plans[corpus], sides, strategies, seeds, base, work)]
         jobs.sort(key=lambda job: (job.curve == WHOLE_POOL, job.curve == RANDOM))  # the longest (scorers') first
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: run_job(job, work, overrides, results), jobs))
