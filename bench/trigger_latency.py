@@ -105,9 +105,10 @@ def main() -> int:
             from devstack.label_studio import LocalLabelStudio
 
             label_studio = stack.enter_context(LocalLabelStudio(home / "label-studio"))
+            webhook_secret = secrets.token_urlsafe(24)
             os.environ["AIRFLOW_CONN_LABEL_STUDIO_DEFAULT"] = json.dumps({
                 "conn_type": "http", "host": label_studio.url, "password": label_studio.token,
-                "extra": {"webhook_secret": secrets.token_urlsafe(24)}})
+                "extra": {"webhook_secret": webhook_secret}})
             os.environ["ACTIVE_LEARNING_WEBHOOK_URL"] = f"http://127.0.0.1:{port}"
             print(f"  Label Studio up at {label_studio.url}", flush=True)
         os.environ.update(airflow_environment(home, port=port, poll_schedule=cron))
@@ -130,8 +131,10 @@ def main() -> int:
         first = time.time() + 5
         commits: dict[str, datetime] = {}
         flood = args.flood if args.flood is not None else (100 if args.quick else 1000)
+        flooding = None
         if args.path == "webhook" and flood:
-            flooding = Flood(flood, 10.0 if args.quick else 60.0, store.projects.get(projects[0]).source_project_id, first)
+            flooding = Flood(flood, 10.0 if args.quick else 60.0, store.projects.get(projects[0]).source_project_id, first,
+                             url=os.environ["ACTIVE_LEARNING_WEBHOOK_URL"], secret=webhook_secret)
             flooding.start()
         for i, project in enumerate(projects):
             time.sleep(max(0.0, first + i * gap - time.time()))
@@ -141,7 +144,7 @@ def main() -> int:
         results = _wait_for_outcomes(api, store, projects, commits, args.timeout)
         sensor_runs = api.dag_runs("active_learning_sensor", limit=500)
         polls = len(sensor_runs) - polls_before
-        if args.path == "webhook" and flood:
+        if flooding:
             flooding.join()
             print(f"flood: {flood} more webhooks in {flooding.seconds:.0f} s from the first crossing; answers "
                   f"{dict(sorted(flooding.answers.items()))}", flush=True)
@@ -232,9 +235,10 @@ class Flood(threading.Thread):
     ANNOTATION_UPDATED of the Label Studio project), spread evenly over ``seconds`` from ``start`` (epoch s);
     ``answers`` tallies what came back, by status and the answer's ``poll``."""
 
-    def __init__(self, n: int, seconds: float, ls_project: int, start: float) -> None:
+    def __init__(self, n: int, seconds: float, ls_project: int, start: float, *, url: str, secret: str) -> None:
         super().__init__(daemon=True)
         self.n, self.seconds, self.ls_project, self.start_at = n, seconds, ls_project, start
+        self.url, self.secret = url, secret  # Airflow's base URL as Label Studio reaches it; the webhook's secret
         self.answers: dict[str, int] = {}
 
     def run(self) -> None:
@@ -242,15 +246,13 @@ class Flood(threading.Thread):
 
         from active_learning.webhooks import SECRET_HEADER, WEBHOOK_PATH
 
-        secret = json.loads(os.environ["AIRFLOW_CONN_LABEL_STUDIO_DEFAULT"])["extra"]["webhook_secret"]
-        url = os.environ["ACTIVE_LEARNING_WEBHOOK_URL"] + WEBHOOK_PATH
         with requests.Session() as session:
             for i in range(self.n):
                 time.sleep(max(0.0, self.start_at + i * self.seconds / self.n - time.time()))
                 body = {"action": "ANNOTATION_UPDATED", "project": {"id": self.ls_project},
                         "annotation": {"id": 10_000_000 + i, "updated_at": datetime.now(UTC).isoformat()}}
                 try:
-                    answer = session.post(url, json=body, headers={SECRET_HEADER: secret}, timeout=5)
+                    answer = session.post(self.url + WEBHOOK_PATH, json=body, headers={SECRET_HEADER: self.secret}, timeout=5)
                     said = f"{answer.status_code} {answer.json().get('poll', answer.json().get('detail', ''))}"
                 except (OSError, ValueError) as error:
                     said = f"no answer: {type(error).__name__}"

@@ -91,11 +91,11 @@ def register(client: Any, ls_project: int, base_url: str | None, secret: str | N
     for the user saying what was done, and what to set where nothing could be."""
     from active_learning.sources.label_studio_client import LabelStudioError
 
-    if not base_url or not secret:
-        missing = " and ".join(what for what, value in (("ACTIVE_LEARNING_WEBHOOK_URL (Airflow's URL as Label Studio reaches it)",
-                                                          base_url), ("'webhook_secret' in the Label Studio connection's extra",
-                                                                      secret)) if not value)
-        return f"no webhook: polled on the sensor's schedule only (set {missing} and connect again to start trainings at once)"
+    needed = {"ACTIVE_LEARNING_WEBHOOK_URL (Airflow's URL as Label Studio reaches it)": base_url,
+              "'webhook_secret' in the Label Studio connection's extra": secret}
+    if missing := [what for what, value in needed.items() if not value]:
+        return (f"no webhook: polled on the sensor's schedule only (set {' and '.join(missing)} and connect again to "
+                "start trainings at once)")
     url = base_url + WEBHOOK_PATH
     try:
         client.ensure_webhook(ls_project, url, {SECRET_HEADER: secret}, ANNOTATION_ACTIONS)

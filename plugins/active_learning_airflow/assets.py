@@ -30,26 +30,28 @@ class PollUnavailable(RuntimeError):
     """Airflow knows no completions asset: the sensor DAG has not been parsed into this database."""
 
 
-def request_poll(session: Any, projects: list[str], source: str) -> bool:
-    """Ask for a poll now: an event on ``COMPLETIONS`` naming ``projects`` and who asked (``source``), in
-    ``session`` (the API server's). False, and no event, while an earlier one still waits for its poll
-    (Airflow's queue of asset-triggered runs holds the sensor DAG): that poll will see these completions
-    too, so a burst of events makes one poll. Airflow itself holds an asset-triggered run back while the
-    sensor DAG has ``max_active_runs`` runs."""
+def request_poll(projects: list[str], source: str) -> bool:
+    """Ask for a poll now, from the API server (its metadata database session): an event on ``COMPLETIONS``
+    naming ``projects`` and who asked (``source``). False, and no event, while an earlier one still waits
+    for its poll (Airflow's queue of asset-triggered runs holds the sensor DAG): that poll will see these
+    completions too, so a burst of events makes one poll. Airflow itself holds an asset-triggered run back
+    while the sensor DAG has ``max_active_runs`` runs."""
     from sqlalchemy import select
 
     from airflow.assets.manager import asset_manager
     from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.utils.session import create_session
 
-    asset = session.scalar(select(AssetModel).where(AssetModel.name == COMPLETIONS_ASSET, AssetModel.uri == COMPLETIONS_ASSET_URI))
-    if asset is None:
-        raise PollUnavailable(f"Airflow knows no asset {COMPLETIONS_ASSET!r}: it has not parsed the DAG {SENSOR_DAG_ID!r}")
-    waiting = select(AssetDagRunQueue.asset_id).where(AssetDagRunQueue.asset_id == asset.id,
-                                                      AssetDagRunQueue.target_dag_id == SENSOR_DAG_ID)
-    if session.scalar(waiting) is not None:
-        return False
-    asset_manager.register_asset_change(asset=asset, extra={"projects": projects, "source": source}, session=session,
-                                        source_is_api=True, api_user_teams=set())
+    with create_session() as session:
+        asset = session.scalar(select(AssetModel).where(AssetModel.name == COMPLETIONS_ASSET, AssetModel.uri == COMPLETIONS_ASSET_URI))
+        if asset is None:
+            raise PollUnavailable(f"Airflow knows no asset {COMPLETIONS_ASSET!r}: it has not parsed the DAG {SENSOR_DAG_ID!r}")
+        waiting = select(AssetDagRunQueue.asset_id).where(AssetDagRunQueue.asset_id == asset.id,
+                                                          AssetDagRunQueue.target_dag_id == SENSOR_DAG_ID)
+        if session.scalar(waiting) is not None:
+            return False
+        asset_manager.register_asset_change(asset=asset, extra={"projects": projects, "source": source}, session=session,
+                                            source_is_api=True, api_user_teams=set())
     return True
 
 

@@ -21,10 +21,8 @@ class Webhooks(Repository):
         try:
             with self._session() as session:
                 session.execute(delete(WebhookDelivery).where(WebhookDelivery.received_at < now - KEPT))
-                if session.scalar(select(WebhookDelivery.key).where(WebhookDelivery.key == key)) is not None:
-                    return False
                 session.add(WebhookDelivery(key=key, project_id=project_id, action=action, received_at=now))
-        except IntegrityError:  # the same delivery, recorded at the same moment by another worker
+        except IntegrityError:  # the key, the primary key, is there: recorded before (or just now, by another worker)
             return False
         return True
 

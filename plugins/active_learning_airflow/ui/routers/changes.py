@@ -62,11 +62,9 @@ def poll_now(project: str) -> None:
     """Ask for a poll (an event on the completions asset); where Airflow cannot take it, the next scheduled
     poll sees the change all the same."""
     from active_learning_airflow.assets import PollUnavailable, request_poll
-    from airflow.utils.session import create_session
 
     try:
-        with create_session() as session:
-            request_poll(session, [project], "active learning page")
+        request_poll([project], "active learning page")
     except PollUnavailable as error:
         log.warning("no poll asked for after %s's settings changed: %s", project, error)
 

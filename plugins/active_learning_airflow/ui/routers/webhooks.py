@@ -34,14 +34,15 @@ async def label_studio(request: Request) -> Any:
 
 async def _body(request: Request) -> bytes:
     """The body, read no further than :data:`MAX_BODY_BYTES` (a declared length is believed first)."""
+    too_large = HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"a webhook body is at most {MAX_BODY_BYTES:,} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"a webhook body is at most {MAX_BODY_BYTES:,} bytes")
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"a webhook body is at most {MAX_BODY_BYTES:,} bytes")
+            raise too_large
     return bytes(body)
 
 
@@ -60,7 +61,6 @@ def _secret() -> str | None:
 
 def _act(key: str, ls_project: int, action: str) -> Any:
     from active_learning.store.models import SOURCE_LABEL_STUDIO
-    from airflow.utils.session import create_session
 
     store = domain().store
     project = store.projects.connected(SOURCE_LABEL_STUDIO, ls_project)
@@ -71,8 +71,7 @@ def _act(key: str, ls_project: int, action: str) -> Any:
         return JSONResponse({"project": project.name, "poll": "not asked: this delivery was acted on already"},
                             status_code=status.HTTP_200_OK)
     try:
-        with create_session() as session:
-            asked = request_poll(session, [project.name], SOURCE)
+        asked = request_poll([project.name], SOURCE)
     except PollUnavailable as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
     return {"project": project.name, "poll": "asked" if asked else "not asked: an earlier event's poll is still to start"}
