@@ -29,11 +29,23 @@ at its creation plus 6, 8 at least; ``devstack.embedded.sqlite_settings``): what
 OOM killer would): each must be retried and finish, with nothing lost or doubled. Every run stops the
 stack and reports if used memory passes 85 %.
 
+``--celery`` runs the same load on the scale-out stack, every part a real process as in the scale-out
+test (``devstack.cluster.LocalCluster``): CeleryExecutor on Redis (a database of its own) and PostgreSQL
+(fresh databases, dropped afterwards), an MLflow server, the annotation store on PostgreSQL; 20 projects,
+``--workers`` Celery workers of ``--worker-concurrency`` slots, ``[core] parallelism`` at their total
+unless ``--parallelism`` says otherwise (Airflow's default is 32). There ``--kill`` SIGKILLs the whole
+worker under which a training runs, every process under it (as losing its container would), and starts
+it again (compose's ``restart: always``); the scheduler fails the orphaned try once its heartbeat is
+60 s old (``[scheduler] task_instance_heartbeat_timeout``, 300 s by default), and it must be retried.
+
     python bench/load.py                   # 50 projects, the pool as this machine sizes it; 30 min on 2 cores
     python bench/load.py --no-pool         # the same load, the pool out of the way; 15-30 min
     python bench/load.py --quick --kill    # 4 projects, pool 2, trainings killed once (tests/test_bench_quick.py)
+    python bench/load.py --celery --kill   # 20 projects on 2 workers x 2 slots, parallelism 4, a worker killed once
+    python bench/load.py --celery --parallelism 32   # the same with Airflow's default parallelism
 
-Full runs write ``bench/results/load.json`` (``pool`` and ``no_pool`` side by side, each run its own key).
+Full runs write ``bench/results/load.json``, one key per kind of run (``pool``, ``no_pool``,
+``celery_pool``, ``celery_parallelism_32_pool``, ...), side by side.
 """
 
 from __future__ import annotations
@@ -57,7 +69,9 @@ from typing import Any
 
 from active_learning.constants import DEPLOY_DAG_ID, PREANNOTATE_DAG_ID, SENSOR_DAG_ID, TRAINING_DAG_ID, TRAINING_POOL
 from devstack.airflow_api import AirflowApi, api_time, airflow_healthy
-from devstack.services import free_port
+from devstack.cluster import LocalCluster
+from devstack.embedded import EmbeddedAirflow
+from devstack.services import descends_from, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, SHARED_DATA, load_average, median, print_table, ratio_line  # noqa: E402
@@ -70,6 +84,10 @@ FREQUENCY = 50
 # end; the report shows how much of a train task spaCy's loop took.
 FULL_STEPS, QUICK_STEPS = 200, 40
 KILL_AFTER_S = 6  # a train task's first seconds are imports: kill it once it trains
+# --celery: a task whose worker died is failed (then retried) once its heartbeat is this old; Airflow's
+# default, 300 s, would only make the run wait longer.
+HEARTBEAT_TIMEOUT_S = 60
+REDIS_DB = 12  # --celery's broker: a database of its own (the scale-out test uses 11)
 MEMORY_GUARD = 0.85
 UNHEALTHY_S = 120  # a scheduler that stopped heartbeating for this long is down, not slow
 # Airflow's API server on SQLite can stall for as long as a write waits for the lock (30 s on the embedded
@@ -85,21 +103,27 @@ NOTHING_COLLECTED: dict[str, list[Any]] = {"runs": [], "tries": [], "registers":
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 projects, pool 2, a shorter training")
-    parser.add_argument("--projects", type=int, default=None, help="N projects crossing at once (default 50; quick 4)")
+    parser.add_argument("--projects", type=int, default=None, help="N projects crossing at once (default 50, --celery 20; quick 4)")
     parser.add_argument("--pool", type=int, default=None,
                         help="training pool slots (default: as the pool's creation sizes it on this machine; quick 2)")
     parser.add_argument("--no-pool", action="store_true", help="resize the pool to N slots: nothing bounds the trainings but Airflow")
-    parser.add_argument("--kill", action="store_true", help="SIGKILL the running train task processes once")
+    parser.add_argument("--kill", action="store_true",
+                        help="SIGKILL the running train task processes once (--celery: the whole worker holding one, then start it again)")
+    parser.add_argument("--celery", action="store_true",
+                        help="the scale-out stack: CeleryExecutor on Redis and PostgreSQL, an MLflow server, the store on PostgreSQL")
+    parser.add_argument("--workers", type=int, default=2, help="--celery: Celery workers (default 2)")
+    parser.add_argument("--worker-concurrency", type=int, default=2, help="--celery: task slots per worker (default 2)")
+    parser.add_argument("--parallelism", type=int, default=None,
+                        help="--celery: [core] parallelism (default: workers x concurrency, as docker-compose.yaml sets it)")
     parser.add_argument("--steps", type=int, default=None, help=f"training.max_steps (default {FULL_STEPS}; quick {QUICK_STEPS})")
     parser.add_argument("--timeout", type=float, default=None, help="seconds to wait for every training (default 90 per project + 300)")
     parser.add_argument("--home", type=Path, default=None, help="state goes here and is kept (default: a temporary folder, removed)")
     parser.add_argument("--out", type=Path, default=None, help="write <out>/load.json (full run: bench/results)")
     args = parser.parse_args()
-    n = args.projects or (4 if args.quick else 50)
+    n = args.projects or (4 if args.quick else 20 if args.celery else 50)
     steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
     timeout = args.timeout or 90 * n + 300
     out = args.out or (None if args.quick else RESULTS)
-    mode = "no_pool" if args.no_pool else "pool"
 
     for key in [k for k in os.environ if k.startswith(("AIRFLOW", "ACTIVE_LEARNING", "MLFLOW"))]:
         os.environ.pop(key)  # our own Airflow and stores, not the caller's
@@ -108,51 +132,50 @@ def main() -> int:
     pool = args.pool or (2 if args.quick else training_pool_slots())
     home = args.home.resolve() if args.home else Path(tempfile.mkdtemp(prefix="al-bench-load-"))
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    from devstack.embedded import EmbeddedAirflow, airflow_environment
+    with contextlib.ExitStack() as cleanup:
+        stack = CeleryStack.open(cleanup, args, home, pool) if args.celery else EmbeddedStack(home, pool)
+        mode = stack.results_key + ("no_pool" if args.no_pool else "pool")
+        os.environ.update(stack.env)
+        from active_learning import cli
+        from active_learning.backends import Backends
 
-    os.environ.update(airflow_environment(home, port=port, poll_schedule=SCHEDULE))
-    os.environ["ACTIVE_LEARNING_TRAINING_POOL_SLOTS"] = str(pool)
-    from active_learning import cli
-    from active_learning.backends import Backends
-
-    print(f"load: {n} projects crossing in one poll, training pool {pool} slots{' resized to N (--no-pool)' if args.no_pool else ''}, "
-          f"training.max_steps {steps}{', trainings killed once' if args.kill else ''}; home {home}, port {port}; "
-          f"load average {load_average()}", flush=True)
-    memory = MemorySampler(guard=MEMORY_GUARD)
-    memory.start()
-    airflow = EmbeddedAirflow(home, port=port, poll_schedule=SCHEDULE)
-    started = time.monotonic()
-    airflow.launch()
-    try:
-        projects = _setup_projects(cli, home, n, steps)  # while Airflow starts; none is due yet
-        backends = Backends()
-        before = _store_counts(backends, projects)
-        airflow.wait_until_healthy()
-        api = airflow.api
-        airflow.wait_for_dags(DAGS, timeout=240)
-        created_slots = _pool_slots(api)
-        if args.no_pool:
-            _resize_pool(airflow.env, n)
-        slots = _pool_slots(api)
-        print(f"  Airflow up and DAGs parsed after {time.monotonic() - started:.0f} s; pool created with {created_slots} slots, "
-              f"now {slots}", flush=True)
-        baseline = memory.used_now()
-        load = _run_load(api, airflow, backends, projects, timeout=timeout, slots=slots, kill=args.kill, memory=memory)
-        if load["memory_tripped"]:
-            airflow.stop()  # at once: what the API would tell is not worth the machine
-        collected = _collect(api, projects) if not load["memory_tripped"] else NOTHING_COLLECTED
-    finally:
-        airflow.stop()
-        memory.stop()
-    after = _store_counts(backends, projects)
+        print(f"load: {n} projects crossing in one poll on {stack.title}, training pool {pool} slots"
+              f"{' resized to N (--no-pool)' if args.no_pool else ''}, training.max_steps {steps}"
+              f"{', ' + stack.kill_what + ' killed once' if args.kill else ''}; home {home}; load average {load_average()}", flush=True)
+        memory = MemorySampler(guard=MEMORY_GUARD)
+        memory.start()
+        started = time.monotonic()
+        stack.launch()
+        try:
+            projects = _setup_projects(cli, home, n, steps)  # while Airflow starts; none is due yet
+            stack.wait_until_healthy()
+            backends = Backends()
+            before = _store_counts(backends, projects)
+            api = stack.api
+            stack.wait_for_dags(DAGS, timeout=240)
+            created_slots = _pool_slots(api)
+            if args.no_pool:
+                _resize_pool(stack.env, n)
+            slots = _pool_slots(api)
+            print(f"  Airflow up and DAGs parsed after {time.monotonic() - started:.0f} s; pool created with {created_slots} slots, "
+                  f"now {slots}", flush=True)
+            baseline = memory.used_now()
+            load = _run_load(api, stack, backends, projects, timeout=timeout, slots=slots, kill=args.kill, memory=memory)
+            if load["memory_tripped"]:
+                stack.stop_work()  # at once: what the API would tell is not worth the machine
+            collected = _collect(api, projects) if not load["memory_tripped"] else NOTHING_COLLECTED
+            after = _store_counts(backends, projects)
+            spacy_seconds = _spacy_seconds(backends, after)
+        finally:
+            stack.stop()
+            memory.stop()
     checks = _check(backends, projects, before, after, collected)
     result = {
-        "mode": mode, "projects": n, "pool_slots": slots, "pool_slots_created": created_slots, "steps": steps,
-        "killed": load["killed"], "aborted": load["aborted"], "load_average": {"start": load["load_average_start"],
-                                                                             "end": load_average(), "max_1min": load["load_max"]},
+        "mode": mode, "stack": stack.title, "projects": n, "pool_slots": slots, "pool_slots_created": created_slots,
+        "steps": steps, "killed": load["killed"], "aborted": load["aborted"],
+        "load_average": {"start": load["load_average_start"], "end": load_average(), "max_1min": load["load_max"]},
         "memory": memory.summary(baseline), "home": str(home),
-    } | _measures(collected, load, slots, n) | {"checks": checks, "spacy_training_s": _spacy_seconds(backends, after)}
+    } | _measures(collected, load, slots, n) | {"checks": checks, "spacy_training_s": spacy_seconds}
     met = report(result)
     _save(result, out, mode)
     if args.home is None:
@@ -166,6 +189,89 @@ def main() -> int:
         print(ratio_line(f"efficiency: {n} x one training's pool time / {slots} slots / time until all trained", efficiency,
                          f">= {TARGETS['efficiency']:.2f}x, with every other target", met))
     return 0
+
+
+class EmbeddedStack(EmbeddedAirflow):
+    """The embedded default (``airflow standalone``: LocalExecutor on SQLite, the store on SQLite, MLflow's
+    local store); ``--kill`` SIGKILLs the running train task processes."""
+
+    results_key = ""
+    title = "LocalExecutor on SQLite"
+    kill_what = "train task processes"
+
+    def __init__(self, home: Path, pool: int) -> None:
+        super().__init__(home, port=free_port(), poll_schedule=SCHEDULE)
+        self.pool = pool
+
+    @property
+    def env(self) -> dict[str, str]:
+        return super().env | {"ACTIVE_LEARNING_TRAINING_POOL_SLOTS": str(self.pool)}
+
+    def stop_work(self) -> None:
+        self.stop()
+
+    def kill_trainings(self, running: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert self.process is not None
+        for ti in running:
+            if not descends_from(ti["pid"], self.process.pid):
+                raise RuntimeError(f"pid {ti['pid']} of {ti['dag_run_id']} is not a process of this Airflow: not killed")
+            os.kill(ti["pid"], signal.SIGKILL)
+        return running
+
+
+class CeleryStack(LocalCluster):
+    """The scale-out stack as plain processes (``devstack.cluster``) on fresh PostgreSQL databases and a
+    Redis database of its own; ``--kill`` SIGKILLs a whole Celery worker holding a training, every process
+    under it, then starts it again as compose's ``restart: always`` does."""
+
+    results_key = "celery_"
+    kill_what = "a Celery worker holding a training"
+
+    @classmethod
+    def open(cls, cleanup: contextlib.ExitStack, args: argparse.Namespace, home: Path, pool: int) -> CeleryStack:
+        from devstack.cluster import ClusterSettings, scratch_databases, scratch_redis
+
+        databases = cleanup.enter_context(scratch_databases())
+        settings = ClusterSettings(
+            home=home, airflow_db_url=databases["airflow"], annotation_db_url=databases["annotations"],
+            mlflow_backend_url=databases["mlflow"], broker_url=cleanup.enter_context(scratch_redis(REDIS_DB)),
+            airflow_port=free_port(), mlflow_port=free_port(), poll_schedule=SCHEDULE, workers=args.workers,
+            worker_concurrency=args.worker_concurrency, parallelism=args.parallelism or args.workers * args.worker_concurrency,
+            heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S)
+        stack = cls(settings)
+        stack.env["ACTIVE_LEARNING_TRAINING_POOL_SLOTS"] = str(pool)
+        if args.parallelism:
+            stack.results_key += f"parallelism_{args.parallelism}_"
+        return stack
+
+    @property
+    def title(self) -> str:
+        s = self.settings
+        return (f"CeleryExecutor ({s.workers} workers x {s.worker_concurrency} slots, parallelism {s.parallelism}) "
+                f"on PostgreSQL and Redis, an MLflow server")
+
+    @property
+    def log_path(self) -> Path:
+        return self.logs
+
+    def stop_work(self) -> None:
+        """Every process but MLflow's: the work stops, its records stay readable."""
+        for service in reversed(self.services):
+            if service.name != "mlflow-server":
+                service.stop()
+
+    def kill_trainings(self, running: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """SIGKILL the worker under which the first running training's process is, and every process under
+        it; then start it again. Returns the trainings it held."""
+        [worker] = [w for w in self.workers if w.process and descends_from(running[0]["pid"], w.process.pid)] or [None]
+        if worker is None:
+            raise RuntimeError(f"pid {running[0]['pid']} of {running[0]['dag_run_id']} is under no worker of this cluster: not killed")
+        assert worker.process is not None
+        held = [ti for ti in running if descends_from(ti["pid"], worker.process.pid)]
+        pids = worker.kill()
+        print(f"  {datetime.now(UTC):%H:%M:%S} SIGKILL {worker.name} and the {len(pids) - 1} processes under it; started again", flush=True)
+        worker.start()
+        return held
 
 
 def _setup_projects(cli: Any, home: Path, n: int, steps: int) -> dict[str, Path]:
@@ -249,7 +355,7 @@ class MemorySampler(threading.Thread):
                 "peak_fraction": self.peak / self.total, "baseline_fraction": baseline / self.total}
 
 
-def _run_load(api: AirflowApi, airflow: Any, backends: Any, projects: dict[str, Path], *, timeout: float, slots: int,
+def _run_load(api: AirflowApi, stack: EmbeddedStack | CeleryStack, backends: Any, projects: dict[str, Path], *, timeout: float, slots: int,
               kill: bool, memory: MemorySampler) -> dict[str, Any]:
     """Every project crosses, one poll is triggered; then, until every training run has ended: the first
     poke of each scheduled poll, the kill (once), the memory guard."""
@@ -285,15 +391,15 @@ def _run_load(api: AirflowApi, airflow: Any, backends: Any, projects: dict[str, 
             trains = api.task_instances(TRAINING_DAG_ID, task_id="train")
             running_max = max(running_max, sum(ti["state"] == "running" for ti in trains))  # what is left if the stack must stop
             if kill and not killed:
-                killed = _kill_running_trainings(trains, airflow.process.pid, slots)
+                killed = _kill_running_trainings(stack, trains, slots)
             ended = {r["conf"]["project"] for r in _training_runs(api, projects) if r["state"] in ("success", "failed")}
         except OSError as error:  # the API server is one more process on a busy machine: ask again
             print(f"  {datetime.now(UTC):%H:%M:%S} the API did not answer ({error}); asking again", flush=True)
-        unhealthy_since = None if airflow_healthy(airflow.url) else (unhealthy_since or time.monotonic())
+        unhealthy_since = None if airflow_healthy(stack.url) else (unhealthy_since or time.monotonic())
         if memory.tripped.is_set():
             aborted = f"used memory passed {MEMORY_GUARD:.0%} of {memory.total / (1 << 30):.1f} GB: stack stopped"
         elif unhealthy_since and time.monotonic() - unhealthy_since > UNHEALTHY_S:
-            aborted = f"Airflow unhealthy for {UNHEALTHY_S} s (see {airflow.log_path})"
+            aborted = f"Airflow unhealthy for {UNHEALTHY_S} s (see {stack.log_path})"
         elif time.monotonic() > deadline and ended < set(projects):
             aborted = f"timeout after {timeout:.0f} s: {len(ended)} of {len(projects)} trainings ended"
         elif ended < set(projects):
@@ -306,9 +412,9 @@ def _run_load(api: AirflowApi, airflow: Any, backends: Any, projects: dict[str, 
                 "load_average_start": load_average_start, "load_max": load_max}
 
 
-def _kill_running_trainings(trains: list[dict[str, Any]], standalone: int, slots: int) -> list[dict[str, Any]]:
-    """SIGKILL every running ``train`` task process once as many as the pool holds (or all that are left)
-    have been training for a few seconds; only processes of this stack's Airflow. Returns what it killed."""
+def _kill_running_trainings(stack: EmbeddedStack | CeleryStack, trains: list[dict[str, Any]], slots: int) -> list[dict[str, Any]]:
+    """Once as many trainings as the pool holds (or all that are left) have been training for a few seconds,
+    the stack kills them (its way); only processes of this stack. Returns the trainings killed."""
     running = [ti for ti in trains if ti["state"] == "running" and ti["pid"] and ti["start_date"]]
     unfinished = [ti for ti in trains if ti["state"] not in ("success", "failed", "skipped", "upstream_failed")]
     now = datetime.now(UTC)
@@ -316,26 +422,12 @@ def _kill_running_trainings(trains: list[dict[str, Any]], standalone: int, slots
             or min((now - api_time(ti["start_date"])).total_seconds() for ti in running) < KILL_AFTER_S):
         return []
     killed = []
-    for ti in running:
-        if not _descends_from(ti["pid"], standalone):
-            raise RuntimeError(f"pid {ti['pid']} of {ti['dag_run_id']} is not a process of this Airflow: not killed")
-        os.kill(ti["pid"], signal.SIGKILL)
+    for ti in stack.kill_trainings(running):
         killed.append({"dag_run_id": ti["dag_run_id"], "pid": ti["pid"], "try_number": ti["try_number"], "killed_at": datetime.now(UTC),
                        "trained_s": (now - api_time(ti["start_date"])).total_seconds()})
         print(f"  {killed[-1]['killed_at']:%H:%M:%S} SIGKILL train of {ti['dag_run_id']} (pid {ti['pid']}, "
               f"{killed[-1]['trained_s']:.0f} s into its try {ti['try_number']})", flush=True)
     return killed
-
-
-def _descends_from(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            return False
-    return False
 
 
 def _collect(api: AirflowApi, projects: dict[str, Path]) -> dict[str, Any]:
@@ -501,7 +593,7 @@ def report(result: dict[str, Any]) -> bool:
     polls = result["polls"]
     delay = result["poll_delay_max_s"]
     efficiency = result["efficiency"]
-    pool_run = result["mode"] == "pool"
+    pool_run = not result["mode"].endswith("no_pool")
     bound = slots if pool_run else result["pool_slots_created"]  # without the pool: what it would have allowed
     targets = {
         "efficiency": efficiency is not None and efficiency >= TARGETS["efficiency"],
@@ -540,7 +632,7 @@ def report(result: dict[str, Any]) -> bool:
         ["projects with a wrong count / completions lost or doubled", f"{len(checks['wrong'])} / {len(checks['completions_wrong'])}"],
         ["load average: start / max (1 min) / end", f"{result['load_average']['start'].split(' (')[0]} / {result['load_average']['max_1min']:.2f} / "
                                                     f"{result['load_average']['end']}"],
-    ], title=f"{n} projects crossing in one poll, LocalExecutor on SQLite, training.max_steps {result['steps']}"
+    ], title=f"{n} projects crossing in one poll, {result['stack']}, training.max_steps {result['steps']}"
              + (f"; ABORTED: {result['aborted']}" if result["aborted"] else ""))
     for project, wrong in checks["wrong"].items():
         print(f"  {project}: {wrong} (expected 1 each, 0 other revisions)")

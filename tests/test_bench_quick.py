@@ -158,16 +158,27 @@ def test_preannotation_quick() -> None:
 
 @pytest.mark.scheduler
 @pytest.mark.shared_data
-def test_load_quick_with_trainings_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stack", [
+    pytest.param("embedded", id="embedded"),
+    pytest.param("celery", id="celery", marks=pytest.mark.scaleout),
+])
+def test_load_quick_with_trainings_killed(tmp_path: Path, stack: str) -> None:
     """bench/load.py --quick --kill: 4 projects cross their threshold in one poll with the training pool
-    at 2 slots, and the running train task processes are SIGKILLed once. The pool bounds them, the polls
-    stay on time, every killed training is retried and finishes, and nothing is lost or doubled."""
+    at 2 slots. On the embedded default the running train task processes are SIGKILLed once; on the
+    scale-out stack (--celery: 2 Celery workers x 2 slots, PostgreSQL, Redis, an MLflow server) the whole
+    worker holding a training is, then started again. The pool bounds the trainings, the polls stay on
+    time, every killed training is retried and finishes, and nothing is lost or doubled."""
     shared_file("wnut17/tasks.json")
     shared_file("ncbi_disease/tasks.json")
-    out = run_quick("load.py", "--kill", "--out", str(tmp_path), timeout=1200)
+    if stack == "celery":
+        pytest.importorskip("psycopg")
+    out = run_quick("load.py", "--kill", "--out", str(tmp_path), *(["--celery"] if stack == "celery" else []), timeout=1200)
     assert "peak train tasks running at once" in out
-    result = json.loads((tmp_path / "load.json").read_text())["pool"]
+    result = json.loads((tmp_path / "load.json").read_text())["celery_pool" if stack == "celery" else "pool"]
     assert result["aborted"] is None
+    if stack == "celery":
+        assert result["stack"].startswith("CeleryExecutor (2 workers x 2 slots, parallelism 4)"), result["stack"]
+        assert "SIGKILL celery-worker" in out, "no Celery worker was killed"
     assert result["pool_slots_created"] == result["pool_slots"] == 2  # the setting, on a fresh Airflow home
     assert result["peak_trains"] <= 2 and result["peak_pooled"] <= 2, "more trainings ran at once than the pool holds"
     assert result["polls"] and result["poll_delay_max_s"] <= 30, f"a poll started late under load: {result['polls']}"

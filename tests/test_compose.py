@@ -438,6 +438,14 @@ def test_workers_can_be_scaled(config: dict[str, Any]) -> None:
     assert worker["depends_on"]["mlflow"]["condition"] == "service_healthy"
 
 
+def test_the_scheduler_hands_over_no_more_tasks_than_the_workers_run(config: dict[str, Any]) -> None:
+    """[core] parallelism at workers x concurrency: a poll waits at the scheduler, where it weighs the
+    most, not in Celery's queue behind work handed over before it (bench/load.py --celery measures both)."""
+    env = config["services"]["airflow-scheduler"]["environment"]
+    workers = config["services"]["airflow-worker"].get("deploy", {}).get("replicas", 1)
+    assert int(env["AIRFLOW__CORE__PARALLELISM"]) == workers * int(env["AIRFLOW__CELERY__WORKER_CONCURRENCY"])
+
+
 def test_the_postgres_init_script_runs_against_a_real_server(tmp_path: Path) -> None:
     """docker/postgres/init-databases.sh on this machine's PostgreSQL, under throwaway names (and twice:
     a re-run changes nothing). Skips where psql or the server is absent."""

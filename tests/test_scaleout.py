@@ -11,16 +11,14 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from devstack.cluster import ClusterSettings, LocalCluster
+from devstack.cluster import ClusterSettings, LocalCluster, scratch_databases, scratch_redis
 from devstack.services import free_port
 from conftest import SAMPLE
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_DB = 11
 pytestmark = pytest.mark.scaleout
 
@@ -29,31 +27,20 @@ pytestmark = pytest.mark.scaleout
 def databases():  # type: ignore[no-untyped-def]
     psycopg = pytest.importorskip("psycopg")
     try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True)
+        with scratch_databases() as urls:
+            yield urls
     except psycopg.OperationalError as error:
         pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({error}); .ci/run starts it")
-    suffix = uuid.uuid4().hex[:8]
-    names = {role: f"al_{role}_{suffix}" for role in ("airflow", "annotations", "mlflow")}
-    for name in names.values():
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield {role: f"{PG}/{name}" for role, name in names.items()}
-    for name in names.values():
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
 
 
 @pytest.fixture
 def redis_url():  # type: ignore[no-untyped-def]
     redis = pytest.importorskip("redis")
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
     try:
-        client.ping()
+        with scratch_redis(REDIS_DB) as url:
+            yield url
     except redis.ConnectionError as error:
         pytest.skip(f"Redis is not reachable on 127.0.0.1:6379 ({error}); .ci/run starts it")
-    client.flushdb()
-    yield f"redis://127.0.0.1:6379/{REDIS_DB}"
-    client.flushdb()
 
 
 def test_the_loop_runs_on_celery_with_postgresql_and_an_mlflow_server(tmp_path: Path, databases, redis_url) -> None:  # type: ignore[no-untyped-def]
@@ -86,7 +73,7 @@ def test_the_loop_runs_on_celery_with_postgresql_and_an_mlflow_server(tmp_path: 
         runs: list[dict] = []
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            runs = cluster.api("dags/active_learning_training/dagRuns")["dag_runs"]
+            runs = cluster.api.get("dags/active_learning_training/dagRuns")["dag_runs"]
             if runs and runs[0]["state"] in {"success", "failed"}:
                 break
             time.sleep(5)
@@ -94,7 +81,7 @@ def test_the_loop_runs_on_celery_with_postgresql_and_an_mlflow_server(tmp_path: 
         [run] = runs
         assert run["dag_run_id"] == "active_learning__scale__after_start" and run["state"] == "success", run
 
-        instances = cluster.api(f"dags/active_learning_training/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+        instances = cluster.api.get(f"dags/active_learning_training/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
         ran = [ti for ti in instances if ti["state"] == "success"]
         assert {ti["task_id"] for ti in ran} >= {"prepare_data", "train", "register", "update_config", "validate_config"}
         logs = {queue: (settings.home / "logs" / f"{name}.log").read_text()

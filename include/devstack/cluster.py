@@ -10,12 +10,54 @@ from __future__ import annotations
 
 import secrets
 import sys
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.airflow_api import AirflowApi, airflow_healthy
 from devstack.embedded import airflow_environment, prepare_airflow, sqlite_settings
 from devstack.services import Service, answers, wait_until
+
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"  # the machine's servers (.ci/run starts them)
+REDIS = "redis://127.0.0.1:6379"
+
+
+@contextmanager
+def scratch_databases(roles: Iterable[str] = ("airflow", "annotations", "mlflow"), *,
+                      server: str = POSTGRES) -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL database per role (role -> URL), dropped afterwards with its sessions ended.
+    Raises psycopg's ``OperationalError`` when the server does not answer."""
+    import psycopg
+
+    admin = psycopg.connect(f"{server.replace('+psycopg', '')}/postgres", autocommit=True)
+    suffix = uuid.uuid4().hex[:8]
+    names = {role: f"al_{role}_{suffix}" for role in roles}
+    try:
+        for name in names.values():
+            admin.execute(f'CREATE DATABASE "{name}"')
+        yield {role: f"{server}/{name}" for role, name in names.items()}
+    finally:
+        for name in names.values():
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+@contextmanager
+def scratch_redis(db: int, *, server: str = REDIS) -> Iterator[str]:
+    """Redis database ``db`` emptied before and after (the broker's queues of one cluster). Raises redis'
+    ``ConnectionError`` when the server does not answer."""
+    import redis
+
+    client = redis.Redis.from_url(f"{server}/{db}")
+    client.flushdb()
+    try:
+        yield f"{server}/{db}"
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @dataclass
@@ -28,7 +70,13 @@ class ClusterSettings:
     airflow_port: int = 8080
     mlflow_port: int = 5000
     poll_schedule: str = "* * * * *"
+    workers: int = 1
     worker_concurrency: int = 2
+    # [core] parallelism: how many task instances the scheduler hands to Celery at once (None: Airflow's 32).
+    parallelism: int | None = None
+    # [scheduler] task_instance_heartbeat_timeout: how long a task whose worker died stays running before
+    # the scheduler fails it, and so retries it (None: Airflow's 300 s).
+    heartbeat_timeout_s: int | None = None
     # A queue of its own for the train task (ACTIVE_LEARNING_TRAINING_QUEUE), read by a second worker only: the
     # GPU worker's place (docker-compose.yaml's airflow-worker-gpu), here on the CPU.
     training_queue: str | None = None
@@ -63,7 +111,25 @@ class ClusterSettings:
         })
         if self.training_queue:
             env["ACTIVE_LEARNING_TRAINING_QUEUE"] = self.training_queue
+        if self.parallelism:
+            env["AIRFLOW__CORE__PARALLELISM"] = str(self.parallelism)
+        if self.heartbeat_timeout_s:
+            env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = str(self.heartbeat_timeout_s)
         return env
+
+    def worker_commands(self) -> list[tuple[str, list[str]]]:
+        """Each Celery worker's name and command: ``workers`` on the default queue (named apart, as
+        ``--scale airflow-worker=N`` names its containers), then the training queue's one."""
+        commands = []
+        for i in range(1, self.workers + 1):
+            command = ["airflow", "celery", "worker", "--concurrency", str(self.worker_concurrency)]
+            commands.append(("celery-worker", command) if i == 1 else
+                            (f"celery-worker-{i}", [*command, "--celery-hostname", f"worker{i}@%h"]))
+        if self.training_queue:
+            commands.append((f"celery-worker-{self.training_queue}",
+                             ["airflow", "celery", "worker", "--queues", self.training_queue, "--concurrency", "1",
+                              "--celery-hostname", f"{self.training_queue}@%h"]))
+        return commands
 
 
 def mlflow_server(backend_url: str, artifacts: Path, port: int, *, env: dict[str, str], log_dir: Path) -> Service:
@@ -77,40 +143,55 @@ def mlflow_server(backend_url: str, artifacts: Path, port: int, *, env: dict[str
 
 
 class LocalCluster:
+    """Every process of the scale-out path, started, watched and stopped together; a worker can be killed
+    and started again, as compose's ``restart: always`` does."""
+
     def __init__(self, settings: ClusterSettings) -> None:
         self.settings = settings
         self.env = settings.environment()
         self.services: list[Service] = []
-        self.airflow_api = AirflowApi(settings.airflow_url, settings.home / "airflow")
+        self.api = AirflowApi(settings.airflow_url, settings.home / "airflow")
+
+    @property
+    def url(self) -> str:
+        return self.settings.airflow_url
+
+    @property
+    def logs(self) -> Path:
+        return self.settings.home / "logs"
+
+    @property
+    def workers(self) -> list[Service]:
+        return [service for service in self.services if service.name.startswith("celery-worker")]
 
     def start(self, timeout: float = 240) -> None:
+        self.launch()
+        self.wait_until_healthy(timeout)
+
+    def launch(self) -> None:
+        """Start every process without waiting for them to answer (a caller may set up meanwhile)."""
         s = self.settings
-        logs = s.home / "logs"
-        mlflow = mlflow_server(s.mlflow_backend_url, s.home / "mlflow-artifacts", s.mlflow_port, env=self.env, log_dir=logs)
-        self.services.append(mlflow)
+        self.services.append(mlflow_server(s.mlflow_backend_url, s.home / "mlflow-artifacts", s.mlflow_port,
+                                           env=self.env, log_dir=self.logs))
         prepare_airflow(self.env)
         for name, command in [
             ("api-server", ["airflow", "api-server", "--port", str(s.airflow_port)]),
             ("scheduler", ["airflow", "scheduler"]),
             ("dag-processor", ["airflow", "dag-processor"]),
             ("triggerer", ["airflow", "triggerer"]),
-            ("celery-worker", ["airflow", "celery", "worker", "--concurrency", str(s.worker_concurrency)]),
-        ] + ([(f"celery-worker-{s.training_queue}", ["airflow", "celery", "worker", "--queues", s.training_queue,
-                                                     "--concurrency", "1", "--celery-hostname", f"{s.training_queue}@%h"])]
-             if s.training_queue else []):
-            self._start(name, command, logs)
-        wait_until(lambda: answers(f"{s.mlflow_url}/health"), timeout=timeout, what="MLflow server health", services=[mlflow])
-        wait_until(lambda: airflow_healthy(s.airflow_url), timeout=timeout, what="a healthy Airflow", services=self.services)
+            *s.worker_commands(),
+        ]:
+            self.services.append(Service(name, command, env=self.env, log_dir=self.logs).start())
 
-    def api(self, path: str) -> dict:
-        """``GET /api/v2/<path>`` as the admin user."""
-        return self.airflow_api.get(path)
+    def wait_until_healthy(self, timeout: float = 240) -> None:
+        [mlflow] = [service for service in self.services if service.name == "mlflow-server"]
+        wait_until(lambda: answers(f"{self.settings.mlflow_url}/health"), timeout=timeout, what="MLflow server health",
+                   services=[mlflow])
+        wait_until(lambda: airflow_healthy(self.url), timeout=timeout, what="a healthy Airflow", services=self.services)
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
+        self.api.wait_for_dags(dag_ids, timeout=timeout, services=self.services)
 
     def stop(self) -> None:
         for service in reversed(self.services):
             service.stop()
-
-    def _start(self, name: str, command: list[str], logs: Path) -> Service:
-        service = Service(name, command, env=self.env, log_dir=logs).start()
-        self.services.append(service)
-        return service

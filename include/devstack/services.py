@@ -61,6 +61,53 @@ class Service:
             if sig == signal.SIGTERM:
                 time.sleep(1)  # children that outlive the leader get a moment, then SIGKILL
 
+    def kill(self) -> list[int]:
+        """SIGKILL this service and every process under it at once, as losing its host or container does
+        (an Airflow task runner leads a process group of its own: the service's group alone would miss
+        it). Returns the pids killed; ``start()`` starts the service again."""
+        if not self.running():
+            return []
+        assert self.process is not None
+        pids = [self.process.pid, *descendants(self.process.pid)]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+        return pids
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """``pid`` is ``ancestor`` or a process under it (Linux's /proc)."""
+    current: int | None = pid
+    while current and current > 1:
+        if current == ancestor:
+            return True
+        current = _parent(current)
+    return False
+
+
+def descendants(ancestor: int) -> list[int]:
+    """Every live process under ``ancestor`` (Linux's /proc), whatever its process group."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (parent := _parent(int(entry.name))) is not None:
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [ancestor]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
 
 def _taken(pid: int) -> bool:
     """A live process has this pid (another user's too)."""
