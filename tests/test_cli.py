@@ -206,6 +206,30 @@ def test_train_prints_the_model_name_and_evaluate_scores_it(home: Path, capsys) 
     assert run(capsys, "config", "--project", "news")[1] == Path(CONFIG).read_text()
 
 
+def test_disconnecting_frees_the_label_studio_project_even_when_its_server_is_down(  # type: ignore[no-untyped-def]
+    home: Path, capsys, monkeypatch
+) -> None:
+    from active_learning.backends import Backends
+    from active_learning.store.models import SOURCE_LABEL_STUDIO, SOURCE_STORE
+    from devstack.services import free_port
+
+    run(capsys, "import", BATCH1, "--project", "local", "--config", CONFIG)
+    code, _, err = run(capsys, "disconnect-label-studio", "--project", "local")
+    assert code == 2 and err == "error: project 'local' is not connected to Label Studio (see `projects`)\n"
+
+    store = Backends().store
+    store.projects.create("remote", (SAMPLE / "labeling_config.xml").read_text(), active_learning=True,
+                          source=SOURCE_LABEL_STUDIO, source_project_id=7)
+    monkeypatch.setenv("AIRFLOW_CONN_LABEL_STUDIO_DEFAULT", f"http://:a-token@127.0.0.1:{free_port()}")  # nothing listens
+    code, out, err = run(capsys, "disconnect-label-studio", "--project", "remote")
+    assert code == 0 and "disconnected from Label Studio project 7; active learning off" in out
+    # What is left there is said, with what to do; nothing of it keeps the project here connected.
+    assert "the webhook could not be removed" in err and "Settings > Webhooks" in err and "404" in err
+    settings = store.projects.get("remote")
+    assert (settings.source, settings.source_project_id, settings.active_learning) == (SOURCE_STORE, None, False)
+    assert store.projects.connected(SOURCE_LABEL_STUDIO, 7) is None  # free to be connected again
+
+
 def test_unknown_project_is_exit_1_with_a_hint(home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run(capsys, "history", "--project", "nope")
     assert code == 1 and "no project named 'nope'" in err

@@ -163,6 +163,15 @@ def test_connecting_registers_the_webhook_once_with_the_secret_and_says_when_it_
     said = webhooks.register(client, project_id, "http://127.0.0.1:8793", "another-secret")
     assert "webhook registered" in said
     assert [h["headers"] for h in client.webhooks(project_id)] == [{webhooks.SECRET_HEADER: "another-secret"}]
+    # Leaving Label Studio removes it (and none other: a webhook of someone else's stays).
+    client.request_json("POST", "/api/webhooks/", json_body={"project": project_id, "url": "http://127.0.0.1:8794/theirs"})
+    assert cli.main(["disconnect-label-studio", "--project", "ls-webhook"]) == 0
+    assert "webhook removed" in capsys.readouterr().out
+    assert [h["url"] for h in client.webhooks(project_id)] == ["http://127.0.0.1:8794/theirs"]
+    # The project is free again: connected under another name, it has this loop's webhook once more.
+    assert cli.main(["connect-label-studio", "--ls-project", str(project_id), "--project", "ls-webhook-again"]) == 0
+    assert "webhook registered" in capsys.readouterr().out
+    assert sum(h["url"].endswith(webhooks.WEBHOOK_PATH) for h in client.webhooks(project_id)) == 1
     # Without Airflow's URL, or without a secret: none, and the user reads what to set.
     other = ls_project(client, "al-polled")
     monkeypatch.delenv("ACTIVE_LEARNING_WEBHOOK_URL")

@@ -145,6 +145,22 @@ def cmd_connect_label_studio(backends: Backends, args: argparse.Namespace) -> in
     return 0
 
 
+def cmd_disconnect_label_studio(backends: Backends, args: argparse.Namespace) -> int:
+    """The project leaves Label Studio: its webhook removed there, active learning off, the link freed."""
+    from active_learning import webhooks
+
+    settings = backends.store.projects.get(args.project)
+    if settings.source != SOURCE_LABEL_STUDIO or settings.source_project_id is None:
+        print(f"error: project {args.project!r} is not connected to Label Studio (see `projects`)", file=sys.stderr)
+        return 2
+    removed, said = webhooks.unregister(backends.sources.label_studio.client, settings.source_project_id)
+    backends.store.projects.disconnect(args.project)
+    print(f"{args.project}: disconnected from Label Studio project {settings.source_project_id}; active learning off. Its "
+          "history, models and config revisions stay here; its tasks and annotations stay in Label Studio")
+    print(said, file=sys.stdout if removed else sys.stderr)
+    return 0
+
+
 def cmd_enable(backends: Backends, args: argparse.Namespace) -> int:
     auto_deploy = args.auto_deploy
     if auto_deploy is None and sys.stdin.isatty():  # a person at a terminal answers the page's question
@@ -405,6 +421,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--project", help="its name here (default: its title in Label Studio)")
     frequency_and_deploy(sub)
     sub.add_argument("--enable", action="store_true", help="switch active learning on")
+
+    sub = command("disconnect-label-studio", cmd_disconnect_label_studio,
+                  "stop taking part with a Label Studio project: its webhook removed, active learning off")
+    sub.add_argument("--project", required=True)
 
     sub = command("enable", cmd_enable, "switch active learning on for a project")
     sub.add_argument("--project", required=True)

@@ -103,3 +103,17 @@ def register(client: Any, ls_project: int, base_url: str | None, secret: str | N
         return (f"no webhook: Label Studio refused {url} ({error}); polled on the sensor's schedule only. An Airflow on a "
                 "private or loopback address needs Label Studio started with USE_DEFAULT_BANNED_SUBNETS=false")
     return f"webhook registered: Label Studio posts annotation events to {url}, and a poll starts at once"
+
+
+def unregister(client: Any, ls_project: int) -> tuple[bool, str]:
+    """Remove this loop's webhook from the Label Studio project: whether nothing of it is left there, and a
+    line for the user."""
+    from active_learning.sources.label_studio_client import LabelStudioError
+
+    try:
+        removed = client.delete_webhooks(ls_project, WEBHOOK_PATH)
+    except LabelStudioError as error:
+        return False, (f"the webhook could not be removed ({error}): delete it in Label Studio (the project's Settings > "
+                       f"Webhooks, the URL ending {WEBHOOK_PATH}); until then its deliveries are refused with 404")
+    return True, ("webhook removed: Label Studio no longer posts this project's annotation events" if removed else
+                  "no webhook of this loop on the project")

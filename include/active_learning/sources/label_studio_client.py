@@ -282,6 +282,15 @@ class LabelStudioClient:
     def webhooks(self, project_id: int) -> list[dict[str, Any]]:
         return self.request_json("GET", "/api/webhooks/", params={"project": int(project_id)}) or []
 
+    def delete_webhooks(self, project_id: int, path: str) -> int:
+        """Delete the project's webhooks whose URL ends with ``path`` (whatever host they were registered
+        with); how many there were."""
+        ours = [hook for hook in self.webhooks(project_id)
+                if hook.get("project") == int(project_id) and str(hook.get("url", "")).endswith(path)]
+        for hook in ours:
+            self.request_json("DELETE", f"/api/webhooks/{int(hook['id'])}/")
+        return len(ours)
+
     # -- for set-up scripts and tests --------------------------------------------------------------
 
     def create_project(self, title: str, label_config: str) -> dict[str, Any]:

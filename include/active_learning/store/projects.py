@@ -128,6 +128,14 @@ class Projects(Repository):
                 project.auto_deploy = auto_deploy
             return _settings(project)
 
+    def disconnect(self, name: str) -> ProjectSettings:
+        """The project leaves its source: active learning off, the link gone (the source's project may be
+        connected again); its history, models and config revisions stay, as a project of this store."""
+        with self._session() as session:
+            project = find_project(session, name)
+            project.source, project.source_project_id, project.active_learning = SOURCE_STORE, None, False
+            return _settings(project)
+
     def set_training_params(
         self, name: str, params: dict[str, Any], *, expected_revision: int | None = None, author: str, reason: str
     ) -> ProjectSettings:
