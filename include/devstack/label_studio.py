@@ -29,6 +29,7 @@ from devstack.services import Service, answers, free_port, wait_until
 from active_learning.settings import REPO_ROOT
 
 LABEL_STUDIO_VERSION = "1.23.2"
+CONSTRAINTS = Path(__file__).with_name("label_studio_constraints.txt")  # every package of its environment, pinned
 USER = "loop@example.com"
 _MINT_PAT = """
 from users.models import User
@@ -56,7 +57,8 @@ def ensure_venv() -> Path:
     """Label Studio's own virtual environment, created or repaired when its stamp does not match; one
     process at a time (a lock file beside it): two servers starting at once share one installation."""
     venv = venv_dir()
-    stamp = venv / f".installed-{hashlib.sha256(LABEL_STUDIO_VERSION.encode()).hexdigest()[:12]}"
+    pinned = hashlib.sha256(LABEL_STUDIO_VERSION.encode() + CONSTRAINTS.read_bytes()).hexdigest()[:12]
+    stamp = venv / f".installed-{pinned}"
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(venv.parent / f"{venv.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -65,7 +67,8 @@ def ensure_venv() -> Path:
         python = getattr(sys, "_base_executable", None) or sys.executable
         subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        done = subprocess.run([*pip, f"label-studio=={LABEL_STUDIO_VERSION}"], capture_output=True, text=True, timeout=1200)
+        done = subprocess.run([*pip, "-c", str(CONSTRAINTS), f"label-studio=={LABEL_STUDIO_VERSION}"],
+                              capture_output=True, text=True, timeout=1200)
         if done.returncode != 0:
             raise RuntimeError(f"pip could not install label-studio=={LABEL_STUDIO_VERSION} into {venv}:\n{done.stderr[-3000:]}")
         stamp.touch()
