@@ -45,7 +45,7 @@ it again (compose's ``restart: always``); the scheduler fails the orphaned try o
     python bench/load.py --celery --parallelism 32   # the same with Airflow's default parallelism
 
 Full runs write ``bench/results/load.json``, one key per kind of run (``pool``, ``no_pool``,
-``celery_pool``, ``celery_parallelism_32_pool``, ...), side by side.
+``celery_2x2_pool`` for 2 workers x 2 slots, ``celery_2x2_parallelism_32_pool``, ...), side by side.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ KILL_AFTER_S = 6  # a train task's first seconds are imports: kill it once it tr
 # --celery: a task whose worker died is failed (then retried) once its heartbeat is this old; Airflow's
 # default, 300 s, would only make the run wait longer.
 HEARTBEAT_TIMEOUT_S = 60
-REDIS_DB = 12  # --celery's broker: a database of its own (the scale-out test uses 11)
+REDIS_DB = 12  # --celery's broker: a database of its own
 MEMORY_GUARD = 0.85
 UNHEALTHY_S = 120  # a scheduler that stopped heartbeating for this long is down, not slow
 # Airflow's API server on SQLite can stall for as long as a write waits for the lock (30 s on the embedded
@@ -97,7 +97,7 @@ TARGETS = {"efficiency": 0.8, "memory": 0.75, "poll_delay_s": 30.0}
 SCHEDULE = "* * * * *"
 DAGS = (SENSOR_DAG_ID, TRAINING_DAG_ID, DEPLOY_DAG_ID, PREANNOTATE_DAG_ID)
 GATE = "choose_deploy_path"
-NOTHING_COLLECTED: dict[str, list[Any]] = {"runs": [], "tries": [], "registers": [], "sensor_runs": []}
+NOTHING_COLLECTED: dict[str, Any] = {"runs": [], "tries": [], "registers": [], "sensor_runs": [], "queues": {}}
 
 
 def main() -> int:
@@ -113,6 +113,9 @@ def main() -> int:
                         help="the scale-out stack: CeleryExecutor on Redis and PostgreSQL, an MLflow server, the store on PostgreSQL")
     parser.add_argument("--workers", type=int, default=2, help="--celery: Celery workers (default 2)")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="--celery: task slots per worker (default 2)")
+    parser.add_argument("--training-queue", default=None,
+                        help="--celery: the tasks that load spaCy models go to this Celery queue, read by a worker of its own "
+                             "with the pool's slots (the GPU workers' place, ACTIVE_LEARNING_TRAINING_QUEUE)")
     parser.add_argument("--parallelism", type=int, default=None,
                         help="--celery: [core] parallelism (default: workers x concurrency, as docker-compose.yaml sets it)")
     parser.add_argument("--steps", type=int, default=None, help=f"training.max_steps (default {FULL_STEPS}; quick {QUICK_STEPS})")
@@ -224,7 +227,6 @@ class CeleryStack(LocalCluster):
     Redis database of its own; ``--kill`` SIGKILLs a whole Celery worker holding a training, every process
     under it, then starts it again as compose's ``restart: always`` does."""
 
-    results_key = "celery_"
     kill_what = "a Celery worker holding a training"
 
     @classmethod
@@ -236,18 +238,21 @@ class CeleryStack(LocalCluster):
             home=home, airflow_db_url=databases["airflow"], annotation_db_url=databases["annotations"],
             mlflow_backend_url=databases["mlflow"], broker_url=cleanup.enter_context(scratch_redis(REDIS_DB)),
             airflow_port=free_port(), mlflow_port=free_port(), poll_schedule=SCHEDULE, workers=args.workers,
-            worker_concurrency=args.worker_concurrency, parallelism=args.parallelism or args.workers * args.worker_concurrency,
+            worker_concurrency=args.worker_concurrency, training_queue=args.training_queue, training_worker_concurrency=pool,
+            parallelism=args.parallelism or args.workers * args.worker_concurrency + (pool if args.training_queue else 0),
             heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S)
         stack = cls(settings)
         stack.env["ACTIVE_LEARNING_TRAINING_POOL_SLOTS"] = str(pool)
-        if args.parallelism:
-            stack.results_key += f"parallelism_{args.parallelism}_"
+        stack.results_key = f"celery_{args.workers}x{args.worker_concurrency}_" + (
+            f"parallelism_{args.parallelism}_" if args.parallelism else "")
         return stack
 
     @property
     def title(self) -> str:
         s = self.settings
-        return (f"CeleryExecutor ({s.workers} workers x {s.worker_concurrency} slots, parallelism {s.parallelism}) "
+        training = f" + a {s.training_queue} worker x {s.training_worker_concurrency}" if s.training_queue else ""
+        return (f"CeleryExecutor ({s.workers} worker{'s' * (s.workers != 1)} x {s.worker_concurrency} slots{training}, "
+                f"parallelism {s.parallelism}) "
                 f"on PostgreSQL and Redis, an MLflow server")
 
     @property
@@ -453,8 +458,14 @@ def _read_runs(api: AirflowApi, projects: dict[str, Path]) -> dict[str, Any]:
     for ti in pooled:
         tries.extend(api.tries(ti) if ti["try_number"] > 1 else [ti])
     registers = api.task_instances(TRAINING_DAG_ID, task_id="register")
+    ours = {run["dag_run_id"] for run in runs}
+    queues: dict[str, set[str]] = {}  # each task's Celery queue (the preannotate DAG's runs: all of them)
+    for ti in api.task_instances(TRAINING_DAG_ID) + api.task_instances(PREANNOTATE_DAG_ID):
+        if ti["dag_id"] != TRAINING_DAG_ID or ti["dag_run_id"] in ours:
+            queues.setdefault(ti["task_id"], set()).add(ti["queue"])
     sensor_runs = api.every(f"dags/{SENSOR_DAG_ID}/dagRuns", "dag_runs")
-    return {"runs": runs, "tries": tries, "registers": registers, "sensor_runs": sensor_runs}
+    return {"runs": runs, "tries": tries, "registers": registers, "sensor_runs": sensor_runs,
+            "queues": {task: sorted(names) for task, names in sorted(queues.items())}}
 
 
 def _measures(collected: dict[str, Any], load: dict[str, Any], slots: int, n: int) -> dict[str, Any]:
@@ -511,6 +522,7 @@ def _measures(collected: dict[str, Any], load: dict[str, Any], slots: int, n: in
         "runs_launched": len(runs),
         "retried_trains": sorted({t["dag_run_id"] for t in trains if t["try_number"] > 1}),
         "run_states": {run_id: run["state"] for run_id, run in runs.items()},
+        "queues": collected["queues"],
     }
 
 

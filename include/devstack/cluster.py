@@ -80,6 +80,7 @@ class ClusterSettings:
     # A queue of its own for the train task (ACTIVE_LEARNING_TRAINING_QUEUE), read by a second worker only: the
     # GPU worker's place (docker-compose.yaml's airflow-worker-gpu), here on the CPU.
     training_queue: str | None = None
+    training_worker_concurrency: int = 1  # one training per GPU
     # Every Airflow process must sign and check task tokens with the same secrets.
     jwt_secret: str = field(default_factory=lambda: secrets.token_hex(32))
 
@@ -127,7 +128,8 @@ class ClusterSettings:
                             (f"celery-worker-{i}", [*command, "--celery-hostname", f"worker{i}@%h"]))
         if self.training_queue:
             commands.append((f"celery-worker-{self.training_queue}",
-                             ["airflow", "celery", "worker", "--queues", self.training_queue, "--concurrency", "1",
+                             ["airflow", "celery", "worker", "--queues", self.training_queue,
+                              "--concurrency", str(self.training_worker_concurrency),
                               "--celery-hostname", f"{self.training_queue}@%h"]))
         return commands
 
