@@ -43,6 +43,7 @@ it again (compose's ``restart: always``); the scheduler fails the orphaned try o
     python bench/load.py --quick --kill    # 4 projects, pool 2, trainings killed once (tests/test_bench_quick.py)
     python bench/load.py --celery --kill   # 20 projects on 2 workers x 2 slots, parallelism 4, a worker killed once
     python bench/load.py --celery --parallelism 32   # the same with Airflow's default parallelism
+    python bench/load.py --celery --worker-concurrency 3   # 2 workers x 3 slots: the pool plus 4
 
 Full runs write ``bench/results/load.json``, one key per kind of run (``pool``, ``no_pool``,
 ``celery_2x2_pool`` for 2 workers x 2 slots, ``celery_2x2_parallelism_32_pool``, ...), side by side.
