@@ -166,10 +166,6 @@ class LocalCluster:
     def workers(self) -> list[Service]:
         return [service for service in self.services if service.name.startswith("celery-worker")]
 
-    def start(self, timeout: float = 240) -> None:
-        self.launch()
-        self.wait_until_healthy(timeout)
-
     def launch(self) -> None:
         """Start every process without waiting for them to answer (a caller may set up meanwhile)."""
         s = self.settings
