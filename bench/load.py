@@ -240,8 +240,7 @@ class CeleryStack(LocalCluster):
             mlflow_backend_url=databases["mlflow"], broker_url=cleanup.enter_context(scratch_redis(REDIS_DB)),
             airflow_port=free_port(), mlflow_port=free_port(), poll_schedule=SCHEDULE, workers=args.workers,
             worker_concurrency=args.worker_concurrency, training_queue=args.training_queue, training_worker_concurrency=pool,
-            parallelism=args.parallelism or args.workers * args.worker_concurrency + (pool if args.training_queue else 0),
-            heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S)
+            parallelism=args.parallelism, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S)
         stack = cls(settings)
         stack.env["ACTIVE_LEARNING_TRAINING_POOL_SLOTS"] = str(pool)
         stack.results_key = f"celery_{args.workers}x{args.worker_concurrency}_" + (
@@ -253,8 +252,7 @@ class CeleryStack(LocalCluster):
         s = self.settings
         training = f" + a {s.training_queue} worker x {s.training_worker_concurrency}" if s.training_queue else ""
         return (f"CeleryExecutor ({s.workers} worker{'s' * (s.workers != 1)} x {s.worker_concurrency} slots{training}, "
-                f"parallelism {s.parallelism}) "
-                f"on PostgreSQL and Redis, an MLflow server")
+                f"parallelism {s.scheduler_parallelism}) on PostgreSQL and Redis, an MLflow server")
 
     @property
     def log_path(self) -> Path:
@@ -269,7 +267,7 @@ class CeleryStack(LocalCluster):
     def kill_trainings(self, running: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """SIGKILL the worker under which the first running training's process is, and every process under
         it; then start it again. Returns the trainings it held."""
-        [worker] = [w for w in self.workers if w.process and descends_from(running[0]["pid"], w.process.pid)] or [None]
+        worker = next((w for w in self.workers if w.process and descends_from(running[0]["pid"], w.process.pid)), None)
         if worker is None:
             raise RuntimeError(f"pid {running[0]['pid']} of {running[0]['dag_run_id']} is under no worker of this cluster: not killed")
         assert worker.process is not None
@@ -458,12 +456,12 @@ def _read_runs(api: AirflowApi, projects: dict[str, Path]) -> dict[str, Any]:
     tries = []
     for ti in pooled:
         tries.extend(api.tries(ti) if ti["try_number"] > 1 else [ti])
-    registers = api.task_instances(TRAINING_DAG_ID, task_id="register")
+    training_tis = api.task_instances(TRAINING_DAG_ID)
+    registers = [ti for ti in training_tis if ti["task_id"] == "register"]
     ours = {run["dag_run_id"] for run in runs}
     queues: dict[str, set[str]] = {}  # each task's Celery queue (the preannotate DAG's runs: all of them)
-    for ti in api.task_instances(TRAINING_DAG_ID) + api.task_instances(PREANNOTATE_DAG_ID):
-        if ti["dag_id"] != TRAINING_DAG_ID or ti["dag_run_id"] in ours:
-            queues.setdefault(ti["task_id"], set()).add(ti["queue"])
+    for ti in [ti for ti in training_tis if ti["dag_run_id"] in ours] + api.task_instances(PREANNOTATE_DAG_ID):
+        queues.setdefault(ti["task_id"], set()).add(ti["queue"])
     sensor_runs = api.every(f"dags/{SENSOR_DAG_ID}/dagRuns", "dag_runs")
     return {"runs": runs, "tries": tries, "registers": registers, "sensor_runs": sensor_runs,
             "queues": {task: sorted(names) for task, names in sorted(queues.items())}}

@@ -20,8 +20,9 @@ BENCH = REPO / "bench"
 RATIO = re.compile(r"^key ratio: .+ = \d+\.\d{2}x \(target .+: (met|NOT met)\)$")
 # Seconds each takes alone on 2 quiet cores: about 100, 135, 141, 90, 46, 11, 35, 22, 17 (their checks
 # count statements, requests, imports and runs; the times they print are not judged).
-BACKGROUND = {"trigger_latency.py": ("--path", "import"), "model_quality.py": (), "base_model.py": (), "strategies.py": ("--jobs", "1"), "memory.py": (),
-              "transformer_cost.py": (), "label_studio_poll.py": (), "dag_parse.py": (), "poll_scaling.py": ()}
+BACKGROUND = {"trigger_latency.py": ("--path", "import"), "model_quality.py": (), "base_model.py": (),
+              "strategies.py": ("--jobs", "1"), "memory.py": (), "transformer_cost.py": (), "label_studio_poll.py": (),
+              "dag_parse.py": (), "poll_scaling.py": ()}
 
 
 def quick(script: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

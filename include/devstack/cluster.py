@@ -72,7 +72,8 @@ class ClusterSettings:
     poll_schedule: str = "* * * * *"
     workers: int = 1
     worker_concurrency: int = 2
-    # [core] parallelism: how many task instances the scheduler hands to Celery at once (None: Airflow's 32).
+    # [core] parallelism: how many task instances the scheduler hands to Celery at once. None: every worker's
+    # slots together, as docker-compose.yaml sets it (more, and a poll waits in the broker's queue).
     parallelism: int | None = None
     # [scheduler] task_instance_heartbeat_timeout: how long a task whose worker died stays running before
     # the scheduler fails it, and so retries it (None: Airflow's 300 s).
@@ -83,6 +84,15 @@ class ClusterSettings:
     training_worker_concurrency: int = 1  # one training per GPU
     # Every Airflow process must sign and check task tokens with the same secrets.
     jwt_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+
+    @property
+    def worker_slots(self) -> int:
+        """Task slots of every Celery worker: the default queue's and the training queue's."""
+        return self.workers * self.worker_concurrency + (self.training_worker_concurrency if self.training_queue else 0)
+
+    @property
+    def scheduler_parallelism(self) -> int:
+        return self.parallelism or self.worker_slots
 
     @property
     def mlflow_url(self) -> str:
@@ -112,8 +122,7 @@ class ClusterSettings:
         })
         if self.training_queue:
             env["ACTIVE_LEARNING_TRAINING_QUEUE"] = self.training_queue
-        if self.parallelism:
-            env["AIRFLOW__CORE__PARALLELISM"] = str(self.parallelism)
+        env["AIRFLOW__CORE__PARALLELISM"] = str(self.scheduler_parallelism)
         if self.heartbeat_timeout_s:
             env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = str(self.heartbeat_timeout_s)
         return env
