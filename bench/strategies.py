@@ -21,6 +21,7 @@ over the tokens random itself needed to first reach it, say the saving at equal 
     python bench/strategies.py                                      # everything (the cost: docs/performance.md)
     python bench/strategies.py --corpora ncbi_disease --sides scratch --strategies mnlp,random
     python bench/strategies.py --quick                              # 40 tweets, 1 round, 50 steps, seed 0: CI
+    python bench/strategies.py --missing                            # what the results file lacks
     python bench/strategies.py --report                             # the tables and the plot of what was run
 
 A run writing to a results file that holds results of the same mode replaces the (corpus, side, curve,
@@ -266,6 +267,8 @@ def main() -> int:
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="random is always run")
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=None, help="default 0,1,2 (quick: 0)")
     parser.add_argument("--jobs", type=int, default=2, help="simulations at a time (default 2: one per core)")
+    parser.add_argument("--missing", action="store_true", help="run only the simulations the results file lacks (a full run "
+                                                                   "made in parts)")
     parser.add_argument("--report", action="store_true", help="run nothing: report and plot what the results file holds")
     parser.add_argument("--out", type=Path, default=None, help="write <out>/strategies.json (full run: bench/results)")
     parser.add_argument("--plot", type=Path, default=None, help="the plot's path (full run: docs/bench/strategies.png; "
@@ -288,6 +291,9 @@ def main() -> int:
         results = Simulations(out / "strategies.json", {"quick": args.quick, "plans": {c: plans[c].__dict__ for c in FULL},
                                                          "overrides": overrides})
         jobs = [] if args.report else [job for corpus in corpora for job in jobs_for(corpus, plans[corpus], sides, strategies, seeds, base, work)]
+        if args.missing:
+            done = {key(record) for record in results.data["records"]}
+            jobs = [job for job in jobs if (job.corpus, job.side, job.curve, job.seed) not in done]
         jobs.sort(key=lambda job: (job.curve == WHOLE_POOL, job.curve == RANDOM))  # the longest (scorers') first
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: run_job(job, work, overrides, results), jobs))
