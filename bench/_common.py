@@ -75,6 +75,19 @@ def load_average() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f} (cores: {os.cpu_count()})"
 
 
+def cpu_model() -> str:
+    """The processor and its widest vector extension: floating-point results, so a seeded training's F1, can
+    differ between processors (their BLAS kernels differ), never between runs on one."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "n/a"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "n/a")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    widest = next((flag for flag in ("avx512f", "avx2", "avx", "sse4_2") if flag in flags), "none of avx512f, avx2, avx, sse4_2")
+    return f"{name} ({widest})"
+
+
 class CpuMeter:
     """CPU seconds spent on a query: this process's CPU plus, for a local PostgreSQL, the CPU of the
     server backends serving ``engine``'s connections (from /proc). Unlike wall time, it hardly moves when

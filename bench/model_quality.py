@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PYTHON, REPO, RESULTS, SHARED_DATA, load_average, print_table, ratio_line  # noqa: E402
+from _common import PYTHON, REPO, RESULTS, SHARED_DATA, cpu_model, load_average, print_table, ratio_line  # noqa: E402
 from _training import QUICK_OVERRIDES, training_table  # noqa: E402
 
 from active_learning.training.parameters import DEFAULT_REFIT  # noqa: E402
@@ -269,7 +269,7 @@ class Results:
                 self.data = earlier
             else:
                 print(f"{path}: earlier results of other settings, not merged: replaced", flush=True)
-        self.data["runs"].append({"started": self.run, "load_average": load_average(), "argv": sys.argv[1:]})
+        self.data["runs"].append({"started": self.run, "load_average": load_average(), "cpu": cpu_model(), "argv": sys.argv[1:]})
 
     @staticmethod
     def key(record: dict[str, Any]) -> tuple[Any, ...]:

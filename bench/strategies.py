@@ -142,16 +142,24 @@ class Curve:
     """One strategy's rounds over seeds: per round the mean tokens annotated and every seed's F1."""
 
     tokens: list[float]
-    f1: list[list[float]]
+    f1: list[list[float]]  # per round, per seed
+    seeds: list[int]
 
     @classmethod
     def of(cls, runs: list[dict[str, Any]]) -> Curve:
         rounds = min(len(run["rounds"]) for run in runs)
         return cls([statistics.fmean(run["rounds"][i]["tokens"] for run in runs) for i in range(rounds)],
-                   [[run["rounds"][i]["f1"] for run in runs] for i in range(rounds)])
+                   [[run["rounds"][i]["f1"] for run in runs] for i in range(rounds)], [run["seed"] for run in runs])
 
     def mean(self, i: int) -> float:
         return statistics.fmean(self.f1[i])
+
+    def leads_over(self, other: Curve) -> list[float]:
+        """Per seed, its F1 minus ``other``'s averaged over the rounds after the seed round (the area between
+        the two learning curves per round): paired, as both start from the seed's same tasks."""
+        rounds = range(1, min(len(self.f1), len(other.f1)))
+        pairs = [(self.seeds.index(seed), other.seeds.index(seed)) for seed in self.seeds if seed in other.seeds]
+        return [statistics.fmean(self.f1[i][mine] - other.f1[i][theirs] for i in rounds) for mine, theirs in pairs] if rounds else []
 
     def tokens_to(self, target: float) -> float | None:
         """Mean tokens at the first round whose mean F1 reaches ``target``; None: not within the rounds."""
@@ -183,7 +191,8 @@ def summarize(results: Simulations, corpus: str, side: str, strategies: list[str
         rounds = range(min(len(curve.f1), len(random_.f1)))
         gaps = [(random_.mean(i) - curve.mean(i), max(spread(random_.f1[i]), spread(curve.f1[i]))) for i in rounds]
         worst = max(gaps, key=lambda gap: gap[0] - gap[1])
-        rows[strategy] = {"needs": needs, "ratio": ratio, "reading": reading, "worst_gap": worst[0], "worst_sd": worst[1],
+        leads = curve.leads_over(random_)
+        rows[strategy] = {"mean_lead": statistics.fmean(leads) if leads else 0.0, "lead_sd": spread(leads),"needs": needs, "ratio": ratio, "reading": reading, "worst_gap": worst[0], "worst_sd": worst[1],
                           "level": worst[0] <= worst[1], "met": ratio <= TARGET_RATIO and worst[0] <= worst[1],
                           "to_random_last": matched, "to_random_last_ratio": match_ratio}
     return {"corpus": corpus, "side": side, "whole_pool_f1": statistics.fmean(whole), "whole_pool_sd": spread(whole),
@@ -199,9 +208,10 @@ def report(summaries: list[dict[str, Any]], seeds: list[int]) -> None:
                                                     f"seeds {seeds}")
     print_table(
         ["corpus", "side", "whole-pool F1", "95 % of it", "strategy", "tokens to 95 %", "/ random's",
-         "tokens to random's last F1 / random's", "worst round, random - it (sd)"],
+         "tokens to random's last F1 / random's", "mean lead over random (sd)", "worst round, random - it (sd)"],
         [[s["corpus"], s["side"], f"{s['whole_pool_f1']:.3f} ± {s['whole_pool_sd']:.3f}", f"{s['target']:.3f}", name,
           "not reached" if row["needs"] is None else f"{row['needs']:,.0f}", row["reading"], _matched(row),
+          f"{row['mean_lead']:+.3f} ({row['lead_sd']:.3f})",
           f"{row['worst_gap']:+.3f} ({row['worst_sd']:.3f}){'' if row['level'] else ' BELOW'}"]
          for s in summaries for name, row in s["strategies"].items()],
         title=f"tokens annotated until the mean F1 reaches {SHARE_OF_WHOLE_POOL:.0%} of the whole-pool model's (target "
@@ -298,6 +308,9 @@ def main() -> int:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: run_job(job, work, overrides, results), jobs))
         summaries = [s for corpus in FULL for side in SIDES if (s := summarize(results, corpus, side, list(STRATEGIES)))]
+        if not summaries:
+            raise SystemExit(f"{out / 'strategies.json'} holds no corpus and side with random's and the whole pool's runs: "
+                             f"nothing to report")
         report(summaries, seeds)
         plot(summaries, args.plot or (work / "strategies.png" if args.quick else DOCS / "strategies.png"))
     wall = time.perf_counter() - started
