@@ -253,6 +253,11 @@ def plot(summaries: list[dict[str, Any]], path: Path) -> None:
         ax.set(xlabel="tokens annotated", ylabel="dev F1", title=f"{s['corpus']}, {s['side']}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small", loc="lower right")
+    drawn = {(s["corpus"], s["side"]) for s in summaries}
+    for corpus, side in ((c, side) for c in corpora for side in sides if (c, side) not in drawn):
+        ax = axes[corpora.index(corpus)][sides.index(side)]
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{corpus}, {side}: not run yet", ha="center", va="center", transform=ax.transAxes, color="grey")
     figure.suptitle("Queue strategies against random order: F1 on dev_tasks.json (band: min-max over seeds)\n"
                     "legend: tokens to 95 % of the whole pool's F1 / random's, or where no curve reaches it, to random's last F1")
     figure.tight_layout()
