@@ -79,13 +79,13 @@ def cpu_model() -> str:
     """The processor and its widest vector extension: floating-point results, so a seeded training's F1, can
     differ between processors (their BLAS kernels differ), never between runs on one."""
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]  # every core's block says the same
     except OSError:
         return "n/a"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "n/a")
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    fields = {name.strip(): value.strip() for name, _, value in (line.partition(":") for line in first.splitlines())}
+    flags = set(fields.get("flags", "").split())
     widest = next((flag for flag in ("avx512f", "avx2", "avx", "sse4_2") if flag in flags), "none of avx512f, avx2, avx, sse4_2")
-    return f"{name} ({widest})"
+    return f"{fields.get('model name', 'n/a')} ({widest})"
 
 
 class CpuMeter:

@@ -82,6 +82,11 @@ class Job:
     seed: int
     arguments: tuple[str, ...]
 
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """As :func:`key` names the record this simulation writes."""
+        return self.corpus, self.side, self.curve, self.seed
+
 
 def key(record: dict[str, Any]) -> tuple[Any, ...]:
     return record["corpus"], record["side"], record["curve"], record["seed"]
@@ -192,8 +197,8 @@ def summarize(results: Simulations, corpus: str, side: str, strategies: list[str
         gaps = [(random_.mean(i) - curve.mean(i), max(spread(random_.f1[i]), spread(curve.f1[i]))) for i in rounds]
         worst = max(gaps, key=lambda gap: gap[0] - gap[1])
         leads = curve.leads_over(random_)
-        rows[strategy] = {"mean_lead": statistics.fmean(leads) if leads else 0.0, "lead_sd": spread(leads),"needs": needs, "ratio": ratio, "reading": reading, "worst_gap": worst[0], "worst_sd": worst[1],
-                          "level": worst[0] <= worst[1], "met": ratio <= TARGET_RATIO and worst[0] <= worst[1],
+        rows[strategy] = {"needs": needs, "ratio": ratio, "reading": reading, "worst_gap": worst[0], "worst_sd": worst[1],
+                          "mean_lead": statistics.fmean(leads) if leads else 0.0, "lead_sd": spread(leads), "level": worst[0] <= worst[1], "met": ratio <= TARGET_RATIO and worst[0] <= worst[1],
                           "to_random_last": matched, "to_random_last_ratio": match_ratio}
     return {"corpus": corpus, "side": side, "whole_pool_f1": statistics.fmean(whole), "whole_pool_sd": spread(whole),
             "target": target, "strategies": rows, "curves": {s: c.__dict__ for s, c in curves.items()}}
@@ -308,7 +313,7 @@ def main() -> int:
         jobs = [] if args.report else [job for corpus in corpora for job in jobs_for(corpus, plans[corpus], sides, strategies, seeds, base, work)]
         if args.missing:
             done = {key(record) for record in results.data["records"]}
-            jobs = [job for job in jobs if (job.corpus, job.side, job.curve, job.seed) not in done]
+            jobs = [job for job in jobs if job.key not in done]
         jobs.sort(key=lambda job: (job.curve == WHOLE_POOL, job.curve == RANDOM))  # the longest (scorers') first
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: run_job(job, work, overrides, results), jobs))
