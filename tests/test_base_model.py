@@ -101,7 +101,7 @@ def test_the_starting_pipeline_is_the_bases_ner_alone_when_it_has_its_own_encode
     located = locate(str(tiny_base))
     assert located.name == "tiny_base" and located.version == "0.1.0" and len(located.sha256) == 64
     start = spacy.load(starting_pipeline(located, {"PERSON", "DRUG"}, tmp_path / "start"))
-    assert start.pipe_names == ["ner"] and start.get_pipe("ner").labels == ("PERSON",)
+    assert start.pipe_names == ["ner"] and start.get_pipe("ner").labels == ("DRUG", "PERSON")  # GPE, ORG dropped
 
 
 def test_the_files_hash_changes_with_any_file(tmp_path: Path, tiny_base: Path) -> None:
@@ -266,6 +266,46 @@ def test_simulate_starts_every_round_from_the_base(home: Path, tmp_path: Path, t
     code, _, err = run_cli(capsys, "simulate", "--tasks", str(tasks), "--config", str(config), "--eval-tasks", str(tasks),
                            "--seed-size", "10", "--batch", "5", "--rounds", "1", "--base", "en_core_web_nothere")
     assert code == 2 and "no such package is installed" in err
+
+
+TRAIN_FROM_BASE = """
+import json, sys
+from pathlib import Path
+from active_learning.training.base_model import locate, training_config
+from active_learning.training.spacy_ner import NER_CONFIG_PATH, load_model, train_ner
+base, data, out = locate(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+config = training_config(base, {"PERSON", "DRUG", "DOSE", "ROUTE"}, NER_CONFIG_PATH, out / "start")
+done = train_ner(data / "train.spacy", data / "dev.spacy", out / "output", config_path=config,
+                 overrides={"training.max_steps": 2, "training.eval_frequency": 1, "training.seed": 0})
+print(json.dumps(load_model(done.model_dir).get_pipe("ner").move_names))
+"""
+
+
+def test_a_training_from_a_base_gives_the_same_model_whatever_the_processs_hash_seed(tmp_path: Path, tiny_base: Path) -> None:
+    """spaCy adds the labels a resumed NER lacks in the order of a set of strings, which each process's hash
+    seed changes: the starting pipeline adds them itself, sorted, so that the same seed trains the same model."""
+    from active_learning.training.dataset import write_docbin
+
+    nlp = spacy.blank("en")
+    docs = []
+    for i, (dose, route) in enumerate([("5 mg", "orally"), ("2 ml", "intravenously"), ("1 tablet", "by mouth")] * 2):
+        text = f"{PEOPLE[i]} took {dose} of {DRUGS[i % len(DRUGS)]} {route} ."
+        doc = nlp.make_doc(text)
+        doc.ents = [doc.char_span(text.index(part), text.index(part) + len(part), label=label)
+                    for part, label in ((PEOPLE[i], "PERSON"), (dose, "DOSE"), (DRUGS[i % len(DRUGS)], "DRUG"), (route, "ROUTE"))]
+        docs.append(doc)
+    write_docbin(docs[:4], tmp_path / "train.spacy")
+    write_docbin(docs[4:], tmp_path / "dev.spacy")
+    moves = []
+    for hash_seed in ("1", "2", "3"):
+        env = os.environ | {"PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", TRAIN_FROM_BASE, str(tiny_base), str(tmp_path), str(tmp_path / hash_seed)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        moves.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert moves[0] == moves[1] == moves[2]
+    added = [move[2:] for move in moves[0] if move.startswith("B-") and move != "B-PERSON"]
+    assert added == ["DOSE", "DRUG", "ROUTE"]  # after what the base knew, in sorted order
 
 
 # -- a transformer base (the optional extra, installed for the tests) -------------------------------------

@@ -182,7 +182,11 @@ def transformer_config(config_path: Path, transformer: Path, folder: Path) -> Pa
 
 def starting_pipeline(base: BaseModel, labels: set[str], destination: Path) -> Path:
     """The pipeline a training with ``base`` resumes from, written to ``destination``: the base's NER and the
-    encoder it reads, knowing only the base's labels that are in ``labels`` (the project's data)."""
+    encoder it reads, knowing ``labels`` (the project's data) and no other: the base's labels that are in
+    ``labels`` keep their weights, the others are added in sorted order.
+
+    Sorted, because spaCy adds the labels a resumed NER lacks at its first update in the iteration order of a
+    set of strings, which changes with each process's hash seed: the same seed would train another model."""
     import spacy
 
     nlp = spacy.load(base.folder)
@@ -190,7 +194,10 @@ def starting_pipeline(base: BaseModel, labels: set[str], destination: Path) -> P
     keep = {ner_name} | _listened_encoders(nlp, ner_name)
     for name in [n for n in nlp.component_names if n not in keep]:
         nlp.remove_pipe(name)
-    keep_only_labels(nlp.get_pipe(ner_name), labels)
+    ner = nlp.get_pipe(ner_name)
+    keep_only_labels(ner, labels)
+    for label in sorted(labels - set(ner.labels)):
+        ner.add_label(label)
     if ner_name != "ner":
         nlp.rename_pipe(ner_name, "ner")  # scoring and pre-annotation read the "ner" pipe
     nlp.to_disk(destination)

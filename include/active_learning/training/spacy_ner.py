@@ -181,7 +181,8 @@ def train_ner(
     top of the config (``paths.train`` / ``paths.dev`` always come from the arguments).
     ``start_from``: a trained pipeline whose components training continues from, instead of random
     weights (the project's deployed model for a warm start, or a base's starting pipeline:
-    :mod:`active_learning.training.base_model`; labels it lacks are added as the data shows them). ``listener`` hears each
+    :mod:`active_learning.training.base_model`, which knows the project's labels already; labels a start lacks are
+    added as the data shows them). ``listener`` hears each
     evaluation, through a spaCy logger chained after the config's own (whose table still prints); a
     listener that fails never stops the training.
     """
