@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import spacy
 
 from active_learning import settings
 from active_learning.backends import Backends
 from active_learning.exports import CompletionRecord, Span, TaskRecord
 from active_learning.store.models import utcnow
 from active_learning.loop import train_now
+from active_learning.training.base_model import files_sha256
+from active_learning.training.spacy_ner import start_knowing
 
 CONFIG = """<View>
   <Labels name="label" toName="text">
@@ -59,6 +64,23 @@ def test_without_a_deployed_model_of_ours_a_warm_start_trains_from_scratch(backe
     result = train_now(backends, "fresh", choice="register_only", warm_start=True)
     params = backends.registry.client.get_run(backends.store.trainings.get(result["run_key"]).mlflow_run_id).data.params
     assert params["warm_start_from"] == "none" and result["metrics"]["f1"] > 0.5
+
+
+def test_the_deployed_model_is_given_the_labels_it_lacks_in_sorted_order_and_left_alone_when_it_knows_them(
+    tmp_path: Path, tiny_base: Path
+) -> None:
+    """Left to spaCy, a resumed NER's new labels come in the order of a set of strings, which each process's
+    hash seed changes (tests/test_base_model.py shows it): the warm start adds them first, sorted."""
+    start = Path(shutil.copytree(tiny_base, tmp_path / "warm-start"))
+    before = files_sha256(start)
+    start_knowing(start, {"PERSON", "GPE"})
+    assert files_sha256(start) == before  # nothing to add: not rewritten
+
+    known = list(spacy.load(start).get_pipe("ner").move_names)
+    start_knowing(start, {"ROUTE", "PERSON", "DOSE", "DRUG"})
+    moves = spacy.load(start).get_pipe("ner").move_names
+    assert moves[: len(known)] == known  # what it knew, as it was (a warm start drops nothing)
+    assert [move[2:] for move in moves[len(known):] if move.startswith("B-")] == ["DOSE", "DRUG", "ROUTE"]
 
 
 @pytest.mark.parametrize(("value", "expected"), [("true", True), ("1", True), ("false", False), ("", False)])

@@ -183,11 +183,10 @@ def transformer_config(config_path: Path, transformer: Path, folder: Path) -> Pa
 def starting_pipeline(base: BaseModel, labels: set[str], destination: Path) -> Path:
     """The pipeline a training with ``base`` resumes from, written to ``destination``: the base's NER and the
     encoder it reads, knowing ``labels`` (the project's data) and no other: the base's labels that are in
-    ``labels`` keep their weights, the others are added in sorted order.
-
-    Sorted, because spaCy adds the labels a resumed NER lacks at its first update in the iteration order of a
-    set of strings, which changes with each process's hash seed: the same seed would train another model."""
+    ``labels`` keep their weights, the others are added (:func:`~active_learning.training.spacy_ner.add_labels`)."""
     import spacy
+
+    from active_learning.training.spacy_ner import add_labels
 
     nlp = spacy.load(base.folder)
     ner_name = _ner_component(nlp.config, str(base.folder))
@@ -196,8 +195,7 @@ def starting_pipeline(base: BaseModel, labels: set[str], destination: Path) -> P
         nlp.remove_pipe(name)
     ner = nlp.get_pipe(ner_name)
     keep_only_labels(ner, labels)
-    for label in sorted(labels - set(ner.labels)):
-        ner.add_label(label)
+    add_labels(ner, labels)
     if ner_name != "ner":
         nlp.rename_pipe(ner_name, "ner")  # scoring and pre-annotation read the "ner" pipe
     nlp.to_disk(destination)

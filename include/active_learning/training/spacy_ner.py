@@ -24,6 +24,7 @@ from active_learning.settings import CONFIGS_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     from spacy.language import Language
+    from spacy.pipeline import EntityRecognizer
     from spacy.tokens import Doc
 
 NER_CONFIG_PATH: Path = CONFIGS_DIR / "ner.cfg"
@@ -181,8 +182,7 @@ def train_ner(
     top of the config (``paths.train`` / ``paths.dev`` always come from the arguments).
     ``start_from``: a trained pipeline whose components training continues from, instead of random
     weights (the project's deployed model for a warm start, or a base's starting pipeline:
-    :mod:`active_learning.training.base_model`, which knows the project's labels already; labels a start lacks are
-    added as the data shows them). ``listener`` hears each
+    :mod:`active_learning.training.base_model`), knowing the data's labels already (:func:`add_labels`). ``listener`` hears each
     evaluation, through a spaCy logger chained after the config's own (whose table still prints); a
     listener that fails never stops the training.
     """
@@ -303,6 +303,27 @@ def sourced_config(config_path: Path, start: Path, folder: Path) -> Path:
     path = folder / "sourced.cfg"
     config.to_disk(path)
     return path
+
+
+def add_labels(ner: EntityRecognizer, labels: Iterable[str]) -> None:
+    """Add the ``labels`` a trained NER lacks, in sorted order, before a training resumes it. Left to spaCy,
+    they are added at the first update in the iteration order of a set of strings, which changes with each
+    process's hash seed: the same seed would train another model."""
+    for label in sorted(set(labels) - set(ner.labels)):
+        ner.add_label(label)
+
+
+def start_knowing(start: Path, labels: set[str]) -> None:
+    """Rewrite the pipeline at ``start`` (a warm start's copy of the deployed model) so that its ``ner`` knows
+    ``labels`` (:func:`add_labels`); left as it is when it knows them all (its ``meta.json`` lists them)."""
+    meta = json.loads((start / "meta.json").read_text(encoding="utf-8"))
+    if labels <= set((meta.get("labels") or {}).get("ner", ())):
+        return
+    import spacy
+
+    nlp = spacy.load(start)
+    add_labels(nlp.get_pipe("ner"), labels)
+    nlp.to_disk(start)
 
 
 def _has_vectors(pipeline: Path) -> bool:

@@ -31,7 +31,7 @@ from active_learning.training.dataset import (
 )
 from active_learning.training.base_model import LANGUAGE, BaseModel, BaseModelError, locate, training_config, uses_base
 from active_learning.training.refit import RefitPlan, plan_refit
-from active_learning.training.spacy_ner import NER_CONFIG_PATH
+from active_learning.training.spacy_ner import NER_CONFIG_PATH, start_knowing
 from active_learning.training.workspace import scratch_folder, workspace
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -219,7 +219,7 @@ def _train_and_keep(backends: Backends, run_key: str, project: str, mlflow_run_i
 
     with workspace(run_key, "train") as folder:
         dataset = backends.registry.download_dataset(mlflow_run_id, folder)
-        base = _deployed_model(backends, project, folder) if warm_start else None
+        base = _deployed_model(backends, project, folder, dataset) if warm_start else None
         pretrained = _base_model(backends, base_model, dataset, folder) if base is None and uses_base(base_model) else None
         start = Start(config=pretrained[1] if pretrained else NER_CONFIG_PATH, pipeline=base[1] if base else None)
         # spaCy's progress table goes to stderr (the task's log): stdout is for results.
@@ -273,23 +273,31 @@ class Start(NamedTuple):
 def _base_model(backends: Backends, spec: str, dataset: Path, folder: Path) -> tuple[BaseModel, Path]:
     """The base ``spec`` names (checked again: the worker that trains may differ from where it was set),
     and the training config that starts from it, for the labels of the run's data."""
-    import spacy
-
     base = locate(spec, folder / "base", backends)
-    blank = spacy.blank(LANGUAGE)
-    labels = {span.label_ for part in ("train", "dev") for doc in read_docs(blank, dataset / f"{part}.spacy") for span in doc.ents}
+    labels = _data_labels(dataset)
     log.info("starting from base model %s (labels kept or added: %s)", base.describe(), sorted(labels))
     return base, training_config(base, labels, NER_CONFIG_PATH, folder / "base-start")
 
 
-def _deployed_model(backends: Backends, project: str, folder: Path) -> tuple[str, Path] | None:
-    """The project's deployed model (name, spaCy folder), if it is one of ours, to warm-start from."""
+def _deployed_model(backends: Backends, project: str, folder: Path, dataset: Path) -> tuple[str, Path] | None:
+    """The project's deployed model (name, spaCy folder), if it is one of ours, to warm-start from: knowing
+    the labels of the run's data (a label the config gained since is added, :func:`start_knowing`)."""
     info = backends.deployed_version(project)
     if info is None:
         log.info("warm start: %s has no deployed model of ours; training from scratch", project)
         return None
     log.info("warm start: continuing from %s", info.model_name)
-    return info.model_name, backends.registry.download_model(info, folder / "warm-start")
+    start = backends.registry.download_model(info, folder / "warm-start")
+    start_knowing(start, _data_labels(dataset))
+    return info.model_name, start
+
+
+def _data_labels(dataset: Path) -> set[str]:
+    """The labels of the entities in the run's train and dev data."""
+    import spacy
+
+    blank = spacy.blank(LANGUAGE)
+    return {span.label_ for part in ("train", "dev") for doc in read_docs(blank, dataset / f"{part}.spacy") for span in doc.ents}
 
 
 def register(backends: Backends, *, run_key: str, model_uri: str, labels: list[str], gate_model_uri: str | None = None) -> dict[str, Any]:
