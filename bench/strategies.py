@@ -204,11 +204,12 @@ def summarize(results: Simulations, corpus: str, side: str, strategies: list[str
             "target": target, "strategies": rows, "curves": {s: c.__dict__ for s, c in curves.items()}}
 
 
-def report(summaries: list[dict[str, Any]], seeds: list[int]) -> None:
+def report(summaries: list[dict[str, Any]]) -> None:
     for s in summaries:
         curves = {name: Curve(**c) for name, c in s["curves"].items()}
         rows = [[i, *(f"{c.tokens[i]:,.0f}: {c.mean(i):.3f} ± {spread(c.f1[i]):.3f}" if i < len(c.f1) else "" for c in curves.values())]
                 for i in range(max(len(c.f1) for c in curves.values()))]
+        seeds = sorted(set().union(*(c.seeds for c in curves.values())))  # the seeds this corpus and side has run
         print_table(["round", *curves], rows, title=f"{s['corpus']}, {s['side']}: tokens annotated: mean F1 ± sd over "
                                                     f"seeds {seeds}")
     print_table(
@@ -314,14 +315,15 @@ def main() -> int:
         if args.missing:
             done = {key(record) for record in results.data["records"]}
             jobs = [job for job in jobs if job.key not in done]
-        jobs.sort(key=lambda job: (job.curve == WHOLE_POOL, job.curve == RANDOM))  # the longest (scorers') first
+        # Seed by seed (a run stopped early leaves whole seeds: each scorer beside its random), the longest first.
+        jobs.sort(key=lambda job: (job.seed, job.curve == WHOLE_POOL, job.curve == RANDOM))
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: run_job(job, work, overrides, results), jobs))
         summaries = [s for corpus in FULL for side in SIDES if (s := summarize(results, corpus, side, list(STRATEGIES)))]
         if not summaries:
             raise SystemExit(f"{out / 'strategies.json'} holds no corpus and side with random's and the whole pool's runs: "
                              f"nothing to report")
-        report(summaries, seeds)
+        report(summaries)
         plot(summaries, args.plot or (work / "strategies.png" if args.quick else DOCS / "strategies.png"))
     wall = time.perf_counter() - started
     print(f"wall time {wall:.0f} s for {len(jobs)} simulations, {args.jobs} at a time; load average {load_average()}", flush=True)
