@@ -198,7 +198,8 @@ def summarize(results: Simulations, corpus: str, side: str, strategies: list[str
         worst = max(gaps, key=lambda gap: gap[0] - gap[1])
         leads = curve.leads_over(random_)
         rows[strategy] = {"needs": needs, "ratio": ratio, "reading": reading, "worst_gap": worst[0], "worst_sd": worst[1],
-                          "mean_lead": statistics.fmean(leads) if leads else 0.0, "lead_sd": spread(leads), "level": worst[0] <= worst[1], "met": ratio <= TARGET_RATIO and worst[0] <= worst[1],
+                          "level": worst[0] <= worst[1], "met": ratio <= TARGET_RATIO and worst[0] <= worst[1],
+                          "mean_lead": statistics.fmean(leads) if leads else 0.0, "lead_sd": spread(leads),
                           "to_random_last": matched, "to_random_last_ratio": match_ratio}
     return {"corpus": corpus, "side": side, "whole_pool_f1": statistics.fmean(whole), "whole_pool_sd": spread(whole),
             "target": target, "strategies": rows, "curves": {s: c.__dict__ for s, c in curves.items()}}
