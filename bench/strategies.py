@@ -196,9 +196,9 @@ def summarize(results: Simulations, corpus: str, side: str, strategies: list[str
         rounds = range(min(len(curve.f1), len(random_.f1)))
         gaps = [(random_.mean(i) - curve.mean(i), max(spread(random_.f1[i]), spread(curve.f1[i]))) for i in rounds]
         worst = max(gaps, key=lambda gap: gap[0] - gap[1])
-        leads = curve.leads_over(random_)
+        leads, level = curve.leads_over(random_), worst[0] <= worst[1]
         rows[strategy] = {"needs": needs, "ratio": ratio, "reading": reading, "worst_gap": worst[0], "worst_sd": worst[1],
-                          "level": worst[0] <= worst[1], "met": ratio <= TARGET_RATIO and worst[0] <= worst[1],
+                          "level": level, "met": ratio <= TARGET_RATIO and level,
                           "mean_lead": statistics.fmean(leads) if leads else 0.0, "lead_sd": spread(leads),
                           "to_random_last": matched, "to_random_last_ratio": match_ratio}
     return {"corpus": corpus, "side": side, "whole_pool_f1": statistics.fmean(whole), "whole_pool_sd": spread(whole),
